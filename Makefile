@@ -1,0 +1,29 @@
+# The two README commands. Everything else lives in CMake and scripts/.
+BUILD ?= build
+JOBS ?= 2
+
+.PHONY: run test build deps asan fuzz bench clean
+
+run: build
+	scripts/run.sh $(BUILD)
+
+test: deps-test build
+	cd $(BUILD) && ctest --output-on-failure -j1
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+deps:
+	scripts/deps.sh build
+
+deps-test:
+	scripts/deps.sh test
+
+# The same suites under ASan+UBSan (what .ci/run adds to `make test`).
+asan: deps-test
+	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DSYNCGATE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+	cd build-asan && ctest --output-on-failure -j1
+
+clean:
+	rm -rf build build-asan

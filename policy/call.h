@@ -1,0 +1,112 @@
+/*
+ * policy/call.h - classification: one realtime frame or one HTTP request head in, one
+ * operation out (protocol.md section 3), with the ids and payload facts a decision reads.
+ *
+ * A struct pol_classifier owns the scratch memory (JSON tokens, action table); one per
+ * worker thread, reused for every frame: classifying allocates nothing. A struct pol_call
+ * points into that scratch and into the classified text, and is valid until the next
+ * classification on the same classifier and as long as the text is.
+ */
+#ifndef SG_POLICY_CALL_H
+#define SG_POLICY_CALL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/config.h"
+#include "policy/path.h"
+
+enum pol_method { POL_M_GET, POL_M_PUT, POL_M_POST, POL_M_PATCH, POL_M_DELETE, POL_M_SUBSCRIBE,
+                  POL_M_UNSUBSCRIBE, POL_M_OPTIONS, POL_M_HEAD, POL_M_OTHER };
+
+enum pol_op {
+	POL_OP_READ,          /* GET / SUBSCRIBE / UNSUBSCRIBE: always passes */
+	POL_OP_PING,          /* GET /ping */
+	POL_OP_AUTH,          /* POST /session/renew */
+	POL_OP_ACK,           /* [pubId, "ACK"] */
+	POL_OP_MESSAGE,       /* messages, reactions, /files/validate */
+	POL_OP_USER_STATE,    /* /me/conversations/{cid}/read|unread|typing */
+	POL_OP_USER_SET,      /* PUT/PATCH/DELETE /users/{uid}, other user mutations */
+	POL_OP_USER_CREATE,   /* POST /users/{uid} */
+	POL_OP_CONV_SET,      /* PUT/PATCH/DELETE /conversations/{cid}, other conversation mutations */
+	POL_OP_CONV_CREATE,   /* POST /conversations/{cid} */
+	POL_OP_PART_BATCH,    /* POST /conversations/{cid}/participants {actions:[...]} */
+	POL_OP_PART_ACTION,   /* PUT/POST/PATCH /conversations/{cid}/participants/{uid} */
+	POL_OP_PART_DELETE,   /* DELETE /conversations/{cid}/participants/{uid} */
+	POL_OP_REST_SERVER,   /* HTTP REST API call with a server credential */
+	POL_OP_REALTIME,      /* HTTP: the realtime WebSocket upgrade (U1) */
+	POL_OP_SIGNATURE,     /* HTTP: U3 boken exchange */
+	POL_OP_HTTP_PASS,     /* HTTP: U2, U4-U6, CORS preflights, anything not sync */
+	POL_OP_UNKNOWN,       /* a mutation of no sync resource: passes */
+};
+
+/* Keys of a participant action's params (or an unbatched participant call's data). */
+#define POL_PK_NOTIFY 0x1
+#define POL_PK_ACCESS 0x2
+#define POL_PK_OTHER 0x4
+
+struct pol_action {
+	uint32_t tok;           /* the action object's token (its bytes: tok start..end) */
+	enum pol_method method; /* PUT, POST or PATCH */
+	const char *uid;        /* decoded, in classifier scratch */
+	size_t uid_len;
+	unsigned keys;          /* POL_PK_* */
+};
+
+enum pol_cred { POL_CRED_NONE, POL_CRED_BROWSER, POL_CRED_SERVER };
+
+struct pol_call {
+	enum pol_op op;
+	enum pol_method method;
+	const char *method_text;
+	size_t method_len;
+	const char *seq; /* realtime: the seq exactly as written; NULL if none could be read */
+	size_t seq_len;
+	struct pol_path path;      /* decoded segments (resource part for HTTP) */
+	const char *app;           /* HTTP only: app id segment; NULL otherwise */
+	size_t app_len;
+	const char *uid, *cid;     /* decoded target ids, or NULL */
+	size_t uid_len, cid_len;
+	unsigned keys;             /* POL_PK_* of the data (participant calls) */
+	int data_tok;              /* realtime: token index of data */
+	struct pol_action *actions; /* POL_OP_PART_BATCH */
+	int nactions;
+	const char *text;          /* the frame text classified (realtime) */
+	enum pol_cred cred;        /* HTTP */
+};
+
+struct pol_classifier;
+
+struct pol_classifier *pol_classifier_new(const struct pol_limits *lim);
+void pol_classifier_free(struct pol_classifier *k);
+
+/* The JSON tokens of the last classified frame (to copy action objects out of a batch). */
+const struct pol_json *pol_classifier_json(const struct pol_classifier *k);
+
+/*
+ * Classifies one complete client text message. Returns 0 with OUT filled, or -1 for a frame
+ * that must not reach the backend (protocol.md 7.4): *WHY says why, and OUT->seq is set when
+ * a seq could still be read (answer 400 INVALID_REQUEST), else NULL (close 1007).
+ */
+int pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
+                       struct pol_call *out, const char **why);
+
+/*
+ * Classifies an HTTP request from its method and request-target (origin-form, query allowed)
+ * and credential class. Returns 0, or -1 with *WHY for a target that must be refused (400).
+ */
+int pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
+                      const char *target, size_t tlen, enum pol_cred cred, struct pol_call *out,
+                      const char **why);
+
+/*
+ * Splits an HTTP target into its app id and, for the realtime socket, user id (decoded into
+ * the given buffers, NUL-terminated). Returns 1 for a realtime upgrade path, 0 otherwise.
+ */
+int pol_realtime_target(const char *target, size_t tlen, char *app, size_t appsz, char *user,
+                        size_t usersz);
+
+const char *pol_op_to_str(enum pol_op op);
+enum pol_method pol_method_parse(const char *m, size_t len);
+
+#endif

@@ -1,0 +1,621 @@
+/*
+ * policy/config.c - INI loader for struct pol_config (see config.h for the contract).
+ *
+ * inih calls handler() once per "name = value" line. handler() returns 0 on the first bad
+ * line and keeps the message; inih reports that line's number as the parse result, which
+ * gives the "FILE:LINE: message" form without inih's optional line-number handler.
+ */
+#include "policy/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UNSET (-1)
+
+enum lim_kind { LIM_COUNT, LIM_BYTES, LIM_MS, LIM_SECONDS };
+
+struct lim_def {
+	const char *name;
+	size_t off;
+	int is64;
+	enum lim_kind kind;
+	uint64_t min, max, def;
+};
+
+#define L32(f) offsetof(struct pol_limits, f), 0
+#define L64(f) offsetof(struct pol_limits, f), 1
+#define KiB 1024ull
+#define MiB (1024ull * 1024)
+
+/* The one table of peer-facing caps and timeouts: name in [limits], range, default. */
+static const struct lim_def lim_defs[] = {
+	{"request_line", L32(request_line_bytes), LIM_BYTES, 256, 64 * KiB, 8 * KiB},
+	{"header_bytes", L32(header_bytes), LIM_BYTES, 1 * KiB, 1 * MiB, 32 * KiB},
+	{"header_count", L32(header_count), LIM_COUNT, 8, 1000, 100},
+	{"body", L64(body_bytes), LIM_BYTES, 0, 1024ull * 1024 * MiB, 16 * MiB},
+	{"response_header_bytes", L32(response_header_bytes), LIM_BYTES, 1 * KiB, 1 * MiB, 64 * KiB},
+	{"ws_message", L32(ws_message_bytes), LIM_BYTES, 125, 64 * MiB, 1 * MiB},
+	{"ws_fragments", L32(ws_fragments), LIM_COUNT, 1, 100000, 1024},
+	{"json_depth", L32(json_depth), LIM_COUNT, 4, 512, 64},
+	{"json_tokens", L32(json_tokens), LIM_COUNT, 16, 4000000, 100000},
+	{"batch_actions", L32(batch_actions), LIM_COUNT, 1, 10000, 100},
+	{"max_connections", L32(max_connections), LIM_COUNT, 1, 1000000, 9000},
+	{"header_timeout", L32(header_timeout_ms), LIM_MS, 100, 3600000, 10000},
+	{"body_idle", L32(body_idle_ms), LIM_MS, 100, 3600000, 30000},
+	{"keepalive_idle", L32(keepalive_idle_ms), LIM_MS, 100, 3600000, 60000},
+	{"upstream_connect", L32(upstream_connect_ms), LIM_MS, 10, 600000, 5000},
+	{"upstream_response", L32(upstream_response_ms), LIM_MS, 10, 3600000, 30000},
+	{"ws_idle", L32(ws_idle_ms), LIM_MS, 1000, 86400000, 120000},
+	{"shutdown_grace", L32(shutdown_grace_ms), LIM_MS, 0, 3600000, 10000},
+	{"upstream_idle", L32(upstream_idle_ms), LIM_MS, 100, 3600000, 30000},
+	{"upstream_pool", L32(upstream_pool), LIM_COUNT, 0, 100000, 256},
+	{"lookup_timeout", L32(lookup_timeout_ms), LIM_MS, 10, 600000, 2000},
+	{"lookup_cache_ttl", L32(lookup_cache_ttl_ms), LIM_MS, 0, 86400000, 30000},
+	{"lookup_negative_ttl", L32(lookup_negative_ttl_ms), LIM_MS, 0, 600000, 1000},
+	{"jwt_clock_skew", L32(jwt_clock_skew_s), LIM_SECONDS, 0, 3600, 60},
+};
+
+/* An app section while loading: UNSET fields inherit [app:*] once the whole file is read. */
+struct app_draft {
+	char id[POL_APPID_MAX + 1];
+	int user_sync, conversation_sync, mode, identity;
+	char *secret_key;
+	int secret_key_set;
+};
+
+struct loader {
+	struct pol_config *c;
+	const char *name;
+	char msg[POL_ERR_MAX];
+	int failed;
+	struct app_draft def;
+	struct app_draft *apps;
+	int napps, capps;
+	int seen_upstream;
+};
+
+static int
+fail(struct loader *ld, const char *fmt, const char *a, const char *b)
+{
+	if (!ld->failed) {
+		ld->failed = 1;
+		snprintf(ld->msg, sizeof ld->msg, fmt, a, b);
+	}
+	return 0;
+}
+
+static int
+parse_bool(const char *v)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
+		return 1;
+	if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
+		return 0;
+	return UNSET;
+}
+
+/* "12", "8k", "16m", "1g" (binary units) / "500ms", "10s", "2m", "1h". -1 on junk. */
+static int
+parse_number(const char *v, enum lim_kind kind, uint64_t *out)
+{
+	char *end;
+	uint64_t n, mul = 1;
+
+	if (!isdigit((unsigned char)v[0]))
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno)
+		return -1;
+	switch (kind) {
+	case LIM_COUNT:
+		if (*end)
+			return -1;
+		break;
+	case LIM_BYTES:
+		if (!*end)
+			mul = 1;
+		else if (!strcasecmp(end, "k"))
+			mul = KiB;
+		else if (!strcasecmp(end, "m"))
+			mul = MiB;
+		else if (!strcasecmp(end, "g"))
+			mul = 1024 * MiB;
+		else
+			return -1;
+		break;
+	case LIM_MS:
+	case LIM_SECONDS:
+		if (!strcmp(end, "ms"))
+			mul = 1;
+		else if (!strcmp(end, "s") || (!*end && kind == LIM_SECONDS))
+			mul = 1000;
+		else if (!strcmp(end, "m"))
+			mul = 60000;
+		else if (!strcmp(end, "h"))
+			mul = 3600000;
+		else
+			return -1;
+		break;
+	}
+	if (n > UINT64_MAX / mul)
+		return -1;
+	n *= mul;
+	if (kind == LIM_SECONDS) {
+		if (n % 1000)
+			return -1;
+		n /= 1000;
+	}
+	*out = n;
+	return 0;
+}
+
+/* "host:port" or "[v6]:port" into HOST / PORT. */
+static int
+parse_hostport(const char *v, char *host, size_t hostsz, char *port)
+{
+	const char *colon;
+	size_t hl;
+	char *end;
+	long p;
+
+	if (v[0] == '[') {
+		const char *rb = strchr(v, ']');
+		if (!rb || rb[1] != ':')
+			return -1;
+		hl = (size_t)(rb - v - 1);
+		v++;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(v, ':');
+		if (!colon)
+			return -1;
+		hl = (size_t)(colon - v);
+	}
+	if (hl == 0 || hl >= hostsz)
+		return -1;
+	p = strtol(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || p < 1 || p > 65535)
+		return -1;
+	memcpy(host, v, hl);
+	host[hl] = 0;
+	snprintf(port, 8, "%ld", p);
+	return 0;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+static int
+parse_listen(struct loader *ld, const char *value)
+{
+	char buf[1024], *save = NULL, *tok;
+	struct pol_config *c = ld->c;
+
+	if (strlen(value) >= sizeof buf)
+		return fail(ld, "listen: value too long%s%s", "", "");
+	strcpy(buf, value);
+	c->nlisten = 0;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *t = trim(tok);
+		if (c->nlisten == POL_MAX_LISTEN)
+			return fail(ld, "listen: at most 8 addresses%s%s", "", "");
+		if (parse_hostport(t, c->listen[c->nlisten].host, sizeof c->listen[0].host,
+		                   c->listen[c->nlisten].port))
+			return fail(ld, "listen: '%s' is not HOST:PORT%s", t, "");
+		c->nlisten++;
+	}
+	if (!c->nlisten)
+		return fail(ld, "listen: no address%s%s", "", "");
+	return 1;
+}
+
+static int
+parse_upstream(struct loader *ld, const char *v)
+{
+	struct pol_config *c = ld->c;
+	const char *rest;
+	char hp[300];
+	size_t n;
+
+	if (!strncmp(v, "http://", 7)) {
+		strcpy(c->upstream_scheme, "http");
+		rest = v + 7;
+	} else {
+		return fail(ld, "upstream: '%s' must be http://HOST:PORT%s", v, "");
+	}
+	n = strcspn(rest, "/");
+	if (rest[n] && strcmp(rest + n, "/"))
+		return fail(ld, "upstream: '%s' must not have a path%s", v, "");
+	if (n >= sizeof hp)
+		return fail(ld, "upstream: '%s' is too long%s", v, "");
+	memcpy(hp, rest, n);
+	hp[n] = 0;
+	if (parse_hostport(hp, c->upstream_host, sizeof c->upstream_host, c->upstream_port))
+		return fail(ld, "upstream: '%s' must be http://HOST:PORT%s", v, "");
+	ld->seen_upstream = 1;
+	return 1;
+}
+
+static char *
+read_secret_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	size_t n;
+
+	if (!f)
+		return NULL;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return strdup(trim(buf));
+}
+
+static int
+valid_appid(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > POL_APPID_MAX)
+		return 0;
+	for (; *id; id++)
+		if (!isalnum((unsigned char)*id) && *id != '_' && *id != '-' && *id != '.')
+			return 0;
+	return 1;
+}
+
+static struct app_draft *
+app_section(struct loader *ld, const char *section)
+{
+	const char *id = section + 4;
+	int i;
+
+	if (!strcmp(id, "*"))
+		return &ld->def;
+	for (i = 0; i < ld->napps; i++)
+		if (!strcmp(ld->apps[i].id, id))
+			return &ld->apps[i];
+	if (!valid_appid(id)) {
+		fail(ld, "[%s]: app id must be 1-128 of [A-Za-z0-9_.-]%s", section, "");
+		return NULL;
+	}
+	if (ld->napps == POL_MAX_APPS) {
+		fail(ld, "[%s]: too many apps%s", section, "");
+		return NULL;
+	}
+	if (ld->napps == ld->capps) {
+		int nc = ld->capps ? ld->capps * 2 : 8;
+		struct app_draft *na = realloc(ld->apps, (size_t)nc * sizeof *na);
+		if (!na) {
+			fail(ld, "out of memory%s%s", "", "");
+			return NULL;
+		}
+		ld->apps = na;
+		ld->capps = nc;
+	}
+	struct app_draft *a = &ld->apps[ld->napps++];
+	memset(a, 0, sizeof *a);
+	snprintf(a->id, sizeof a->id, "%s", id);
+	a->user_sync = a->conversation_sync = a->mode = a->identity = UNSET;
+	return a;
+}
+
+static int
+app_key(struct loader *ld, struct app_draft *a, const char *name, const char *value)
+{
+	int b;
+
+	if (!strcmp(name, "user_sync") || !strcmp(name, "conversation_sync")) {
+		if ((b = parse_bool(value)) == UNSET)
+			return fail(ld, "%s: '%s' is not on or off", name, value);
+		if (name[0] == 'u')
+			a->user_sync = b;
+		else
+			a->conversation_sync = b;
+		return 1;
+	}
+	if (!strcmp(name, "mode")) {
+		if (!strcmp(value, "enforce"))
+			a->mode = POL_MODE_ENFORCE;
+		else if (!strcmp(value, "report"))
+			a->mode = POL_MODE_REPORT;
+		else
+			return fail(ld, "mode: '%s' is not enforce or report%s", value, "");
+		return 1;
+	}
+	if (!strcmp(name, "identity")) {
+		if (!strcmp(value, "off"))
+			a->identity = POL_IDENTITY_OFF;
+		else if (!strcmp(value, "verify"))
+			a->identity = POL_IDENTITY_VERIFY;
+		else if (!strcmp(value, "require"))
+			a->identity = POL_IDENTITY_REQUIRE;
+		else
+			return fail(ld, "identity: '%s' is not off, verify or require%s", value, "");
+		return 1;
+	}
+	if (!strcmp(name, "secret_key") || !strcmp(name, "secret_key_file")) {
+		char *k;
+		if (a->secret_key_set)
+			return fail(ld, "%s: the app already has a secret key%s", name, "");
+		if (!value[0])
+			return fail(ld, "%s: empty value%s", name, "");
+		k = name[10] ? read_secret_file(value) : strdup(value);
+		if (!k)
+			return fail(ld, "secret_key_file: cannot read '%s'%s", value, "");
+		if (!k[0]) {
+			free(k);
+			return fail(ld, "secret_key_file: '%s' is empty%s", value, "");
+		}
+		a->secret_key = k;
+		a->secret_key_set = 1;
+		return 1;
+	}
+	return fail(ld, "unknown key '%s' in an app section%s", name, "");
+}
+
+static int
+limits_key(struct loader *ld, const char *name, const char *value)
+{
+	size_t i;
+	uint64_t n;
+
+	for (i = 0; i < sizeof lim_defs / sizeof lim_defs[0]; i++) {
+		const struct lim_def *d = &lim_defs[i];
+		if (strcmp(d->name, name))
+			continue;
+		if (parse_number(value, d->kind, &n))
+			return fail(ld, "%s: '%s' is not a valid value", name, value);
+		if (n < d->min || n > d->max) {
+			char range[96];
+			snprintf(range, sizeof range, "%llu..%llu%s", (unsigned long long)d->min,
+			         (unsigned long long)d->max,
+			         d->kind == LIM_MS ? " ms" : d->kind == LIM_BYTES ? " bytes" :
+			         d->kind == LIM_SECONDS ? " s" : "");
+			return fail(ld, "%s: out of range (%s)", name, range);
+		}
+		if (d->is64)
+			*(uint64_t *)((char *)&ld->c->limits + d->off) = n;
+		else
+			*(uint32_t *)((char *)&ld->c->limits + d->off) = (uint32_t)n;
+		return 1;
+	}
+	return fail(ld, "unknown key '%s' in [limits]%s", name, "");
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct loader *ld = user;
+
+	if (ld->failed)
+		return 1; /* keep inih's line of the first error */
+	if (!strcmp(section, "syncgate")) {
+		if (!strcmp(name, "listen"))
+			return parse_listen(ld, value);
+		if (!strcmp(name, "upstream"))
+			return parse_upstream(ld, value);
+		if (!strcmp(name, "workers")) {
+			uint64_t n;
+			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)
+				return fail(ld, "workers: '%s' is not 1..64%s", value, "");
+			ld->c->workers = (int)n;
+			return 1;
+		}
+		return fail(ld, "unknown key '%s' in [syncgate]%s", name, "");
+	}
+	if (!strcmp(section, "limits"))
+		return limits_key(ld, name, value);
+	if (!strncmp(section, "app:", 4)) {
+		struct app_draft *a = app_section(ld, section);
+		return a ? app_key(ld, a, name, value) : 0;
+	}
+	return fail(ld, "unknown section [%s]%s", section, "");
+}
+
+static int
+app_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct pol_app *)a)->id, ((const struct pol_app *)b)->id);
+}
+
+static void
+finish_app(struct pol_app *out, const struct app_draft *d, const struct pol_app *def)
+{
+	snprintf(out->id, sizeof out->id, "%s", d->id);
+	out->user_sync = d->user_sync != UNSET ? d->user_sync : def->user_sync;
+	out->conversation_sync = d->conversation_sync != UNSET ? d->conversation_sync
+	                                                       : def->conversation_sync;
+	out->mode = d->mode != UNSET ? (enum pol_mode)d->mode : def->mode;
+	out->identity = d->identity != UNSET ? (enum pol_identity)d->identity : def->identity;
+	out->secret_key = d->secret_key; /* ownership moves */
+}
+
+static void
+set_defaults(struct pol_config *c)
+{
+	size_t i;
+
+	c->refs = 1;
+	c->workers = 1;
+	for (i = 0; i < sizeof lim_defs / sizeof lim_defs[0]; i++) {
+		const struct lim_def *d = &lim_defs[i];
+		if (d->is64)
+			*(uint64_t *)((char *)&c->limits + d->off) = d->def;
+		else
+			*(uint32_t *)((char *)&c->limits + d->off) = (uint32_t)d->def;
+	}
+}
+
+typedef int (*ini_runner)(const void *src, struct loader *ld);
+
+static int
+run_file(const void *src, struct loader *ld)
+{
+	return ini_parse((const char *)src, handler, ld);
+}
+
+static int
+run_string(const void *src, struct loader *ld)
+{
+	return ini_parse_string((const char *)src, handler, ld);
+}
+
+static struct pol_config *
+load(ini_runner run, const void *src, const char *name, char *err)
+{
+	struct loader ld;
+	struct pol_config *c;
+	int rc, i;
+
+	memset(&ld, 0, sizeof ld);
+	c = calloc(1, sizeof *c);
+	if (!c) {
+		snprintf(err, POL_ERR_MAX, "%s:0: out of memory", name);
+		return NULL;
+	}
+	set_defaults(c);
+	ld.c = c;
+	ld.name = name;
+	ld.def.user_sync = ld.def.conversation_sync = ld.def.mode = ld.def.identity = UNSET;
+
+	rc = run(src, &ld);
+	if (rc < 0) {
+		snprintf(err, POL_ERR_MAX, "%s:0: cannot open: %s", name, strerror(errno));
+		goto bad;
+	}
+	if (rc > 0) {
+		if (!ld.failed)
+			snprintf(ld.msg, sizeof ld.msg, "syntax error (expected [section] or name = value)");
+		snprintf(err, POL_ERR_MAX, "%.200s:%d: %.280s", name, rc, ld.msg);
+		goto bad;
+	}
+	if (!c->nlisten) {
+		snprintf(err, POL_ERR_MAX, "%s:0: [syncgate] listen is required", name);
+		goto bad;
+	}
+	if (!ld.seen_upstream) {
+		snprintf(err, POL_ERR_MAX, "%s:0: [syncgate] upstream is required", name);
+		goto bad;
+	}
+	if (c->limits.header_bytes < c->limits.request_line_bytes) {
+		snprintf(err, POL_ERR_MAX, "%s:0: [limits] header_bytes must be >= request_line", name);
+		goto bad;
+	}
+
+	/* [app:*] itself defaults to TalkJS's defaults: both switches on, enforce, identity off. */
+	{
+		struct pol_app base = {.user_sync = 1, .conversation_sync = 1};
+		finish_app(&c->defaults, &ld.def, &base);
+		ld.def.secret_key = NULL;
+		c->defaults.id[0] = 0;
+	}
+	c->apps = calloc((size_t)(ld.napps ? ld.napps : 1), sizeof *c->apps);
+	if (!c->apps) {
+		snprintf(err, POL_ERR_MAX, "%s:0: out of memory", name);
+		goto bad;
+	}
+	for (i = 0; i < ld.napps; i++) {
+		finish_app(&c->apps[i], &ld.apps[i], &c->defaults);
+		ld.apps[i].secret_key = NULL; /* none: lookups fail closed (protocol.md 7.5) */
+	}
+	c->napps = ld.napps;
+	qsort(c->apps, (size_t)c->napps, sizeof *c->apps, app_cmp);
+	c->path = strdup(name);
+	free(ld.apps);
+	return c;
+
+bad:
+	free(ld.def.secret_key);
+	for (i = 0; i < ld.napps; i++)
+		free(ld.apps[i].secret_key);
+	free(ld.apps);
+	c->napps = 0;
+	pol_config_unref(c);
+	return NULL;
+}
+
+struct pol_config *
+pol_config_load(const char *file, char *err)
+{
+	return load(run_file, file, file, err);
+}
+
+struct pol_config *
+pol_config_load_string(const char *text, const char *name, char *err)
+{
+	return load(run_string, text, name, err);
+}
+
+struct pol_config *
+pol_config_ref(struct pol_config *c)
+{
+	atomic_fetch_add_explicit((_Atomic int *)&c->refs, 1, memory_order_relaxed);
+	return c;
+}
+
+void
+pol_config_unref(struct pol_config *c)
+{
+	int i;
+
+	if (!c)
+		return;
+	if (atomic_fetch_sub_explicit((_Atomic int *)&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (i = 0; i < c->napps; i++)
+		free(c->apps[i].secret_key);
+	free(c->apps);
+	free(c->defaults.secret_key);
+	free(c->path);
+	free(c);
+}
+
+const struct pol_app *
+pol_config_app(const struct pol_config *c, const char *appid, size_t len)
+{
+	int lo = 0, hi = c->napps - 1;
+
+	if (len > POL_APPID_MAX)
+		return &c->defaults;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		size_t idlen = strlen(c->apps[mid].id);
+		int r = memcmp(appid, c->apps[mid].id, len < idlen ? len : idlen);
+		if (r == 0)
+			r = len < idlen ? -1 : len > idlen ? 1 : 0;
+		if (r == 0)
+			return &c->apps[mid];
+		if (r < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return &c->defaults;
+}
+
+const char *
+pol_mode_to_str(enum pol_mode m)
+{
+	return m == POL_MODE_REPORT ? "report" : "enforce";
+}
+
+const char *
+pol_identity_to_str(enum pol_identity i)
+{
+	return i == POL_IDENTITY_REQUIRE ? "require" : i == POL_IDENTITY_VERIFY ? "verify" : "off";
+}

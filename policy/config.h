@@ -1,0 +1,108 @@
+/*
+ * policy/config.h - syncgate's configuration model.
+ *
+ * A struct pol_config is built once from an INI file (inih), validated whole, and then never
+ * changes: a reload builds a new one and swaps the pointer. It is reference-counted so a call
+ * that started on the old policy finishes on it (Varnish VCL style).
+ *
+ * This is the only file of policy/ that touches the file system (the config file itself and
+ * secret_key_file); everything else in policy/ is computation on memory it is handed.
+ */
+#ifndef SG_POLICY_CONFIG_H
+#define SG_POLICY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define POL_MAX_LISTEN 8
+#define POL_MAX_APPS 4096
+#define POL_APPID_MAX 128
+#define POL_ERR_MAX 512
+
+enum pol_mode { POL_MODE_ENFORCE, POL_MODE_REPORT };
+enum pol_identity { POL_IDENTITY_OFF, POL_IDENTITY_VERIFY, POL_IDENTITY_REQUIRE };
+
+/* Per-app switches. Every field is always set: an app section starts as a copy of [app:*]. */
+struct pol_app {
+	char id[POL_APPID_MAX + 1];
+	int user_sync;          /* 1 = browser may create/update users (TalkJS default) */
+	int conversation_sync;  /* 1 = browser may create/update conversations */
+	enum pol_mode mode;
+	enum pol_identity identity;
+	char *secret_key;       /* NULL when none configured; owned by the config */
+};
+
+/*
+ * Every size and time a peer controls, in one place. Defaults are in config.c next to the
+ * table that parses them (and in conf/syncgate.conf); ranges are checked at load time.
+ */
+struct pol_limits {
+	uint32_t request_line_bytes;    /* 414 past it */
+	uint32_t header_bytes;          /* 431 past it (whole head, request line included) */
+	uint32_t header_count;          /* 431 past it */
+	uint64_t body_bytes;            /* 413 past it */
+	uint32_t response_header_bytes; /* upstream head cap; 502 past it */
+	uint32_t ws_message_bytes;      /* reassembled client text message; close 1009 */
+	uint32_t ws_fragments;          /* fragments per message; close 1009 */
+	uint32_t json_depth;            /* nesting of a realtime frame; 400 INVALID_REQUEST */
+	uint32_t json_tokens;           /* values in one realtime frame; 400 */
+	uint32_t batch_actions;         /* participant actions per batch; 400 */
+	uint32_t max_connections;       /* client connections per worker; accept paused past it */
+	uint32_t header_timeout_ms;     /* absolute deadline for a request head (slowloris, 408) */
+	uint32_t body_idle_ms;          /* longest gap inside a request body (408) */
+	uint32_t keepalive_idle_ms;     /* idle client connection between requests */
+	uint32_t upstream_connect_ms;   /* 502 past it */
+	uint32_t upstream_response_ms;  /* request sent -> response head; 504 past it */
+	uint32_t ws_idle_ms;            /* no frame either way for this long closes the socket */
+	uint32_t shutdown_grace_ms;     /* SIGTERM: in-flight work gets this long */
+	uint32_t upstream_idle_ms;      /* pooled upstream connection lifetime while idle */
+	uint32_t upstream_pool;         /* idle upstream connections kept per worker */
+	uint32_t lookup_timeout_ms;     /* existence lookups */
+	uint32_t lookup_cache_ttl_ms;   /* positive facts */
+	uint32_t lookup_negative_ttl_ms;
+	uint32_t jwt_clock_skew_s;
+};
+
+struct pol_listen {
+	char host[256];
+	char port[8];
+};
+
+struct pol_config {
+	int refs;               /* see pol_config_ref(); atomic */
+	char *path;             /* file it was read from */
+	struct pol_listen listen[POL_MAX_LISTEN];
+	int nlisten;
+	char upstream_scheme[8]; /* "http" */
+	char upstream_host[256];
+	char upstream_port[8];
+	int workers;
+	struct pol_app defaults; /* [app:*] */
+	struct pol_app *apps;    /* sorted by id for bsearch */
+	int napps;
+	struct pol_limits limits;
+};
+
+/*
+ * Reads and validates FILE. Returns a config with one reference, or NULL with ERR holding
+ * "FILE:LINE: message" (LINE 0 for whole-file problems). ERR has POL_ERR_MAX bytes.
+ */
+struct pol_config *pol_config_load(const char *file, char *err);
+
+/* Same, from a string (unit tests); NAME is used in messages. */
+struct pol_config *pol_config_load_string(const char *text, const char *name, char *err);
+
+/* Reference counting; safe across threads. The last unref frees everything. */
+struct pol_config *pol_config_ref(struct pol_config *c);
+void pol_config_unref(struct pol_config *c);
+
+/*
+ * The app for APPID (LEN bytes, not NUL-terminated): its own section, else [app:*] (with
+ * id left empty). Never NULL. Valid as long as the config is.
+ */
+const struct pol_app *pol_config_app(const struct pol_config *c, const char *appid, size_t len);
+
+const char *pol_mode_to_str(enum pol_mode m);
+const char *pol_identity_to_str(enum pol_identity i);
+
+#endif

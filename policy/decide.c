@@ -1,0 +1,252 @@
+/*
+ * policy/decide.c - protocol.md section 7 as code (contract in decide.h).
+ *
+ * Error codes: UNAUTHORIZED_TO_EDIT and UNAUTHORIZED_TO_EDIT_PARTICIPANT are the codes the SDK
+ * itself knows (it ignores them in the cases of protocol.md section 3); the others are
+ * syncgate's own [syncgate] codes. Every refusal's reason names the app, the switch that is
+ * off, and the REST API as the way to make the change.
+ */
+#include "policy/decide.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *
+app_name(const struct pol_ctx *ctx)
+{
+	return ctx->app->id[0] ? ctx->app->id : "(default)";
+}
+
+static void
+allow(struct pol_decision *d, const char *rule)
+{
+	d->verdict = POL_ALLOW;
+	d->status = 200;
+	d->error_code = NULL;
+	d->reason[0] = 0;
+	d->rule = rule;
+}
+
+static void
+need(struct pol_decision *d, enum pol_fact_kind k, const char *rule)
+{
+	d->verdict = POL_NEED_FACT;
+	d->need = k;
+	d->rule = rule;
+}
+
+/*
+ * A refusal. In report mode it becomes an ALLOW marked would_deny, keeping status, code and
+ * reason for the decision log.
+ */
+static void
+deny(const struct pol_ctx *ctx, struct pol_decision *d, int status, const char *code,
+     const char *rule, const char *what, const char *sw)
+{
+	d->status = status;
+	d->error_code = code;
+	d->rule = rule;
+	if (sw)
+		snprintf(d->reason, sizeof d->reason,
+		         "syncgate: %.80s refused: %s sync from the browser is disabled for app %.64s; "
+		         "make this change from your server with the REST API",
+		         what, sw, app_name(ctx));
+	else
+		snprintf(d->reason, sizeof d->reason, "syncgate: %.80s (app %.64s)", what, app_name(ctx));
+	if (ctx->app->mode == POL_MODE_REPORT && status != 400) {
+		d->verdict = POL_ALLOW;
+		d->would_deny = 1;
+	} else {
+		d->verdict = POL_DENY;
+	}
+}
+
+/* protocol.md 7.5: a fact that could not be looked up fails closed. */
+static void
+unverified(const struct pol_ctx *ctx, struct pol_decision *d, const char *code, const char *rule,
+           const char *what)
+{
+	d->status = 403;
+	d->error_code = code;
+	d->rule = rule;
+	snprintf(d->reason, sizeof d->reason,
+	         "syncgate: %.40s refused: the %.40s could not be verified (lookup failed or no "
+	         "secret key configured for app %.64s); browser sync is disabled, use the REST API",
+	         rule, what, app_name(ctx));
+	if (ctx->app->mode == POL_MODE_REPORT) {
+		d->verdict = POL_ALLOW;
+		d->would_deny = 1;
+	} else {
+		d->verdict = POL_DENY;
+	}
+}
+
+static int
+is_me(const struct pol_ctx *ctx, const char *uid, size_t len)
+{
+	return ctx->me && uid && len == ctx->me_len && !memcmp(uid, ctx->me, len);
+}
+
+/* One participant action (batched or not): protocol.md 7.2 rows 3-4. */
+static void
+decide_participant(const struct pol_ctx *ctx, enum pol_method m, const char *uid, size_t uid_len,
+                   unsigned keys, const struct pol_facts *f, struct pol_decision *d)
+{
+	enum pol_fact_value part = f ? f->participant : POL_FV_UNKNOWN;
+
+	if (m == POL_M_POST) {
+		if (part == POL_FV_UNKNOWN)
+			return need(d, POL_FACT_PARTICIPANT, "participant-create");
+		if (part == POL_FV_TRUE)
+			return deny(ctx, d, 409, "PARTICIPANT_ALREADY_EXISTS", "participant-create",
+			            "already a participant", NULL);
+		if (part == POL_FV_ERROR)
+			return unverified(ctx, d, "UNAUTHORIZED_TO_EDIT_PARTICIPANT",
+			                  "participant-create", "participation");
+		return deny(ctx, d, 403, "UNAUTHORIZED_TO_EDIT_PARTICIPANT", "participant-create",
+		            "adding a participant", "conversation");
+	}
+	/* PUT / PATCH: only my own notify, and only if I am already a participant. */
+	if (!is_me(ctx, uid, uid_len) || (keys & ~POL_PK_NOTIFY))
+		return deny(ctx, d, 403, "UNAUTHORIZED_TO_EDIT_PARTICIPANT", "participant-edit",
+		            "changing a participant (only your own notify setting may change)",
+		            "conversation");
+	if (part == POL_FV_UNKNOWN)
+		return need(d, POL_FACT_PARTICIPANT, "participant-edit-notify");
+	if (part == POL_FV_TRUE)
+		return allow(d, "participant-edit-notify");
+	if (part == POL_FV_ERROR)
+		return unverified(ctx, d, "UNAUTHORIZED_TO_EDIT_PARTICIPANT", "participant-edit",
+		                  "participation");
+	return deny(ctx, d, 403, "UNAUTHORIZED_TO_EDIT_PARTICIPANT", "participant-edit",
+	            "joining a conversation", "conversation");
+}
+
+void
+pol_decide(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol_facts *f,
+           struct pol_decision *d)
+{
+	const struct pol_app *app = ctx->app;
+	enum pol_fact_value v;
+
+	memset(d, 0, sizeof *d);
+	if (app->identity == POL_IDENTITY_REQUIRE && ctx->me && !ctx->authenticated &&
+	    c->op != POL_OP_AUTH && c->op != POL_OP_PING) {
+		d->verdict = POL_DENY;
+		d->status = 401;
+		d->error_code = "NOT_AUTHENTICATED";
+		d->rule = "identity-require";
+		snprintf(d->reason, sizeof d->reason,
+		         "syncgate: app %.64s requires a verified user token before any other call",
+		         app_name(ctx));
+		return;
+	}
+	switch (c->op) {
+	case POL_OP_USER_SET:
+		if (app->user_sync)
+			return allow(d, "user-sync-on");
+		return deny(ctx, d, 403, "USER_SYNC_DISABLED", "user-set", "updating a user", "user");
+	case POL_OP_USER_CREATE:
+		if (app->user_sync)
+			return allow(d, "user-sync-on");
+		v = f ? f->user_exists : POL_FV_UNKNOWN;
+		if (v == POL_FV_UNKNOWN)
+			return need(d, POL_FACT_USER_EXISTS, "user-create");
+		if (v == POL_FV_TRUE)
+			return deny(ctx, d, 409, "USER_ALREADY_EXISTS", "user-create",
+			            "the user already exists", NULL);
+		if (v == POL_FV_ERROR)
+			return unverified(ctx, d, "USER_SYNC_DISABLED", "user-create",
+			                  "existence of the user");
+		return deny(ctx, d, 403, "USER_SYNC_DISABLED", "user-create", "creating a user",
+		            "user");
+	case POL_OP_CONV_SET:
+		if (app->conversation_sync)
+			return allow(d, "conversation-sync-on");
+		return deny(ctx, d, 403, "UNAUTHORIZED_TO_EDIT", "conversation-set",
+		            "changing a conversation", "conversation");
+	case POL_OP_CONV_CREATE:
+		if (app->conversation_sync)
+			return allow(d, "conversation-sync-on");
+		v = f ? f->conv_exists : POL_FV_UNKNOWN;
+		if (v == POL_FV_UNKNOWN)
+			return need(d, POL_FACT_CONV_EXISTS, "conversation-create");
+		if (v == POL_FV_TRUE)
+			return deny(ctx, d, 409, "CONVERSATION_ALREADY_EXISTS", "conversation-create",
+			            "the conversation already exists", NULL);
+		if (v == POL_FV_ERROR)
+			return unverified(ctx, d, "CONVERSATION_SYNC_DISABLED", "conversation-create",
+			                  "existence of the conversation");
+		return deny(ctx, d, 403, "CONVERSATION_SYNC_DISABLED", "conversation-create",
+		            "creating a conversation", "conversation");
+	case POL_OP_PART_ACTION:
+		if (app->conversation_sync)
+			return allow(d, "conversation-sync-on");
+		return decide_participant(ctx, c->method, c->uid, c->uid_len, c->keys, f, d);
+	case POL_OP_PART_DELETE:
+		if (app->conversation_sync)
+			return allow(d, "conversation-sync-on");
+		return deny(ctx, d, 403, "UNAUTHORIZED_TO_EDIT_PARTICIPANT", "participant-delete",
+		            "removing a participant", "conversation");
+	case POL_OP_PART_BATCH:
+		/* decided per action; a batch as a whole passes only with the switch on */
+		if (app->conversation_sync)
+			return allow(d, "conversation-sync-on");
+		d->verdict = POL_NEED_FACT;
+		d->need = POL_FACT_NONE;
+		d->rule = "participant-batch";
+		return;
+	case POL_OP_READ:
+	case POL_OP_PING:
+	case POL_OP_AUTH:
+	case POL_OP_ACK:
+	case POL_OP_MESSAGE:
+	case POL_OP_USER_STATE:
+	case POL_OP_REST_SERVER:
+	case POL_OP_REALTIME:
+	case POL_OP_SIGNATURE:
+	case POL_OP_HTTP_PASS:
+	case POL_OP_UNKNOWN:
+		return allow(d, pol_op_to_str(c->op));
+	}
+	d->verdict = POL_BADREQ;
+	d->status = 400;
+	d->error_code = "INVALID_REQUEST";
+	d->rule = "unclassified";
+}
+
+void
+pol_decide_action(const struct pol_ctx *ctx, const struct pol_call *c, int i,
+                  const struct pol_facts *f, struct pol_decision *d)
+{
+	const struct pol_action *a = &c->actions[i];
+
+	memset(d, 0, sizeof *d);
+	if (ctx->app->conversation_sync)
+		return allow(d, "conversation-sync-on");
+	decide_participant(ctx, a->method, a->uid, a->uid_len, a->keys, f, d);
+}
+
+const char *
+pol_verdict_to_str(enum pol_verdict v)
+{
+	switch (v) {
+	case POL_ALLOW: return "allow";
+	case POL_DENY: return "deny";
+	case POL_NEED_FACT: return "need-fact";
+	case POL_BADREQ: return "badreq";
+	}
+	return "?";
+}
+
+const char *
+pol_fact_to_str(enum pol_fact_kind k)
+{
+	switch (k) {
+	case POL_FACT_NONE: return "none";
+	case POL_FACT_USER_EXISTS: return "user-exists";
+	case POL_FACT_CONV_EXISTS: return "conversation-exists";
+	case POL_FACT_PARTICIPANT: return "participant";
+	}
+	return "?";
+}

@@ -1,0 +1,568 @@
+/*
+ * policy/json.c - strict JSON scanner (contract in json.h). RFC 8259 grammar; UTF-8 per
+ * RFC 3629 (no overlongs, no encoded surrogates, nothing above U+10FFFF).
+ */
+#include "policy/json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pol_json {
+	uint32_t max_tokens, max_depth;
+	struct pol_jtok *toks;
+	uint32_t *stack;
+	uint32_t *hash;      /* duplicate-key table, 2 * max_tokens slots */
+	uint32_t hash_slots;
+};
+
+struct pol_json *
+pol_json_new(uint32_t max_tokens, uint32_t max_depth)
+{
+	struct pol_json *j = calloc(1, sizeof *j);
+	uint32_t slots = 16;
+
+	if (!j)
+		return NULL;
+	while (slots < max_tokens * 2)
+		slots <<= 1;
+	j->max_tokens = max_tokens;
+	j->max_depth = max_depth;
+	j->toks = malloc(sizeof *j->toks * max_tokens);
+	j->stack = malloc(sizeof *j->stack * (max_depth + 1));
+	j->hash = malloc(sizeof *j->hash * slots);
+	j->hash_slots = slots;
+	if (!j->toks || !j->stack || !j->hash) {
+		pol_json_free(j);
+		return NULL;
+	}
+	return j;
+}
+
+void
+pol_json_free(struct pol_json *j)
+{
+	if (!j)
+		return;
+	free(j->toks);
+	free(j->stack);
+	free(j->hash);
+	free(j);
+}
+
+const struct pol_jtok *
+pol_json_tokens(const struct pol_json *j)
+{
+	return j->toks;
+}
+
+static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+hex4(const unsigned char *p)
+{
+	int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]), d = hexval(p[3]);
+	if ((a | b | c | d) < 0)
+		return -1;
+	return a << 12 | b << 8 | c << 4 | d;
+}
+
+/*
+ * Length of the valid UTF-8 sequence at P (at most N bytes available), 0 if invalid.
+ * Table 3-7 of the Unicode standard.
+ */
+static size_t
+utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 &&
+		       (p[3] & 0xc0) == 0x80 ? 4 : 0;
+	}
+	return 0;
+}
+
+/* Scans a string whose opening quote is at *POS; leaves *POS after the closing quote. */
+static int
+scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t, const char **why)
+{
+	size_t i = *pos + 1;
+	uint8_t flags = 0;
+
+	t->type = POL_J_STRING;
+	t->start = (uint32_t)i;
+	for (;;) {
+		/* fast path over plain ASCII */
+		while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+			i++;
+		if (i >= len) {
+			*why = "unterminated string";
+			return -1;
+		}
+		unsigned char c = s[i];
+		if (c == '"')
+			break;
+		if (c < 0x20) {
+			*why = "raw control character in string";
+			return -1;
+		}
+		if (c >= 0x80) {
+			size_t n = utf8_seq(s + i, len - i);
+			if (!n) {
+				*why = "invalid UTF-8";
+				return -1;
+			}
+			i += n;
+			continue;
+		}
+		/* backslash */
+		flags |= POL_JF_ESCAPED;
+		if (i + 1 >= len) {
+			*why = "unterminated escape";
+			return -1;
+		}
+		switch (s[i + 1]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+			if (s[i + 1] != '"' && s[i + 1] != '\\' && s[i + 1] != '/')
+				flags |= POL_JF_CTRL;
+			i += 2;
+			continue;
+		case 'u': {
+			int u;
+			if (i + 6 > len || (u = hex4(s + i + 2)) < 0) {
+				*why = "bad \\u escape";
+				return -1;
+			}
+			i += 6;
+			if (u < 0x20)
+				flags |= POL_JF_CTRL;
+			if (u >= 0xd800 && u <= 0xdbff) {
+				int lo;
+				if (i + 6 <= len && s[i] == '\\' && s[i + 1] == 'u' &&
+				    (lo = hex4(s + i + 2)) >= 0xdc00 && lo <= 0xdfff)
+					i += 6;
+				else
+					flags |= POL_JF_LONE_SURR;
+			} else if (u >= 0xdc00 && u <= 0xdfff) {
+				flags |= POL_JF_LONE_SURR;
+			}
+			continue;
+		}
+		default:
+			*why = "bad escape";
+			return -1;
+		}
+	}
+	t->end = (uint32_t)i;
+	t->flags = flags;
+	*pos = i + 1;
+	return 0;
+}
+
+static int
+scan_number(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t, const char **why)
+{
+	size_t i = *pos;
+
+	t->type = POL_J_NUMBER;
+	t->start = (uint32_t)i;
+	if (i < len && s[i] == '-')
+		i++;
+	if (i < len && s[i] == '0') {
+		i++;
+	} else if (i < len && s[i] >= '1' && s[i] <= '9') {
+		while (i < len && s[i] >= '0' && s[i] <= '9')
+			i++;
+	} else {
+		goto bad;
+	}
+	if (i < len && s[i] == '.') {
+		i++;
+		if (i >= len || s[i] < '0' || s[i] > '9')
+			goto bad;
+		while (i < len && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < len && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i >= len || s[i] < '0' || s[i] > '9')
+			goto bad;
+		while (i < len && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	t->end = (uint32_t)i;
+	*pos = i;
+	return 0;
+bad:
+	*why = "bad number";
+	return -1;
+}
+
+/* Decoding iterator over a string token: yields the UTF-8 bytes JSON.parse would produce. */
+struct siter {
+	const unsigned char *p, *end;
+	unsigned char pend[4];
+	int npend, ipend;
+};
+
+static void
+siter_init(struct siter *it, const char *text, const struct pol_jtok *t)
+{
+	it->p = (const unsigned char *)text + t->start;
+	it->end = (const unsigned char *)text + t->end;
+	it->npend = it->ipend = 0;
+}
+
+static int
+put_utf8(unsigned char *b, unsigned cp)
+{
+	if (cp < 0x80) {
+		b[0] = (unsigned char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		b[0] = (unsigned char)(0xc0 | cp >> 6);
+		b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		b[0] = (unsigned char)(0xe0 | cp >> 12);
+		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	b[0] = (unsigned char)(0xf0 | cp >> 18);
+	b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+	b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+	b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* Next decoded byte, or -1 at the end. A lone surrogate decodes to its 3-byte WTF-8 form
+ * (only ever used for comparison; callers that need text refuse POL_JF_LONE_SURR). */
+static int
+siter_next(struct siter *it)
+{
+	if (it->ipend < it->npend)
+		return it->pend[it->ipend++];
+	if (it->p >= it->end)
+		return -1;
+	if (*it->p != '\\')
+		return *it->p++;
+	unsigned char e = it->p[1];
+	it->p += 2;
+	switch (e) {
+	case 'b': return '\b';
+	case 'f': return '\f';
+	case 'n': return '\n';
+	case 'r': return '\r';
+	case 't': return '\t';
+	case 'u': {
+		unsigned cp = (unsigned)hex4(it->p);
+		it->p += 4;
+		if (cp >= 0xd800 && cp <= 0xdbff && it->p + 6 <= it->end && it->p[0] == '\\' &&
+		    it->p[1] == 'u') {
+			int lo = hex4(it->p + 2);
+			if (lo >= 0xdc00 && lo <= 0xdfff) {
+				cp = 0x10000 + ((cp - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
+				it->p += 6;
+			}
+		}
+		it->npend = put_utf8(it->pend, cp);
+		it->ipend = 1;
+		return it->pend[0];
+	}
+	default: return e; /* '"', '\\', '/' */
+	}
+}
+
+int
+pol_json_str_eq(const char *text, const struct pol_jtok *t, const char *s, size_t len)
+{
+	struct siter it;
+	size_t i;
+	int c;
+
+	if (t->type != POL_J_STRING)
+		return 0;
+	if (!(t->flags & POL_JF_ESCAPED))
+		return t->end - t->start == len && !memcmp(text + t->start, s, len);
+	siter_init(&it, text, t);
+	for (i = 0; (c = siter_next(&it)) >= 0; i++)
+		if (i >= len || (unsigned char)s[i] != c)
+			return 0;
+	return i == len;
+}
+
+long
+pol_json_str_decode(const char *text, const struct pol_jtok *t, char *out, size_t outsz)
+{
+	struct siter it;
+	size_t i = 0;
+	int c;
+
+	if (t->type != POL_J_STRING || (t->flags & POL_JF_LONE_SURR))
+		return -1;
+	if (!(t->flags & POL_JF_ESCAPED)) {
+		size_t n = t->end - t->start;
+		if (n > outsz)
+			return -1;
+		memcpy(out, text + t->start, n);
+		return (long)n;
+	}
+	siter_init(&it, text, t);
+	while ((c = siter_next(&it)) >= 0) {
+		if (i >= outsz)
+			return -1;
+		out[i++] = (char)c;
+	}
+	return (long)i;
+}
+
+static int
+str_tok_eq(const char *text, const struct pol_jtok *a, const struct pol_jtok *b)
+{
+	struct siter ia, ib;
+	int ca, cb;
+
+	if (!((a->flags | b->flags) & POL_JF_ESCAPED))
+		return a->end - a->start == b->end - b->start &&
+		       !memcmp(text + a->start, text + b->start, a->end - a->start);
+	siter_init(&ia, text, a);
+	siter_init(&ib, text, b);
+	do {
+		ca = siter_next(&ia);
+		cb = siter_next(&ib);
+		if (ca != cb)
+			return 0;
+	} while (ca >= 0);
+	return 1;
+}
+
+static uint32_t
+str_tok_hash(const char *text, const struct pol_jtok *t)
+{
+	struct siter it;
+	uint32_t h = 2166136261u;
+	int c;
+
+	siter_init(&it, text, t);
+	while ((c = siter_next(&it)) >= 0)
+		h = (h ^ (uint32_t)c) * 16777619u;
+	return h;
+}
+
+/* Refuses duplicate keys in object OBJ: pairwise for small objects, a hash table otherwise. */
+static int
+check_dups(struct pol_json *j, const char *text, uint32_t obj)
+{
+	const struct pol_jtok *t = j->toks;
+	uint32_t n = t[obj].size, k, m, mask, slots;
+
+	if (n < 2)
+		return 0;
+	if (n <= 8) {
+		uint32_t keys[8], nk = 0;
+		for (k = obj + 1; nk < n; k = t[k + 1].next)
+			keys[nk++] = k;
+		for (k = 0; k < n; k++)
+			for (m = k + 1; m < n; m++)
+				if (str_tok_eq(text, &t[keys[k]], &t[keys[m]]))
+					return -1;
+		return 0;
+	}
+	for (slots = 16; slots < n * 2; slots <<= 1)
+		;
+	mask = slots - 1;
+	memset(j->hash, 0xff, slots * sizeof *j->hash);
+	for (k = obj + 1, m = 0; m < n; m++, k = t[k + 1].next) {
+		uint32_t h = str_tok_hash(text, &t[k]) & mask;
+		while (j->hash[h] != UINT32_MAX) {
+			if (str_tok_eq(text, &t[j->hash[h]], &t[k]))
+				return -1;
+			h = (h + 1) & mask;
+		}
+		j->hash[h] = k;
+	}
+	return 0;
+}
+
+enum st { ST_VALUE, ST_KEY, ST_AFTER };
+
+static inline size_t
+skip_ws(const unsigned char *s, size_t len, size_t i)
+{
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+int
+pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **why)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t pos = 0;
+	uint32_t ntok = 0, depth = 0, i;
+	enum st st = ST_VALUE;
+	struct pol_jtok *t;
+
+	if (len >= UINT32_MAX) {
+		*why = "frame too large";
+		return -1;
+	}
+	for (;;) {
+		pos = skip_ws(s, len, pos);
+		if (st == ST_AFTER) {
+			if (depth == 0)
+				break;
+			uint32_t top = j->stack[depth - 1];
+			int is_obj = j->toks[top].type == POL_J_OBJECT;
+			if (pos >= len) {
+				*why = "unexpected end";
+				return -1;
+			}
+			if (s[pos] == ',') {
+				pos++;
+				st = is_obj ? ST_KEY : ST_VALUE;
+				continue;
+			}
+			if (s[pos] == (is_obj ? '}' : ']')) {
+				pos++;
+				j->toks[top].end = (uint32_t)pos;
+				j->toks[top].next = ntok;
+				depth--;
+				continue;
+			}
+			*why = is_obj ? "expected , or }" : "expected , or ]";
+			return -1;
+		}
+		if (pos >= len) {
+			*why = "unexpected end";
+			return -1;
+		}
+		if (ntok >= j->max_tokens) {
+			*why = "too many values";
+			return -1;
+		}
+		t = &j->toks[ntok];
+		t->flags = 0;
+		t->size = 0;
+		if (depth) {
+			struct pol_jtok *parent = &j->toks[j->stack[depth - 1]];
+			if (parent->type == POL_J_ARRAY || st == ST_KEY)
+				parent->size++;
+		}
+		if (st == ST_KEY) {
+			if (s[pos] != '"') {
+				*why = "expected a key";
+				return -1;
+			}
+			if (scan_string(s, len, &pos, t, why))
+				return -1;
+			if (t->flags & (POL_JF_CTRL | POL_JF_LONE_SURR)) {
+				*why = "control character or lone surrogate in a key";
+				return -1;
+			}
+			t->next = ++ntok;
+			pos = skip_ws(s, len, pos);
+			if (pos >= len || s[pos] != ':') {
+				*why = "expected :";
+				return -1;
+			}
+			pos++;
+			st = ST_VALUE;
+			continue;
+		}
+		switch (s[pos]) {
+		case '{':
+		case '[':
+			if (depth >= j->max_depth) {
+				*why = "nested too deep";
+				return -1;
+			}
+			t->type = s[pos] == '{' ? POL_J_OBJECT : POL_J_ARRAY;
+			t->start = (uint32_t)pos;
+			j->stack[depth++] = ntok++;
+			pos = skip_ws(s, len, pos + 1);
+			if (pos < len && s[pos] == (t->type == POL_J_OBJECT ? '}' : ']')) {
+				pos++;
+				t->end = (uint32_t)pos;
+				t->next = ntok;
+				depth--;
+				st = ST_AFTER;
+			} else {
+				st = t->type == POL_J_OBJECT ? ST_KEY : ST_VALUE;
+			}
+			continue;
+		case '"':
+			if (scan_string(s, len, &pos, t, why))
+				return -1;
+			break;
+		case 't':
+		case 'f':
+		case 'n': {
+			const char *lit = s[pos] == 't' ? "true" : s[pos] == 'f' ? "false" : "null";
+			size_t ll = strlen(lit);
+			if (len - pos < ll || memcmp(s + pos, lit, ll)) {
+				*why = "bad literal";
+				return -1;
+			}
+			t->type = s[pos] == 't' ? POL_J_TRUE : s[pos] == 'f' ? POL_J_FALSE : POL_J_NULL;
+			t->start = (uint32_t)pos;
+			pos += ll;
+			t->end = (uint32_t)pos;
+			break;
+		}
+		default:
+			if (scan_number(s, len, &pos, t, why))
+				return -1;
+			break;
+		}
+		t->next = ++ntok;
+		st = ST_AFTER;
+	}
+	if (pos != len) {
+		*why = "trailing data after the value";
+		return -1;
+	}
+	for (i = 0; i < ntok; i++)
+		if (j->toks[i].type == POL_J_OBJECT && check_dups(j, text, i)) {
+			*why = "duplicate key";
+			return -1;
+		}
+	return (int)ntok;
+}
+
+int
+pol_json_obj_get(const char *text, const struct pol_jtok *toks, int obj, const char *key)
+{
+	uint32_t n = toks[obj].size, m, k;
+	size_t kl = strlen(key);
+
+	if (toks[obj].type != POL_J_OBJECT)
+		return -1;
+	for (k = (uint32_t)obj + 1, m = 0; m < n; m++, k = toks[k + 1].next)
+		if (pol_json_str_eq(text, &toks[k], key, kl))
+			return (int)k + 1;
+	return -1;
+}

@@ -1,0 +1,1015 @@
+/*
+ * proxy/http.c - the HTTP/1.1 relay: one struct px_conn per client connection.
+ *
+ * A request goes: client bytes -> head found and checked (httpguard) -> llhttp (framing) ->
+ * policy (classify + decide) -> refused here, or its head rewritten (hop-by-hop headers,
+ * X-Forwarded-*) and its bytes relayed to an upstream connection. Bodies pass through
+ * llhttp only to find where the message ends; the bytes forwarded are the client's own.
+ * Responses take the mirror path. One request is in flight per connection; pipelined
+ * requests wait in the client input buffer, so answers keep their order.
+ *
+ * Freeing: libevent lets a bufferevent be freed from its own callback (it is refcounted and
+ * the free is deferred), and every callback here returns right after px_conn_close().
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "policy/jwt.h"
+#include "proxy/internal.h"
+#include "proxy/log.h"
+#include "proxy/wsframe.h"
+
+enum { T_NONE, T_KEEPALIVE, T_HEADER };
+
+static void client_readcb(struct bufferevent *bev, void *arg);
+static void client_writecb(struct bufferevent *bev, void *arg);
+static void client_eventcb(struct bufferevent *bev, short what, void *arg);
+static void up_readcb(struct bufferevent *bev, void *arg);
+static void up_writecb(struct bufferevent *bev, void *arg);
+static void up_eventcb(struct bufferevent *bev, short what, void *arg);
+static void handle_head(struct px_conn *c);
+static void relay_request(struct px_conn *c);
+static void handle_response(struct px_conn *c);
+static void finish_transaction(struct px_conn *c);
+
+static void
+ms_to_tv(uint32_t ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static const char *
+state_to_str(enum px_conn_state s)
+{
+	switch (s) {
+	case PX_C_HEAD: return "head";
+	case PX_C_REQUEST: return "request";
+	case PX_C_RESPONSE: return "response";
+	case PX_C_UPGRADING: return "upgrading";
+	case PX_C_WS: return "ws";
+	case PX_C_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+/* ---- llhttp callbacks ---- */
+
+static int
+on_req_complete(llhttp_t *p)
+{
+	struct px_conn *c = p->data;
+	c->req_msg_complete = 1;
+	return HPE_PAUSED;
+}
+
+static int
+on_req_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct px_conn *c = p->data;
+	(void)at;
+	c->req_body_bytes += len;
+	if (c->req_body_bytes > c->cfg->limits.body_bytes) {
+		c->body_error = 413;
+		return -1;
+	}
+	return 0;
+}
+
+/* llhttp 8.1 does not bound chunk extensions: syncgate does (PX_MAX_CHUNK_EXT per chunk). */
+static int
+on_chunk_ext(llhttp_t *p, const char *at, size_t len)
+{
+	struct px_conn *c = p->data;
+	(void)at;
+	c->chunk_ext_bytes += len;
+	if (c->chunk_ext_bytes > PX_MAX_CHUNK_EXT) {
+		c->body_error = 400;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+on_chunk_header(llhttp_t *p)
+{
+	struct px_conn *c = p->data;
+	c->chunk_ext_bytes = 0;
+	return 0;
+}
+
+static int
+on_resp_headers_complete(llhttp_t *p)
+{
+	struct px_conn *c = p->data;
+	/* a response to HEAD has no body whatever its headers say (RFC 9112 §6.3) */
+	return c->req_method_head ? 1 : 0;
+}
+
+static int
+on_resp_complete(llhttp_t *p)
+{
+	struct px_conn *c = p->data;
+	c->resp_msg_complete = 1;
+	return HPE_PAUSED;
+}
+
+/* ---- timers ---- */
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)fd;
+	(void)what;
+	if (c->timer_kind == T_HEADER && evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0) {
+		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "header deadline", NULL);
+		px_conn_reply(c, 408, "REQUEST_TIMEOUT", "request head not received in time", 1);
+		return;
+	}
+	px_conn_close(c);
+}
+
+static void
+arm_timer(struct px_conn *c, int kind, uint32_t ms)
+{
+	struct timeval tv;
+	ms_to_tv(ms, &tv);
+	c->timer_kind = kind;
+	evtimer_add(c->timer, &tv);
+}
+
+/* ---- lifecycle ---- */
+
+void
+px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen)
+{
+	struct px_conn *c = calloc(1, sizeof *c);
+	int one = 1;
+
+	(void)salen;
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = srv;
+	c->cfg = pol_config_ref(srv->cfg);
+	if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+		c->peer_v6 = 1;
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->cbev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	c->timer = evtimer_new(srv->base, timer_cb, c);
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->nconns++;
+	if (!c->cbev || !c->timer) {
+		if (!c->cbev)
+			evutil_closesocket(fd);
+		px_conn_close(c);
+		return;
+	}
+	bufferevent_setcb(c->cbev, client_readcb, client_writecb, client_eventcb, c);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, c->cfg->limits.header_bytes + PX_LOW_WATER);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, PX_LOW_WATER, 0);
+	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	c->state = PX_C_HEAD;
+	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+}
+
+static void
+free_upstream(struct px_conn *c)
+{
+	if (c->ubev) {
+		bufferevent_free(c->ubev);
+		c->ubev = NULL;
+	}
+	c->upstream_connected = 0;
+}
+
+/* The one teardown path: tolerates a half-built connection. */
+void
+px_conn_close(struct px_conn *c)
+{
+	struct px_server *srv = c->srv;
+
+	if (c->ws) {
+		px_ws_free(c->ws);
+		c->ws = NULL;
+	}
+	free_upstream(c);
+	if (c->cbev) {
+		bufferevent_free(c->cbev);
+		c->cbev = NULL;
+	}
+	if (c->timer) {
+		event_free(c->timer);
+		c->timer = NULL;
+	}
+	if (c->req_buf) {
+		evbuffer_free(c->req_buf);
+		c->req_buf = NULL;
+	}
+	pol_config_unref(c->cfg);
+	c->cfg = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->nconns--;
+	free(c);
+	px_server_conn_gone(srv);
+}
+
+static const char *
+status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 417: return "Expectation Failed";
+	case 431: return "Request Header Fields Too Large";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	}
+	return "Error";
+}
+
+void
+px_conn_reply(struct px_conn *c, int status, const char *error_code, const char *reason,
+              int close)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	char body[1024], esc[768];
+
+	px_json_escape(esc, sizeof esc, reason, strlen(reason));
+	int n = snprintf(body, sizeof body, "{\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}\n",
+	                 error_code, esc);
+	if (n < 0 || (size_t)n >= sizeof body)
+		n = (int)strlen(body);
+	if (c->srv->draining)
+		close = 1;
+	evbuffer_add_printf(out,
+	                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+	                    "Cache-Control: no-store\r\n%s\r\n",
+	                    status, status_text(status), n, close ? "Connection: close\r\n" : "");
+	evbuffer_add(out, body, (size_t)n);
+	if (close) {
+		c->state = PX_C_CLOSING;
+		free_upstream(c);
+		bufferevent_disable(c->cbev, EV_READ);
+		evtimer_del(c->timer);
+		/* a client that never reads its answer is cut off at the keep-alive timeout */
+		arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
+	}
+}
+
+/* ---- request head ---- */
+
+/* Names a proxy never forwards (RFC 9110 §7.6.1), plus the ones syncgate rewrites. */
+static int
+drop_request_header(const char *name, size_t n, int ws)
+{
+	return px_token_eq(name, n, "connection") || px_token_eq(name, n, "keep-alive") ||
+	       px_token_eq(name, n, "proxy-connection") || px_token_eq(name, n, "te") ||
+	       px_token_eq(name, n, "upgrade") || px_token_eq(name, n, "expect") ||
+	       px_token_eq(name, n, "x-forwarded-proto") ||
+	       (ws && px_token_eq(name, n, "sec-websocket-extensions"));
+}
+
+/* 1 if NAME is listed in the head's Connection header(s) (RFC 9110 §7.6.1). */
+static int
+named_by_connection(const char *head, size_t len, const char *name, size_t n)
+{
+	const char *p = memchr(head, '\n', len), *end = head + len;
+	while (p && ++p < end - 2) {
+		const char *eol = memchr(p, '\r', (size_t)(end - p));
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		if (colon && px_token_eq(p, (size_t)(colon - p), "connection")) {
+			const char *v = colon + 1;
+			while (v < eol) {
+				const char *s, *e;
+				while (v < eol && (*v == ' ' || *v == '\t' || *v == ','))
+					v++;
+				s = v;
+				while (v < eol && *v != ',')
+					v++;
+				e = v;
+				while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+					e--;
+				if ((size_t)(e - s) == n && strncasecmp(s, name, n) == 0)
+					return 1;
+			}
+		}
+		p = memchr(eol, '\n', (size_t)(end - eol));
+	}
+	return 0;
+}
+
+/* Finds header NAME's value in HEAD; returns its length and sets *V, or -1. */
+static long
+find_header(const char *head, size_t len, const char *name, const char **v)
+{
+	const char *p = memchr(head, '\n', len), *end = head + len;
+	while (p && ++p < end - 2) {
+		const char *eol = memchr(p, '\r', (size_t)(end - p));
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		if (colon && px_token_eq(p, (size_t)(colon - p), name)) {
+			const char *s = colon + 1, *e = eol;
+			while (s < e && (*s == ' ' || *s == '\t'))
+				s++;
+			while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			*v = s;
+			return e - s;
+		}
+		p = memchr(eol, '\n', (size_t)(end - eol));
+	}
+	return -1;
+}
+
+/* Copies the head to OUT with hop-by-hop headers removed and forwarding headers added. */
+static void
+write_upstream_head(struct px_conn *c, const char *head, size_t len, struct evbuffer *out)
+{
+	const char *p = memchr(head, '\n', len) + 1, *end = head + len - 2;
+	int ws = c->state == PX_C_UPGRADING;
+
+	evbuffer_add(out, head, (size_t)(p - head)); /* request line, byte for byte */
+	while (p < end) {
+		const char *eol = memchr(p, '\r', (size_t)(end - p) + 1);
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		size_t nl = (size_t)(colon - p);
+		if (!drop_request_header(p, nl, ws) && !named_by_connection(head, len, p, nl))
+			evbuffer_add(out, p, (size_t)(eol + 2 - p));
+		p = eol + 2;
+	}
+	if (ws)
+		evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
+	evbuffer_add_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
+	                         "Forwarded: for=%s%s%s;proto=http\r\n\r\n",
+	                    c->peer, c->peer_v6 ? "\"[" : "", c->peer, c->peer_v6 ? "]\"" : "");
+}
+
+static void
+log_decision(struct px_conn *c, const struct pol_call *call, const struct pol_decision *d,
+             const char *target, size_t tlen)
+{
+	char status[8], app[POL_APPID_MAX + 1], path[512];
+	size_t al = call->app_len < POL_APPID_MAX ? call->app_len : POL_APPID_MAX;
+	size_t pl = tlen < sizeof path - 1 ? tlen : sizeof path - 1;
+
+	snprintf(status, sizeof status, "%d", d->status);
+	memcpy(app, call->app ? call->app : "", call->app ? al : 0);
+	app[call->app ? al : 0] = 0;
+	memcpy(path, target, pl);
+	path[pl] = 0;
+	px_log(PX_LOG_INFO, d->would_deny ? "would_refuse" : "refuse", "transport", "http",
+	       "peer", c->peer, "app", app, "op", pol_op_to_str(call->op), "path", path,
+	       "status", status, "errorCode", d->error_code ? d->error_code : "", "rule",
+	       d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
+}
+
+/*
+ * Classifies and decides the request whose checked head is HEAD[0..LEN). Returns 1 if it may
+ * be forwarded; otherwise it has been answered and 0 is returned.
+ */
+static int
+police_request(struct px_conn *c, const char *head, size_t len)
+{
+	struct px_server *srv = c->srv;
+	struct pol_call call;
+	struct pol_decision d;
+	const char *why, *authz = NULL, *sp1 = memchr(head, ' ', len);
+	const char *target = sp1 + 1, *sp2 = memchr(target, ' ', len - (size_t)(target - head));
+	size_t mlen = (size_t)(sp1 - head), tlen = (size_t)(sp2 - target);
+	long al = find_header(head, len, "authorization", &authz);
+	const struct pol_app *app;
+	struct pol_ctx ctx;
+	enum pol_cred cred = al > 0 ? POL_CRED_BROWSER : POL_CRED_NONE;
+
+	c->req_method_head = px_token_eq(head, mlen, "HEAD");
+	if (target[0] == '*')
+		return 1; /* OPTIONS * */
+	if (pol_classify_http(srv->classifier, head, mlen, target, tlen, cred, &call, &why)) {
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", why, NULL);
+		px_conn_reply(c, 400, "INVALID_REQUEST", why, 1);
+		return 0;
+	}
+	app = pol_config_app(c->cfg, call.app ? call.app : "", call.app ? call.app_len : 0);
+	if (al > 0) {
+		cred = pol_credential_class(app, authz, (size_t)al, (int64_t)time(NULL),
+		                            c->cfg->limits.jwt_clock_skew_s);
+		if (cred == POL_CRED_SERVER)
+			pol_classify_http(srv->classifier, head, mlen, target, tlen, cred, &call, &why);
+	}
+	ctx.app = app;
+	ctx.me = NULL;
+	ctx.me_len = 0;
+	ctx.authenticated = 1;
+	pol_decide(&ctx, &call, NULL, &d);
+	if (d.verdict == POL_NEED_FACT) {
+		/* HTTP bodies are not inspected, so no fact can make such a call pass: a fact that
+		 * would only choose between refusals is treated as unknown (protocol.md 7.5). */
+		struct pol_facts f = {POL_FV_ERROR, POL_FV_ERROR, POL_FV_ERROR};
+		pol_decide(&ctx, &call, &f, &d);
+	}
+	if (d.would_deny)
+		log_decision(c, &call, &d, target, tlen);
+	if (d.verdict == POL_ALLOW)
+		return 1;
+	srv->n_denied++;
+	log_decision(c, &call, &d, target, tlen);
+	px_conn_reply(c, d.status, d.error_code, d.reason,
+	              c->req.has_cl || c->req.chunked || c->req.conn_close);
+	return 0;
+}
+
+static int
+check_ws_upgrade(struct px_conn *c, const char *head, size_t len)
+{
+	const char *v;
+	long n;
+
+	if (!px_token_eq(head, 3, "GET") || head[3] != ' ')
+		return 0;
+	n = find_header(head, len, "sec-websocket-version", &v);
+	if (n != 2 || memcmp(v, "13", 2))
+		return 0;
+	n = find_header(head, len, "sec-websocket-key", &v);
+	if (n < 0 || !px_ws_key_valid(v, (size_t)n))
+		return 0;
+	memcpy(c->ws_key, v, (size_t)n);
+	c->ws_key[n] = 0;
+	return 1;
+}
+
+static void
+reset_request(struct px_conn *c)
+{
+	memset(&c->req, 0, sizeof c->req);
+	c->req_done = c->req_sent = c->req_msg_complete = 0;
+	c->req_body_bytes = 0;
+	c->chunk_ext_bytes = 0;
+	c->body_error = 0;
+	c->streaming = 0;
+	c->resp_started = c->resp_done = c->resp_eof_body = c->resp_msg_complete = 0;
+	c->resp_status = 0;
+	c->upstream_reusable = 0;
+	c->resp_bytes = 0;
+	c->upstream_reused = 0;
+	c->ws_realtime = 0;
+}
+
+static void
+handle_head(struct px_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	const struct pol_limits *lim = &c->cfg->limits;
+	size_t n = evbuffer_get_length(in), look;
+	const char *why;
+	char *p;
+	long end;
+	int st;
+	llhttp_errno_t e;
+
+	if (n == 0)
+		return;
+	if (c->timer_kind == T_KEEPALIVE) {
+		/* first byte of a new request: the absolute header deadline starts (slowloris) */
+		evtimer_del(c->timer);
+		arm_timer(c, T_HEADER, lim->header_timeout_ms);
+	}
+	look = n < lim->header_bytes ? n : lim->header_bytes;
+	p = (char *)evbuffer_pullup(in, (ev_ssize_t)look);
+	end = px_head_end(p, look);
+	if (end < 0) {
+		px_conn_reply(c, 400, "INVALID_REQUEST", "bare CR or LF, or NUL, in the request head", 1);
+		return;
+	}
+	if (end == 0) {
+		if (!memchr(p, '\n', look) && look > lim->request_line_bytes + 1)
+			px_conn_reply(c, 414, "URI_TOO_LONG", "request line too long", 1);
+		else if (look >= lim->header_bytes)
+			px_conn_reply(c, 431, "HEADERS_TOO_LARGE", "request head too large", 1);
+		return;
+	}
+	st = px_guard_request(p, (size_t)end, lim->request_line_bytes, (int)lim->header_count,
+	                      &c->req, &why);
+	if (st) {
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", why, NULL);
+		px_conn_reply(c, st, st == 431 ? "HEADERS_TOO_LARGE" : st == 414 ? "URI_TOO_LONG" :
+		              "INVALID_REQUEST", why, 1);
+		return;
+	}
+	/* llhttp, strict and with no lenient flag, must agree that this is one valid head */
+	llhttp_settings_init(&c->req_settings);
+	c->req_settings.on_message_complete = on_req_complete;
+	c->req_settings.on_body = on_req_body;
+	c->req_settings.on_chunk_extension_name = on_chunk_ext;
+	c->req_settings.on_chunk_extension_value = on_chunk_ext;
+	c->req_settings.on_chunk_header = on_chunk_header;
+	llhttp_init(&c->req_parser, HTTP_REQUEST, &c->req_settings);
+	c->req_parser.data = c;
+	c->req_msg_complete = 0;
+	e = llhttp_execute(&c->req_parser, p, (size_t)end);
+	if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why",
+		       llhttp_get_error_reason(&c->req_parser), NULL);
+		px_conn_reply(c, 400, "INVALID_REQUEST", "malformed request head", 1);
+		return;
+	}
+	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)
+		llhttp_resume(&c->req_parser);
+	if (c->req.has_cl && c->req.content_length > lim->body_bytes) {
+		px_conn_reply(c, 413, "BODY_TOO_LARGE", "request body over the configured limit", 1);
+		return;
+	}
+	c->srv->n_requests++;
+	if (!police_request(c, p, (size_t)end)) {
+		if (c->state != PX_C_CLOSING) {
+			/* refused with no body: the connection stays usable */
+			evbuffer_drain(in, (size_t)end);
+			evtimer_del(c->timer);
+			arm_timer(c, T_KEEPALIVE, lim->keepalive_idle_ms);
+			handle_head(c);
+		}
+		return;
+	}
+	c->state = PX_C_REQUEST;
+	if (c->req.upgrade_ws) {
+		if (!check_ws_upgrade(c, p, (size_t)end)) {
+			px_conn_reply(c, 400, "INVALID_REQUEST", "bad WebSocket upgrade request", 1);
+			return;
+		}
+		c->ws_realtime = pol_realtime_target(strchr(p, ' ') + 1, (size_t)(strchr(strchr(p, ' ') + 1, ' ') - strchr(p, ' ') - 1),
+		                                     c->app, sizeof c->app, c->user, sizeof c->user);
+		c->state = PX_C_UPGRADING;
+	}
+	evtimer_del(c->timer);
+	c->timer_kind = T_NONE;
+	if (!c->req_buf)
+		c->req_buf = evbuffer_new();
+	if (!c->req_buf) {
+		px_conn_close(c);
+		return;
+	}
+	write_upstream_head(c, p, (size_t)end, c->req_buf);
+	if (c->req.expect_continue && !c->req_msg_complete)
+		evbuffer_add(bufferevent_get_output(c->cbev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	evbuffer_drain(in, (size_t)end);
+	c->req_done = c->req_msg_complete;
+	if (c->state == PX_C_UPGRADING) {
+		/* hold every byte after the upgrade request until the backend's 101 */
+		c->req_done = 1;
+		bufferevent_disable(c->cbev, EV_READ);
+	} else {
+		struct timeval tv;
+		ms_to_tv(lim->body_idle_ms, &tv);
+		bufferevent_set_timeouts(c->cbev, &tv, NULL);
+	}
+	relay_request(c);
+}
+
+/* ---- request body and hand-off to the upstream ---- */
+
+static void
+connect_upstream(struct px_conn *c)
+{
+	struct timeval tv;
+
+	c->ubev = px_upstream_get(c->srv, &c->upstream_reused);
+	if (!c->ubev) {
+		c->srv->n_upstream_errors++;
+		px_conn_reply(c, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
+		return;
+	}
+	bufferevent_setcb(c->ubev, up_readcb, up_writecb, up_eventcb, c);
+	bufferevent_setwatermark(c->ubev, EV_WRITE, PX_LOW_WATER, 0);
+	bufferevent_setwatermark(c->ubev, EV_READ, 0, c->cfg->limits.response_header_bytes + PX_HIGH_WATER);
+	c->upstream_connected = c->upstream_reused;
+	ms_to_tv(c->upstream_reused ? c->cfg->limits.upstream_response_ms
+	                            : c->cfg->limits.upstream_connect_ms, &tv);
+	bufferevent_set_timeouts(c->ubev, &tv, &tv);
+	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+}
+
+static void
+flush_request(struct px_conn *c)
+{
+	struct evbuffer *uout;
+
+	if (!c->upstream_connected)
+		return;
+	uout = bufferevent_get_output(c->ubev);
+	evbuffer_add_buffer(uout, c->req_buf);
+	if (c->req_done && !c->req_sent) {
+		c->req_sent = 1;
+		if (c->state == PX_C_REQUEST)
+			c->state = PX_C_RESPONSE;
+		bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	}
+	/* backpressure: the client waits while the upstream is slow to take the body */
+	if (evbuffer_get_length(uout) > PX_HIGH_WATER)
+		bufferevent_disable(c->cbev, EV_READ);
+}
+
+static void
+relay_request(struct px_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+
+	while (!c->req_done && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		llhttp_errno_t e;
+		size_t used;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		c->req_msg_complete = 0;
+		e = llhttp_execute(&c->req_parser, v.iov_base, v.iov_len);
+		if (e == HPE_PAUSED) {
+			used = (size_t)(llhttp_get_error_pos(&c->req_parser) - (const char *)v.iov_base);
+			llhttp_resume(&c->req_parser);
+			c->req_done = 1;
+		} else if (e == HPE_OK) {
+			used = v.iov_len;
+		} else {
+			int too_big = e == HPE_USER && c->body_error == 413;
+			px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why",
+			       too_big ? "body too large" : llhttp_get_error_reason(&c->req_parser), NULL);
+			px_conn_reply(c, too_big ? 413 : 400, too_big ? "BODY_TOO_LARGE" : "INVALID_REQUEST",
+			              too_big ? "request body over the configured limit"
+			                      : "malformed request body framing", 1);
+			return;
+		}
+		evbuffer_remove_buffer(in, c->req_buf, used);
+	}
+	if (!c->streaming && evbuffer_get_length(c->req_buf) > PX_REQUEST_BUFFER)
+		c->streaming = 1;
+	if (!c->req_done && !c->streaming)
+		return;
+	if (!c->ubev) {
+		connect_upstream(c);
+		if (!c->ubev)
+			return;
+	}
+	flush_request(c);
+}
+
+/* ---- response ---- */
+
+static int
+drop_response_header(const char *name, size_t n, int upgrade)
+{
+	return px_token_eq(name, n, "connection") || px_token_eq(name, n, "keep-alive") ||
+	       px_token_eq(name, n, "proxy-connection") || px_token_eq(name, n, "te") ||
+	       (!upgrade && px_token_eq(name, n, "upgrade"));
+}
+
+static void
+write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	const char *p = memchr(head, '\n', len) + 1, *end = head + len - 2;
+
+	evbuffer_add(out, head, (size_t)(p - head));
+	while (p < end) {
+		const char *eol = memchr(p, '\r', (size_t)(end - p) + 1);
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		size_t nl = (size_t)(colon - p);
+		if (!drop_response_header(p, nl, upgrade) &&
+		    (upgrade || !named_by_connection(head, len, p, nl)))
+			evbuffer_add(out, p, (size_t)(eol + 2 - p));
+		p = eol + 2;
+	}
+	if (upgrade)
+		evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+	else if (c->close_after)
+		evbuffer_add(out, "Connection: close\r\n", 19);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+upstream_failed(struct px_conn *c, int status, const char *why)
+{
+	c->srv->n_upstream_errors++;
+	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "why", why, NULL);
+	free_upstream(c);
+	if (c->resp_started) {
+		px_conn_close(c); /* a truncated response is signalled by closing */
+		return;
+	}
+	px_conn_reply(c, status, status == 504 ? "GATEWAY_TIMEOUT" : "BAD_GATEWAY", why,
+	              !c->req_done || c->state == PX_C_UPGRADING || c->req.conn_close);
+	if (c->state != PX_C_CLOSING)
+		finish_transaction(c);
+}
+
+/* A 101 is accepted only with the Sec-WebSocket-Accept for our client's key. */
+static int
+valid_101(struct px_conn *c, const char *head, size_t len)
+{
+	const char *v;
+	long n;
+	char want[29];
+
+	n = find_header(head, len, "sec-websocket-accept", &v);
+	px_ws_accept(c->ws_key, strlen(c->ws_key), want);
+	if (n != 28 || memcmp(v, want, 28))
+		return 0;
+	if (find_header(head, len, "sec-websocket-extensions", &v) >= 0)
+		return 0; /* we removed the offer: an extension would hide frames from policy */
+	n = find_header(head, len, "upgrade", &v);
+	return n == 9 && px_token_eq(v, 9, "websocket");
+}
+
+static int
+response_head(struct px_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->ubev);
+	size_t n = evbuffer_get_length(in), cap = c->cfg->limits.response_header_bytes;
+	size_t look = n < cap ? n : cap;
+	struct px_head_info info;
+	const char *why;
+	char *p = (char *)evbuffer_pullup(in, (ev_ssize_t)look);
+	long end = px_head_end(p, look);
+	llhttp_errno_t e;
+
+	if (end < 0 || (end == 0 && look >= cap)) {
+		upstream_failed(c, 502, "malformed or oversized response head");
+		return -1;
+	}
+	if (end == 0)
+		return 0;
+	if (px_guard_response(p, (size_t)end, 1000, &info, &why)) {
+		upstream_failed(c, 502, why);
+		return -1;
+	}
+	llhttp_settings_init(&c->resp_settings);
+	c->resp_settings.on_headers_complete = on_resp_headers_complete;
+	c->resp_settings.on_message_complete = on_resp_complete;
+	llhttp_init(&c->resp_parser, HTTP_RESPONSE, &c->resp_settings);
+	c->resp_parser.data = c;
+	c->resp_msg_complete = 0;
+	e = llhttp_execute(&c->resp_parser, p, (size_t)end);
+	if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
+		upstream_failed(c, 502, "malformed response head");
+		return -1;
+	}
+	if (e != HPE_OK)
+		llhttp_resume(&c->resp_parser);
+	c->resp_status = c->resp_parser.status_code;
+	if (c->resp_status >= 100 && c->resp_status < 200 && c->resp_status != 101) {
+		write_client_head(c, p, (size_t)end, 0); /* interim: the final response follows */
+		evbuffer_drain(in, (size_t)end);
+		return 1;
+	}
+	if (c->resp_status == 101) {
+		if (c->state != PX_C_UPGRADING || !valid_101(c, p, (size_t)end)) {
+			upstream_failed(c, 502, "backend answered 101 without a valid WebSocket accept");
+			return -1;
+		}
+		write_client_head(c, p, (size_t)end, 1);
+		evbuffer_drain(in, (size_t)end);
+		c->state = PX_C_WS;
+		c->srv->n_ws++;
+		px_ws_start(c);
+		return -1;
+	}
+	c->resp_eof_body = !c->resp_msg_complete && llhttp_message_needs_eof(&c->resp_parser);
+	if (c->state == PX_C_UPGRADING)
+		c->close_after = 1; /* never read the held bytes as HTTP */
+	c->close_after |= c->req.conn_close || c->resp_eof_body || c->srv->draining;
+	c->upstream_reusable = !info.conn_close && !c->resp_eof_body && !c->req.http10 &&
+	                       c->state != PX_C_UPGRADING;
+	write_client_head(c, p, (size_t)end, 0);
+	evbuffer_drain(in, (size_t)end);
+	c->resp_started = 1;
+	c->resp_done = c->resp_msg_complete;
+	return 1;
+}
+
+static void
+handle_response(struct px_conn *c)
+{
+	struct evbuffer *in, *out = bufferevent_get_output(c->cbev);
+
+	for (;;) {
+		if (!c->ubev)
+			return;
+		in = bufferevent_get_input(c->ubev);
+		if (!c->resp_started) {
+			int r = response_head(c);
+			if (r <= 0)
+				return;
+			continue;
+		}
+		if (c->resp_done || evbuffer_get_length(in) == 0)
+			break;
+		struct evbuffer_iovec v;
+		llhttp_errno_t e;
+		size_t used;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		c->resp_msg_complete = 0;
+		e = llhttp_execute(&c->resp_parser, v.iov_base, v.iov_len);
+		if (e == HPE_PAUSED) {
+			used = (size_t)(llhttp_get_error_pos(&c->resp_parser) - (const char *)v.iov_base);
+			llhttp_resume(&c->resp_parser);
+			c->resp_done = 1;
+		} else if (e == HPE_OK) {
+			used = v.iov_len;
+		} else {
+			upstream_failed(c, 502, "malformed response body framing");
+			return;
+		}
+		c->resp_bytes += used;
+		evbuffer_remove_buffer(in, out, used);
+	}
+	if (c->resp_done) {
+		if (evbuffer_get_length(in) > 0)
+			c->upstream_reusable = 0; /* bytes after the response: never reuse */
+		finish_transaction(c);
+		return;
+	}
+	if (evbuffer_get_length(out) > PX_HIGH_WATER)
+		bufferevent_disable(c->ubev, EV_READ);
+}
+
+static void
+finish_transaction(struct px_conn *c)
+{
+	if (!c->req_done)
+		c->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
+	if (c->ubev) {
+		if (c->upstream_reusable && c->req_sent && c->resp_done && !c->close_after) {
+			px_upstream_put(c->srv, c->ubev);
+			c->ubev = NULL;
+		} else {
+			free_upstream(c);
+		}
+	}
+	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	if (c->close_after || c->srv->draining || c->state == PX_C_CLOSING) {
+		c->state = PX_C_CLOSING;
+		bufferevent_disable(c->cbev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+			px_conn_close(c);
+		else
+			arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
+		return;
+	}
+	reset_request(c);
+	c->state = PX_C_HEAD;
+	if (c->cfg != c->srv->cfg) {
+		pol_config_unref(c->cfg);
+		c->cfg = pol_config_ref(c->srv->cfg);
+	}
+	evtimer_del(c->timer);
+	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+	bufferevent_enable(c->cbev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+		handle_head(c); /* a pipelined request */
+}
+
+/* ---- callbacks ---- */
+
+static void
+client_readcb(struct bufferevent *bev, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)bev;
+	switch (c->state) {
+	case PX_C_HEAD:
+		handle_head(c);
+		break;
+	case PX_C_REQUEST:
+		relay_request(c);
+		break;
+	case PX_C_RESPONSE:
+	case PX_C_UPGRADING:
+	case PX_C_CLOSING:
+		break; /* held: the next request waits for this response */
+	case PX_C_WS:
+		break; /* px_ws replaced this callback */
+	}
+}
+
+static void
+client_writecb(struct bufferevent *bev, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)bev;
+	if (c->state == PX_C_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+			px_conn_close(c);
+		return;
+	}
+	/* drained below the low watermark: resume the response */
+	if (c->ubev && c->resp_started && !c->resp_done)
+		bufferevent_enable(c->ubev, EV_READ);
+}
+
+static void
+client_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && c->state == PX_C_REQUEST && !c->req_done) {
+		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "body idle", NULL);
+		px_conn_reply(c, 408, "REQUEST_TIMEOUT", "request body stalled", 1);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && c->state == PX_C_RESPONSE && c->req_sent) {
+		/* the client half-closed after its request: finish the answer, then close */
+		c->close_after = 1;
+		bufferevent_disable(c->cbev, EV_READ);
+		return;
+	}
+	px_conn_close(c);
+}
+
+static void
+up_readcb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	handle_response(arg);
+}
+
+static void
+up_writecb(struct bufferevent *bev, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)bev;
+	/* the upstream took the body down to the low watermark: read the client again */
+	if (c->state == PX_C_REQUEST && !c->req_done)
+		bufferevent_enable(c->cbev, EV_READ);
+}
+
+static void
+up_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)bev;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		struct timeval tv;
+		ms_to_tv(c->cfg->limits.upstream_response_ms, &tv);
+		bufferevent_set_timeouts(c->ubev, &tv, &tv);
+		c->upstream_connected = 1;
+		flush_request(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		upstream_failed(c, c->upstream_connected ? 504 : 502,
+		                c->upstream_connected ? "backend response timeout" : "backend connect timeout");
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && c->resp_started && c->resp_eof_body && !c->resp_done) {
+		handle_response(c);
+		if (!c->ubev || c->resp_done)
+			return;
+		llhttp_finish(&c->resp_parser);
+		c->resp_done = 1;
+		c->upstream_reusable = 0;
+		finish_transaction(c);
+		return;
+	}
+	upstream_failed(c, 502, (what & BEV_EVENT_EOF) ? "backend closed the connection"
+	                                               : "backend connection error");
+}
+
+const char *px_conn_state_to_str(enum px_conn_state s);
+const char *
+px_conn_state_to_str(enum px_conn_state s)
+{
+	return state_to_str(s);
+}

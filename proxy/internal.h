@@ -1,0 +1,136 @@
+/*
+ * proxy/internal.h - the structs proxy/'s modules share: a worker (struct px_server) and a
+ * client connection (struct px_conn). Private to the .c files of proxy/; nothing outside proxy/ sees them.
+ *
+ * Ownership: a server owns its listeners, its connections (a list) and its idle upstream
+ * pool. A connection owns its client bufferevent, at most one upstream bufferevent, its
+ * timers and its WebSocket state. px_conn_close() is the one teardown path.
+ */
+#ifndef SG_PROXY_INTERNAL_H
+#define SG_PROXY_INTERNAL_H
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <llhttp.h>
+#include <sys/socket.h>
+
+#include "policy/call.h"
+#include "policy/config.h"
+#include "policy/decide.h"
+#include "proxy/httpguard.h"
+
+/* Watermarks for backpressure: stop reading side A while B's output holds more than HIGH;
+ * resume when B's output has drained to LOW (le-proxy's drained_writecb). */
+#define PX_HIGH_WATER (256 * 1024)
+#define PX_LOW_WATER (64 * 1024)
+/* A request body up to this size is received whole before anything reaches the backend, so
+ * that a malformed chunked body is refused with not one byte forwarded (proxy_request_buffering). */
+#define PX_REQUEST_BUFFER (64 * 1024)
+#define PX_MAX_LISTENERS POL_MAX_LISTEN
+/* Chunk-extension bytes allowed per chunk (RFC 9112 §7.1.1 sets no bound; llhttp 8.1 none). */
+#define PX_MAX_CHUNK_EXT 4096
+
+struct px_ws;
+
+/*
+ * Connection states. Invariants:
+ *  HEAD      no upstream in use for this client; reading the next request head.
+ *  REQUEST   a request was approved; its bytes go (or are buffered) to the upstream;
+ *            the response may already be arriving (early responses).
+ *  RESPONSE  the whole request reached the upstream; relaying the response.
+ *  UPGRADING an upgrade request was forwarded; client input is held until the backend's 101.
+ *  WS        a WebSocket relay (px_ws) owns both bufferevents' callbacks.
+ *  CLOSING   flushing the last output to the client; nothing more is read.
+ */
+enum px_conn_state { PX_C_HEAD, PX_C_REQUEST, PX_C_RESPONSE, PX_C_UPGRADING, PX_C_WS,
+                     PX_C_CLOSING };
+
+struct px_server;
+
+struct px_conn {
+	struct px_server *srv;
+	struct px_conn *prev, *next;
+	struct bufferevent *cbev;       /* client */
+	struct bufferevent *ubev;       /* upstream, while in use */
+	enum px_conn_state state;
+	struct pol_config *cfg;         /* the policy this request is decided on (a reference) */
+	char peer[64];                  /* client address, for X-Forwarded-For and logs */
+	int peer_v6;
+	struct event *timer;            /* header deadline / keep-alive idle / response timeout */
+	int timer_kind;
+
+	/* the current request */
+	llhttp_t req_parser;
+	llhttp_settings_t req_settings;
+	struct px_head_info req;
+	int req_method_head;            /* HEAD: the response has no body */
+	int req_done;                   /* the whole request was read from the client */
+	int req_sent;                   /* ... and handed to the upstream */
+	int req_msg_complete;           /* llhttp saw message complete in the last execute */
+	uint64_t req_body_bytes;
+	size_t chunk_ext_bytes;         /* extension bytes of the current chunk */
+	int body_error;                 /* status a body callback failed with */
+	struct evbuffer *req_buf;       /* request bytes not yet sent upstream (buffering) */
+	int streaming;                  /* request buffer exceeded: body goes straight through */
+	int upstream_connected;
+	int upstream_reused;
+	char ws_key[32];                /* Sec-WebSocket-Key of an upgrade */
+	int ws_realtime;                /* realtime socket: enforce per frame */
+	char app[POL_APPID_MAX + 1];
+	char user[256];
+
+	/* the current response */
+	llhttp_t resp_parser;
+	llhttp_settings_t resp_settings;
+	int resp_started;               /* head forwarded to the client */
+	int resp_done;
+	int resp_eof_body;              /* body delimited by upstream close */
+	int resp_msg_complete;
+	int resp_status;
+	int upstream_reusable;
+	int close_after;                /* close the client once the response is flushed */
+	uint64_t resp_bytes;
+
+	struct px_ws *ws;
+};
+
+struct px_server {
+	struct event_base *base;
+	struct pol_config *cfg;         /* current policy; swapped on reload */
+	struct pol_classifier *classifier;
+	struct evconnlistener *listeners[PX_MAX_LISTENERS];
+	int nlisteners;
+	struct px_conn *conns;
+	int nconns;
+	struct sockaddr_storage up_addr;
+	socklen_t up_addrlen;
+	struct bufferevent **pool;      /* idle upstream connections */
+	int npool, cpool;
+	int draining;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+	/* counters (exported by the admin endpoint later) */
+	unsigned long long n_requests, n_denied, n_ws, n_frames, n_upstream_errors;
+};
+
+/* proxy/http.c */
+void px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen);
+void px_conn_close(struct px_conn *c);
+/* Writes a complete syncgate-made response; CLOSE adds Connection: close and closes after. */
+void px_conn_reply(struct px_conn *c, int status, const char *error_code, const char *reason,
+                   int close);
+
+/* proxy/upstream.c */
+struct bufferevent *px_upstream_get(struct px_server *srv, int *reused);
+void px_upstream_put(struct px_server *srv, struct bufferevent *bev);
+void px_upstream_pool_free(struct px_server *srv);
+
+/* proxy/ws.c: takes over C after a valid 101 (both bufferevents). */
+void px_ws_start(struct px_conn *c);
+void px_ws_free(struct px_ws *ws);
+
+/* proxy/server.c */
+void px_server_conn_gone(struct px_server *srv);
+
+#endif

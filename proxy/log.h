@@ -1,0 +1,23 @@
+/*
+ * proxy/log.h - JSON lines on stderr. One line per event; keys and values are escaped.
+ * Secrets (tokens, keys) and message bodies are never passed here.
+ */
+#ifndef SG_PROXY_LOG_H
+#define SG_PROXY_LOG_H
+
+#include <stddef.h>
+
+enum px_log_level { PX_LOG_DEBUG, PX_LOG_INFO, PX_LOG_WARN, PX_LOG_ERROR };
+
+void px_log_set_level(enum px_log_level l);
+
+/*
+ * Logs an event: LEVEL, EVENT name, then NULL-terminated key/value string pairs, e.g.
+ * px_log(PX_LOG_INFO, "listen", "addr", "127.0.0.1:8080", NULL).
+ */
+void px_log(enum px_log_level level, const char *event, ...);
+
+/* Appends S (N bytes) JSON-escaped into OUT (SZ bytes, NUL-terminated); returns bytes used. */
+size_t px_json_escape(char *out, size_t sz, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * proxy/main.c - command line: syncgate -c FILE | -t -c FILE | --version | --help.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "policy/config.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: syncgate [-t] -c FILE\n"
+	        "       syncgate --version | --help\n"
+	        "\n"
+	        "  -c FILE     configuration file (INI; see conf/syncgate.conf)\n"
+	        "  -t          check the configuration and exit: 0 if valid, else 1 and FILE:LINE: message\n"
+	        "  -v          debug logging\n"
+	        "  --version   print the version\n"
+	        "  --help      this text\n"
+	        "\n"
+	        "Signals: SIGHUP reloads the configuration; SIGTERM drains and exits.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *file = NULL;
+	int test = 0, opt, rc;
+	char err[POL_ERR_MAX];
+	struct pol_config *cfg;
+	struct px_server *srv;
+
+	while ((opt = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			file = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'v':
+			px_log_set_level(PX_LOG_DEBUG);
+			break;
+		case 'V':
+			printf("syncgate %s\n", SYNCGATE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!file || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	cfg = pol_config_load(file, err);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (test) {
+		printf("%s: configuration ok\n", file);
+		pol_config_unref(cfg);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	srv = px_server_new(cfg, file);
+	pol_config_unref(cfg);
+	if (!srv)
+		return 1;
+	rc = px_server_run(srv);
+	px_server_free(srv);
+	return rc;
+}

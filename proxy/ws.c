@@ -1,0 +1,716 @@
+/*
+ * proxy/ws.c - the WebSocket relay, after a valid 101.
+ *
+ * Client -> backend: every frame header is checked (wsframe.c); data frames are collected
+ * into a message (raw bytes kept for a byte-exact forward, unmasked payload for policy).
+ * On the realtime socket each complete text message is classified and decided: ALLOW
+ * forwards the client's own frames; DENY / BADREQ forwards nothing and queues an answer
+ * [seq, status, {errorCode, reasons}] for the client. A participant batch with mixed
+ * verdicts is forwarded with the allowed actions only, and the backend's answer for that
+ * seq is merged with syncgate's (protocol.md 7.2). Other WebSocket paths are blind tunnels.
+ *
+ * Backend -> client: frames are relayed as they arrive, parsed no further than their headers
+ * (except a single-frame answer whose seq awaits a merge). syncgate's own answers enter the
+ * client stream only between backend messages, never inside a fragmented one.
+ */
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "policy/json.h"
+#include "proxy/internal.h"
+#include "proxy/log.h"
+#include "proxy/wsframe.h"
+
+#define MAX_MERGES 32
+#define SERVER_FRAME_CAP (64ull * 1024 * 1024)
+
+struct merge {
+	char seq[40];
+	int nactions;
+	int nallowed;
+	struct {
+		int allowed;
+		int status;
+		const char *code;
+		char *reason; /* owned */
+	} act[0];
+};
+
+struct px_ws {
+	struct px_conn *c;
+	int realtime;
+	int tunnel;
+	/* client -> backend */
+	struct evbuffer *raw;   /* the current message's data frames, as received */
+	struct evbuffer *msg;   /* its unmasked payload */
+	int in_msg, msg_opcode;
+	uint32_t nfrag;
+	int client_closed;      /* client sent close */
+	/* backend -> client */
+	uint64_t s_remaining;   /* payload bytes of the current backend frame still to relay */
+	int s_in_msg;           /* inside a fragmented backend data message */
+	int s_frame_fin, s_frame_op;
+	int server_closed;
+	struct evbuffer *inject; /* our answers, waiting for a backend message boundary */
+	struct merge *merges[MAX_MERGES];
+	int nmerges;
+	time_t last;
+	unsigned long long frames_in, frames_out, refused;
+};
+
+static void ws_client_readcb(struct bufferevent *bev, void *arg);
+static void ws_client_writecb(struct bufferevent *bev, void *arg);
+static void ws_upstream_readcb(struct bufferevent *bev, void *arg);
+static void ws_upstream_writecb(struct bufferevent *bev, void *arg);
+static void ws_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static void
+merge_free(struct merge *m)
+{
+	int i;
+	for (i = 0; i < m->nactions; i++)
+		free(m->act[i].reason);
+	free(m);
+}
+
+void
+px_ws_free(struct px_ws *ws)
+{
+	int i;
+	if (!ws)
+		return;
+	evbuffer_free(ws->raw);
+	evbuffer_free(ws->msg);
+	evbuffer_free(ws->inject);
+	for (i = 0; i < ws->nmerges; i++)
+		merge_free(ws->merges[i]);
+	free(ws);
+}
+
+static void
+idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_conn *c = arg;
+	struct px_ws *ws = c->ws;
+	uint32_t idle = c->cfg->limits.ws_idle_ms;
+	time_t now = time(NULL);
+	(void)fd;
+	(void)what;
+	if ((uint64_t)(now - ws->last) * 1000 < idle) {
+		struct timeval tv = {(time_t)(idle / 1000 - (uint32_t)(now - ws->last)), 0};
+		evtimer_add(c->timer, &tv);
+		return;
+	}
+	px_log(PX_LOG_INFO, "ws_idle_close", "peer", c->peer, NULL);
+	px_conn_close(c);
+}
+
+/* Sends a close frame to the client and closes once it is flushed. */
+static void
+close_client(struct px_conn *c, int code, const char *why)
+{
+	uint8_t f[4 + 125];
+	size_t rl = strlen(why) > 100 ? 100 : strlen(why);
+	size_t h = px_ws_write_header(f, 1, PX_WS_CLOSE, NULL, 2 + rl);
+	char scode[8];
+
+	snprintf(scode, sizeof scode, "%d", code);
+	px_log(PX_LOG_INFO, "ws_close", "peer", c->peer, "code", scode, "why", why, NULL);
+	f[h] = (uint8_t)(code >> 8);
+	f[h + 1] = (uint8_t)code;
+	memcpy(f + h + 2, why, rl);
+	if (c->ws && c->ws->inject)
+		evbuffer_add_buffer(bufferevent_get_output(c->cbev), c->ws->inject);
+	evbuffer_add(bufferevent_get_output(c->cbev), f, h + 2 + rl);
+	if (c->ubev) {
+		bufferevent_free(c->ubev);
+		c->ubev = NULL;
+	}
+	c->state = PX_C_CLOSING;
+	bufferevent_setcb(c->cbev, NULL, ws_client_writecb, ws_eventcb, c);
+	bufferevent_disable(c->cbev, EV_READ);
+}
+
+/* Backend at a message boundary: our queued answers may go out now. */
+static void
+flush_inject(struct px_ws *ws)
+{
+	if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject))
+		evbuffer_add_buffer(bufferevent_get_output(ws->c->cbev), ws->inject);
+}
+
+static void
+queue_text(struct px_ws *ws, const char *text, size_t len)
+{
+	uint8_t h[PX_WS_MAX_HEADER];
+	size_t hl = px_ws_write_header(h, 1, PX_WS_TEXT, NULL, len);
+	evbuffer_add(ws->inject, h, hl);
+	evbuffer_add(ws->inject, text, len);
+	flush_inject(ws);
+}
+
+/* [seq, status, {"errorCode": code, "reasons": [reason]}] */
+static void
+queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const char *code,
+            const char *reason)
+{
+	char esc[768], buf[1024];
+	int n;
+	px_json_escape(esc, sizeof esc, reason, strlen(reason));
+	n = snprintf(buf, sizeof buf, "[%.*s,%d,{\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}]",
+	             (int)seq_len, seq, status, code, esc);
+	if (n > 0 && (size_t)n < sizeof buf)
+		queue_text(ws, buf, (size_t)n);
+	ws->refused++;
+}
+
+static void
+forward_text(struct px_conn *c, const char *text, size_t len)
+{
+	uint8_t h[PX_WS_MAX_HEADER], mask[4];
+	struct evbuffer *out = bufferevent_get_output(c->ubev);
+	size_t hl;
+	char *copy;
+
+	if (RAND_bytes(mask, 4) != 1)
+		memset(mask, 0x5a, 4);
+	hl = px_ws_write_header(h, 1, PX_WS_TEXT, mask, len);
+	copy = malloc(len ? len : 1);
+	if (!copy)
+		return;
+	memcpy(copy, text, len);
+	px_ws_mask((uint8_t *)copy, len, mask, 0);
+	evbuffer_add(out, h, hl);
+	evbuffer_add(out, copy, len);
+	free(copy);
+}
+
+static void
+log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_decision *d)
+{
+	char status[8], path[256], method[16];
+	long pl = pol_path_canon(&call->path, path, sizeof path);
+	snprintf(status, sizeof status, "%d", d->status);
+	snprintf(method, sizeof method, "%.*s", (int)call->method_len,
+	         call->method_text ? call->method_text : "");
+	if (pl < 0)
+		strcpy(path, "(long)");
+	px_log(PX_LOG_INFO, d->would_deny ? "would_refuse" : "refuse", "transport", "ws",
+	       "peer", c->peer, "app", c->app, "user", c->user, "op", pol_op_to_str(call->op),
+	       "method", method,
+	       "path", path, "status", status, "errorCode", d->error_code ? d->error_code : "",
+	       "rule", d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
+}
+
+/*
+ * The facts a decision asked for. Existence lookups are not built yet (tracked on the
+ * lookups issue): every fact is "could not be verified", which fails closed (protocol.md 7.5).
+ */
+static void
+unknown_facts(struct pol_facts *f)
+{
+	f->user_exists = f->conv_exists = f->participant = POL_FV_ERROR;
+}
+
+static void
+decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
+             const char *text)
+{
+	struct px_conn *c = ws->c;
+	struct pol_decision d;
+	struct pol_facts f;
+	struct merge *m;
+	int i, nallowed = 0;
+
+	m = calloc(1, sizeof *m + (size_t)call->nactions * sizeof m->act[0]);
+	if (!m) {
+		queue_error(ws, call->seq, call->seq_len, 400, "INVALID_REQUEST", "out of memory");
+		return;
+	}
+	m->nactions = call->nactions;
+	snprintf(m->seq, sizeof m->seq, "%.*s", (int)call->seq_len, call->seq);
+	for (i = 0; i < call->nactions; i++) {
+		pol_decide_action(ctx, call, i, NULL, &d);
+		if (d.verdict == POL_NEED_FACT) {
+			unknown_facts(&f);
+			pol_decide_action(ctx, call, i, &f, &d);
+		}
+		if (d.verdict != POL_ALLOW || d.would_deny)
+			log_refusal(c, call, &d);
+		m->act[i].allowed = d.verdict == POL_ALLOW;
+		if (!m->act[i].allowed) {
+			m->act[i].status = d.status;
+			m->act[i].code = d.error_code;
+			m->act[i].reason = strdup(d.reason);
+			ws->refused++;
+		} else {
+			nallowed++;
+		}
+	}
+	m->nallowed = nallowed;
+	if (nallowed == call->nactions) {
+		merge_free(m);
+		evbuffer_add_buffer(bufferevent_get_output(c->ubev), ws->raw);
+		return;
+	}
+	if (nallowed == 0 || ws->nmerges == MAX_MERGES) {
+		/* answer the whole batch here: one response, each action refused */
+		struct evbuffer *b = evbuffer_new();
+		size_t len;
+		char esc[768];
+		evbuffer_add_printf(b, "[%s,200,{\"responses\":[", m->seq);
+		for (i = 0; i < m->nactions; i++) {
+			const char *reason = m->act[i].reason ? m->act[i].reason
+			                                      : "syncgate: too many batches in flight";
+			px_json_escape(esc, sizeof esc, reason, strlen(reason));
+			evbuffer_add_printf(b, "%s{\"status\":%d,\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}",
+			                    i ? "," : "", m->act[i].reason ? m->act[i].status : 409,
+			                    m->act[i].reason ? m->act[i].code : "TOO_MANY_BATCHES", esc);
+		}
+		evbuffer_add(b, "]}]", 3);
+		len = evbuffer_get_length(b);
+		queue_text(ws, (const char *)evbuffer_pullup(b, -1), len);
+		evbuffer_free(b);
+		merge_free(m);
+		evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+		return;
+	}
+	/* mixed: forward the allowed actions only, under the client's seq */
+	{
+		const struct pol_jtok *t = pol_json_tokens(pol_classifier_json(c->srv->classifier));
+		struct evbuffer *b = evbuffer_new();
+		int first = 1;
+		const char *path_start = text + t[t[t[1].next].next].start - 1;
+		const char *path_end = text + t[t[t[1].next].next].end + 1;
+		evbuffer_add_printf(b, "[%s,\"POST\",", m->seq);
+		evbuffer_add(b, path_start, (size_t)(path_end - path_start));
+		evbuffer_add(b, ",{\"actions\":[", 13);
+		for (i = 0; i < call->nactions; i++) {
+			const struct pol_jtok *a = &t[call->actions[i].tok];
+			if (!m->act[i].allowed)
+				continue;
+			if (!first)
+				evbuffer_add(b, ",", 1);
+			evbuffer_add(b, text + a->start, a->end - a->start);
+			first = 0;
+		}
+		evbuffer_add(b, "]},{}]", 6);
+		forward_text(c, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+		evbuffer_free(b);
+		evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+		ws->merges[ws->nmerges++] = m;
+	}
+}
+
+/* One complete client text message on the realtime socket. */
+static void
+police_message(struct px_ws *ws, const char *text, size_t len)
+{
+	struct px_conn *c = ws->c;
+	struct pol_call call;
+	struct pol_decision d;
+	struct pol_facts f;
+	struct pol_ctx ctx;
+	const char *why = NULL;
+
+	if (pol_classify_frame(c->srv->classifier, text, len, &call, &why)) {
+		px_log(PX_LOG_INFO, "ws_bad_frame", "peer", c->peer, "app", c->app, "why", why, NULL);
+		evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+		if (call.seq) {
+			char reason[256];
+			snprintf(reason, sizeof reason, "syncgate: invalid frame: %s", why);
+			queue_error(ws, call.seq, call.seq_len, 400, "INVALID_REQUEST", reason);
+		} else {
+			close_client(c, PX_WS_CLOSE_BAD_DATA, why);
+		}
+		return;
+	}
+	ctx.app = pol_config_app(c->cfg, c->app, strlen(c->app));
+	ctx.me = c->user;
+	ctx.me_len = strlen(c->user);
+	ctx.authenticated = 1; /* identity checks arrive with the identity issue */
+	pol_decide(&ctx, &call, NULL, &d);
+	if (call.op == POL_OP_PART_BATCH && d.verdict == POL_NEED_FACT) {
+		decide_batch(ws, &ctx, &call, text);
+		return;
+	}
+	if (d.verdict == POL_NEED_FACT) {
+		unknown_facts(&f);
+		pol_decide(&ctx, &call, &f, &d);
+	}
+	if (d.verdict != POL_ALLOW || d.would_deny)
+		log_refusal(c, &call, &d);
+	if (d.verdict == POL_ALLOW) {
+		evbuffer_add_buffer(bufferevent_get_output(c->ubev), ws->raw);
+		return;
+	}
+	c->srv->n_denied++;
+	evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+	queue_error(ws, call.seq, call.seq_len, d.status, d.error_code, d.reason);
+}
+
+/* Processes one complete client frame at the head of IN. Returns 0 to go on, -1 to stop. */
+static int
+client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h)
+{
+	struct px_conn *c = ws->c;
+	const struct pol_limits *lim = &c->cfg->limits;
+	size_t total = h->hdr_len + h->len;
+
+	ws->frames_in++;
+	c->srv->n_frames++;
+	if (h->opcode >= PX_WS_CLOSE) {
+		if (h->opcode == PX_WS_CLOSE) {
+			uint8_t p[PX_WS_MAX_CONTROL];
+			int code;
+			{
+				struct evbuffer_ptr pos;
+				evbuffer_ptr_set(in, &pos, h->hdr_len, EVBUFFER_PTR_SET);
+				evbuffer_copyout_from(in, &pos, p, h->len);
+			}
+			px_ws_mask(p, h->len, h->mask, 0);
+			if (px_ws_check_close(p, h->len, &code)) {
+				close_client(c, code, "invalid close frame");
+				return -1;
+			}
+			ws->client_closed = 1;
+		}
+		/* control frames pass at once, even between the fragments of a message */
+		evbuffer_remove_buffer(in, bufferevent_get_output(c->ubev), total);
+		if (ws->client_closed)
+			bufferevent_disable(c->cbev, EV_READ);
+		return ws->client_closed ? -1 : 0;
+	}
+	if ((h->opcode == PX_WS_CONT) != ws->in_msg) {
+		close_client(c, PX_WS_CLOSE_PROTOCOL, ws->in_msg ? "new message inside a fragmented one"
+		                                                  : "continuation without a message");
+		return -1;
+	}
+	if (!ws->in_msg) {
+		ws->in_msg = 1;
+		ws->msg_opcode = h->opcode;
+		ws->nfrag = 0;
+	}
+	if (++ws->nfrag > lim->ws_fragments ||
+	    evbuffer_get_length(ws->msg) + h->len > lim->ws_message_bytes) {
+		close_client(c, PX_WS_CLOSE_TOO_BIG, "message over the size or fragment limit");
+		return -1;
+	}
+	{
+		/* unmask a copy of the payload for policy; keep the frame as received */
+		struct evbuffer_iovec v[2];
+		int n;
+		size_t off = 0;
+		evbuffer_remove_buffer(in, ws->raw, h->hdr_len);
+		n = evbuffer_reserve_space(ws->msg, h->len ? h->len : 1, v, 2);
+		if (n < 1) {
+			close_client(c, PX_WS_CLOSE_INTERNAL, "out of memory");
+			return -1;
+		}
+		{
+			struct evbuffer_ptr pos;
+			size_t i, left = h->len;
+			evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+			for (i = 0; i < (size_t)n && left; i++) {
+				size_t take = v[i].iov_len < left ? v[i].iov_len : left;
+				evbuffer_copyout_from(in, &pos, v[i].iov_base, take);
+				px_ws_mask(v[i].iov_base, take, h->mask, off);
+				evbuffer_ptr_set(in, &pos, take, EVBUFFER_PTR_ADD);
+				v[i].iov_len = take;
+				off += take;
+				left -= take;
+			}
+			evbuffer_commit_space(ws->msg, v, (int)i);
+		}
+		evbuffer_remove_buffer(in, ws->raw, h->len);
+	}
+	if (!h->fin)
+		return 0;
+	ws->in_msg = 0;
+	{
+		size_t len = evbuffer_get_length(ws->msg);
+		const char *text = len ? (const char *)evbuffer_pullup(ws->msg, -1) : "";
+		if (ws->msg_opcode == PX_WS_BINARY) {
+			close_client(c, PX_WS_CLOSE_UNSUPPORTED, "binary message on the realtime socket");
+			return -1;
+		}
+		if (!px_utf8_valid((const uint8_t *)text, len)) {
+			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+			return -1;
+		}
+		police_message(ws, text, len);
+		evbuffer_drain(ws->msg, len);
+	}
+	return c->state == PX_C_CLOSING ? -1 : 0;
+}
+
+static void
+ws_client_readcb(struct bufferevent *bev, void *arg)
+{
+	struct px_conn *c = arg;
+	struct px_ws *ws = c->ws;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	(void)bev;
+
+	ws->last = time(NULL);
+	if (ws->tunnel) {
+		evbuffer_add_buffer(bufferevent_get_output(c->ubev), in);
+	} else {
+		for (;;) {
+			struct px_ws_header h;
+			size_t n = evbuffer_get_length(in);
+			uint8_t hb[PX_WS_MAX_HEADER];
+			const char *why;
+			int code, r;
+
+			if (n == 0)
+				break;
+			evbuffer_copyout(in, hb, n < sizeof hb ? n : sizeof hb);
+			r = px_ws_parse_header(hb, n < sizeof hb ? n : sizeof hb, 1,
+			                       c->cfg->limits.ws_message_bytes, &h, &code, &why);
+			if (r < 0) {
+				close_client(c, code, why);
+				return;
+			}
+			if (r == 0 || n < h.hdr_len + h.len)
+				break;
+			if (client_frame(ws, in, &h) < 0)
+				return;
+		}
+	}
+	if (c->ubev && evbuffer_get_length(bufferevent_get_output(c->ubev)) > PX_HIGH_WATER)
+		bufferevent_disable(c->cbev, EV_READ);
+}
+
+/* The backend's answer for a merged batch: splice syncgate's refusals into its responses. */
+static int
+try_merge(struct px_ws *ws, const char *text, size_t len)
+{
+	cJSON *root, *seq, *status, *resp;
+	struct merge *m = NULL;
+	char seqtxt[40];
+	int i, k, mi = -1;
+	struct evbuffer *b;
+
+	root = cJSON_ParseWithLength(text, len);
+	if (!root || !cJSON_IsArray(root) || cJSON_GetArraySize(root) != 3)
+		goto no;
+	seq = cJSON_GetArrayItem(root, 0);
+	status = cJSON_GetArrayItem(root, 1);
+	if (!cJSON_IsNumber(seq) || !cJSON_IsNumber(status))
+		goto no;
+	/* the seq as the backend wrote it */
+	{
+		const char *s = text, *e;
+		while (*s == '[' || *s == ' ')
+			s++;
+		e = s;
+		while (e < text + len && *e != ',' && *e != ' ')
+			e++;
+		snprintf(seqtxt, sizeof seqtxt, "%.*s", (int)(e - s), s);
+	}
+	for (i = 0; i < ws->nmerges; i++)
+		if (!strcmp(ws->merges[i]->seq, seqtxt)) {
+			m = ws->merges[i];
+			mi = i;
+			break;
+		}
+	if (!m)
+		goto no;
+	ws->merges[mi] = ws->merges[--ws->nmerges];
+	resp = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(root, 2), "responses");
+	if (status->valueint != 200 || !cJSON_IsArray(resp) ||
+	    cJSON_GetArraySize(resp) != m->nallowed) {
+		merge_free(m);
+		cJSON_Delete(root);
+		return 0; /* relay the backend's answer as it is: it fails every action */
+	}
+	b = evbuffer_new();
+	evbuffer_add_printf(b, "[%s,200,{\"responses\":[", m->seq);
+	for (i = 0, k = 0; i < m->nactions; i++) {
+		if (i)
+			evbuffer_add(b, ",", 1);
+		if (m->act[i].allowed) {
+			char *s = cJSON_PrintUnformatted(cJSON_GetArrayItem(resp, k++));
+			evbuffer_add(b, s, strlen(s));
+			cJSON_free(s);
+		} else {
+			char esc[768];
+			px_json_escape(esc, sizeof esc, m->act[i].reason, strlen(m->act[i].reason));
+			evbuffer_add_printf(b, "{\"status\":%d,\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}",
+			                    m->act[i].status, m->act[i].code, esc);
+		}
+	}
+	evbuffer_add(b, "]}]", 3);
+	queue_text(ws, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+	evbuffer_free(b);
+	merge_free(m);
+	cJSON_Delete(root);
+	return 1;
+no:
+	cJSON_Delete(root);
+	return 0;
+}
+
+static void
+ws_upstream_readcb(struct bufferevent *bev, void *arg)
+{
+	struct px_conn *c = arg;
+	struct px_ws *ws = c->ws;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+
+	ws->last = time(NULL);
+	if (ws->tunnel) {
+		evbuffer_add_buffer(out, in);
+		goto bp;
+	}
+	for (;;) {
+		size_t n = evbuffer_get_length(in);
+		if (ws->s_remaining) {
+			size_t take = n < ws->s_remaining ? n : (size_t)ws->s_remaining;
+			if (take == 0)
+				break;
+			evbuffer_remove_buffer(in, out, take);
+			ws->s_remaining -= take;
+			if (ws->s_remaining == 0)
+				flush_inject(ws);
+			continue;
+		}
+		struct px_ws_header h;
+		uint8_t hb[PX_WS_MAX_HEADER];
+		const char *why;
+		int code, r;
+		if (n == 0)
+			break;
+		evbuffer_copyout(in, hb, n < sizeof hb ? n : sizeof hb);
+		r = px_ws_parse_header(hb, n < sizeof hb ? n : sizeof hb, 0, SERVER_FRAME_CAP, &h,
+		                       &code, &why);
+		if (r < 0) {
+			close_client(c, PX_WS_CLOSE_INTERNAL, "backend protocol error");
+			return;
+		}
+		if (r == 0)
+			break;
+		if (h.opcode < PX_WS_CLOSE)
+			ws->s_in_msg = !h.fin;
+		if (h.opcode == PX_WS_CLOSE)
+			ws->server_closed = 1;
+		ws->frames_out++;
+		if (ws->nmerges && h.opcode == PX_WS_TEXT && h.fin && h.len <= 65536) {
+			if (n < h.hdr_len + h.len)
+				break; /* a candidate answer to a merged batch: wait for all of it */
+			evbuffer_drain(in, h.hdr_len);
+			const char *text = (const char *)evbuffer_pullup(in, (ev_ssize_t)h.len);
+			if (try_merge(ws, text, h.len)) {
+				evbuffer_drain(in, h.len);
+				continue;
+			}
+			evbuffer_add(out, hb, h.hdr_len);
+			ws->s_remaining = h.len;
+			continue;
+		}
+		evbuffer_remove_buffer(in, out, h.hdr_len);
+		ws->s_remaining = h.len;
+		if (h.len == 0)
+			flush_inject(ws);
+	}
+bp:
+	if (ws->server_closed && ws->client_closed && ws->s_remaining == 0) {
+		c->state = PX_C_CLOSING;
+		bufferevent_free(c->ubev);
+		c->ubev = NULL;
+		if (evbuffer_get_length(out) == 0)
+			px_conn_close(c);
+		return;
+	}
+	if (evbuffer_get_length(out) > PX_HIGH_WATER)
+		bufferevent_disable(c->ubev, EV_READ);
+}
+
+static void
+ws_client_writecb(struct bufferevent *bev, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)bev;
+	if (c->state == PX_C_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+			px_conn_close(c);
+		return;
+	}
+	if (c->ubev)
+		bufferevent_enable(c->ubev, EV_READ);
+}
+
+static void
+ws_upstream_writecb(struct bufferevent *bev, void *arg)
+{
+	struct px_conn *c = arg;
+	(void)bev;
+	if (c->state == PX_C_WS && !c->ws->client_closed)
+		bufferevent_enable(c->cbev, EV_READ);
+}
+
+static void
+ws_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct px_conn *c = arg;
+	if (bev == c->ubev && c->state == PX_C_WS && !(what & BEV_EVENT_ERROR) && c->ws &&
+	    !c->ws->server_closed) {
+		close_client(c, PX_WS_CLOSE_GOING_AWAY, "backend closed the connection");
+		return;
+	}
+	px_conn_close(c);
+}
+
+void
+px_ws_start(struct px_conn *c)
+{
+	struct px_ws *ws = calloc(1, sizeof *ws);
+	struct timeval tv;
+	uint32_t idle = c->cfg->limits.ws_idle_ms;
+
+	if (!ws) {
+		px_conn_close(c);
+		return;
+	}
+	c->ws = ws;
+	ws->c = c;
+	ws->realtime = c->ws_realtime;
+	ws->tunnel = !c->ws_realtime;
+	ws->raw = evbuffer_new();
+	ws->msg = evbuffer_new();
+	ws->inject = evbuffer_new();
+	ws->last = time(NULL);
+	if (!ws->raw || !ws->msg || !ws->inject) {
+		px_conn_close(c);
+		return;
+	}
+	bufferevent_setcb(c->cbev, ws_client_readcb, ws_client_writecb, ws_eventcb, c);
+	bufferevent_setcb(c->ubev, ws_upstream_readcb, ws_upstream_writecb, ws_eventcb, c);
+	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	bufferevent_set_timeouts(c->ubev, NULL, NULL);
+	/* a whole frame must fit in the input buffer to be checked */
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, c->cfg->limits.ws_message_bytes + 64);
+	bufferevent_setwatermark(c->ubev, EV_READ, 0, PX_HIGH_WATER);
+	evtimer_del(c->timer);
+	evtimer_assign(c->timer, c->srv->base, idle_cb, c);
+	tv.tv_sec = idle / 1000;
+	tv.tv_usec = (idle % 1000) * 1000;
+	evtimer_add(c->timer, &tv);
+	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+	px_log(PX_LOG_DEBUG, "ws_open", "peer", c->peer, "app", c->app, "user", c->user, NULL);
+	/* bytes the client sent after its upgrade request, held until now */
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)))
+		ws_client_readcb(c->cbev, c);
+	if (c->ubev && evbuffer_get_length(bufferevent_get_input(c->ubev)))
+		ws_upstream_readcb(c->ubev, c);
+}

@@ -1,0 +1,401 @@
+// The reference chat backend: a TalkJS-compatible backend with in-memory state, the
+// unprotected server syncgate stands in front of in tests and in `make run`.
+// It enforces no browser-sync switch. Everything it speaks is ../shared/protocol.md 1-4.
+//
+//   node tests/backend/server.js --listen 127.0.0.1:PORT --control 127.0.0.1:PORT2 \
+//        --app APPID=SECRET_KEY [--app ...] [--keepalive-ms N]
+//
+// Control interface (on --control only): GET /log (every HTTP request and WebSocket message
+// received, in order, raw bytes base64), GET /raw (every byte received per TCP connection),
+// POST /reset, POST /seed {appId, users:{id:{...}}, conversations:{id:{subject,..,participants:{uid:{access,notify}}}}},
+// GET /state?appId=.
+import http from 'node:http';
+import net from 'node:net';
+import crypto from 'node:crypto';
+import { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+
+function parseArgs(argv) {
+  const o = { apps: {}, keepaliveMs: 5000 };
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i], v = argv[i + 1];
+    if (a === '--listen') { o.listen = v; i++; }
+    else if (a === '--control') { o.control = v; i++; }
+    else if (a === '--app') { const [id, key] = v.split('='); o.apps[id] = key; i++; }
+    else if (a === '--keepalive-ms') { o.keepaliveMs = Number(v); i++; }
+    else { console.error(`unknown argument ${a}`); process.exit(2); }
+  }
+  if (!o.listen || !o.control) { console.error('usage: server.js --listen H:P --control H:P --app ID=KEY'); process.exit(2); }
+  return o;
+}
+const opts = parseArgs(process.argv);
+const hostPort = (s) => { const i = s.lastIndexOf(':'); return [s.slice(0, i).replace(/^\[|\]$/g, ''), Number(s.slice(i + 1))]; };
+
+// ---- state ----
+let state, log, raw, sockSeq = 0, msgSeq = 0;
+function reset() {
+  state = {};
+  for (const id of Object.keys(opts.apps)) state[id] = { users: new Map(), conversations: new Map() };
+  log = []; raw = new Map();
+}
+reset();
+const now = () => Date.now();
+
+// ---- tokens ----
+const b64u = (b) => Buffer.from(b).toString('base64url');
+function signJwt(payload, key) {
+  const h = b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' })), p = b64u(JSON.stringify(payload));
+  const s = crypto.createHmac('sha256', key).update(`${h}.${p}`).digest('base64url');
+  return `${h}.${p}.${s}`;
+}
+function verifyJwt(tok, key) {
+  if (typeof tok !== 'string') return null;
+  const parts = tok.split('.');
+  if (parts.length !== 3) return null;
+  let hdr, claims;
+  try { hdr = JSON.parse(Buffer.from(parts[0], 'base64url')); claims = JSON.parse(Buffer.from(parts[1], 'base64url')); } catch { return null; }
+  if (!hdr || hdr.alg !== 'HS256') return null;
+  const want = crypto.createHmac('sha256', key).update(`${parts[0]}.${parts[1]}`).digest();
+  const got = Buffer.from(parts[2], 'base64url');
+  if (got.length !== want.length || !crypto.timingSafeEqual(got, want)) return null;
+  const t = Math.floor(now() / 1000);
+  if (typeof claims.exp === 'number' && claims.exp < t) return null;
+  if (typeof claims.nbf === 'number' && claims.nbf > t + 60) return null;
+  return claims;
+}
+const sigOk = (key, uid, sig) => typeof sig === 'string' && /^[0-9a-fA-F]{64}$/.test(sig) &&
+  crypto.timingSafeEqual(Buffer.from(sig.toLowerCase()), Buffer.from(crypto.createHmac('sha256', key).update(uid).digest('hex')));
+
+// ---- model ----
+const err = (status, errorCode, reason) => ({ status, data: { errorCode, reasons: [reason] } });
+const ok = (data = {}) => ({ status: 200, data });
+function patchCustom(old, upd) {
+  if (upd === undefined) return old;
+  const c = { ...(old || {}) };
+  for (const [k, v] of Object.entries(upd || {})) { if (v === null) delete c[k]; else c[k] = v; }
+  return c;
+}
+const USER_FIELDS = ['name', 'locale', 'photoUrl', 'role', 'welcomeMessage', 'email', 'phone', 'pushTokens'];
+function upsertUser(app, uid, data, create) {
+  const u = app.users.get(uid) || { id: uid, createdAt: now(), custom: {} };
+  for (const f of USER_FIELDS) if (data[f] !== undefined) u[f] = data[f];
+  u.custom = patchCustom(u.custom, data.custom);
+  app.users.set(uid, u);
+  return u;
+}
+const publicUser = (u) => ({ id: u.id, name: u.name ?? null, custom: u.custom || {}, locale: u.locale ?? null, photoUrl: u.photoUrl ?? null, role: u.role ?? null, welcomeMessage: u.welcomeMessage ?? null, createdAt: u.createdAt });
+const CONV_FIELDS = ['subject', 'photoUrl', 'welcomeMessages'];
+function upsertConv(app, cid, data) {
+  const c = app.conversations.get(cid) || { id: cid, createdAt: now(), custom: {}, participants: new Map(), messages: [] };
+  for (const f of CONV_FIELDS) if (data[f] !== undefined) c[f] = data[f];
+  c.custom = patchCustom(c.custom, data.custom);
+  app.conversations.set(cid, c);
+  return c;
+}
+function convFor(c, uid) {
+  const p = c.participants.get(uid) || {};
+  const last = c.messages[c.messages.length - 1];
+  return { id: c.id, createdAt: c.createdAt, subject: c.subject ?? null, photoUrl: c.photoUrl ?? null, welcomeMessages: c.welcomeMessages ?? null, custom: c.custom || {}, lastMessageAt: last ? last.createdAt : null, unreadMessageCount: 0, isUnread: false, access: p.access ?? 'ReadWrite', notify: p.notify ?? true, readUntil: now(), everyoneReadUntil: now(), joinedAt: p.joinedAt ?? c.createdAt };
+}
+function participantAction(app, cid, uid, method, params) {
+  const c = app.conversations.get(cid);
+  if (!c) return { status: 404, errorCode: 'CONVERSATION_NOT_FOUND', reasons: [`no conversation ${cid}`] };
+  const exists = c.participants.has(uid);
+  if (method === 'POST' && exists) return { status: 409, errorCode: 'PARTICIPANT_ALREADY_EXISTS', reasons: ['already a participant'] };
+  if (method === 'PATCH' && !exists) return { status: 404, errorCode: 'PARTICIPANT_NOT_FOUND', reasons: ['not a participant'] };
+  const p = c.participants.get(uid) || { joinedAt: now(), access: 'ReadWrite', notify: true };
+  if (params && params.access !== undefined) p.access = params.access;
+  if (params && params.notify !== undefined) p.notify = params.notify;
+  c.participants.set(uid, p);
+  return { status: 200 };
+}
+
+// ---- realtime ----
+const subs = new Map(); // socket -> {pub, paths:Set}
+function publish(appId, path, event) {
+  for (const [ws, s] of subs) {
+    if (s.appId !== appId || !s.paths.has(path)) continue;
+    s.pub++;
+    ws.send(JSON.stringify([s.pub, 'PUBLISH', event]));
+  }
+}
+
+function realtimeCall(sess, method, path, data) {
+  const app = state[sess.appId];
+  const seg = path.split('/').slice(1).map(decodeURIComponent);
+  const key = seg.join('/');
+  if (key === 'ping' && method === 'GET') return ok({});
+  if (key === 'session/renew' && method === 'POST') {
+    const claims = verifyJwt(data.token, opts.apps[sess.appId]);
+    if (!claims || claims.iss !== sess.appId || claims.sub !== sess.me || claims.tokenType !== 'user')
+      return err(401, 'INVALID_TOKEN', 'token invalid for this user');
+    sess.authed = true;
+    return ok({ expiresInSeconds: typeof claims.exp === 'number' ? claims.exp - Math.floor(now() / 1000) : null });
+  }
+  if (!sess.authed) return err(401, 'NOT_AUTHENTICATED', 'renew the session first');
+  if (method === 'SUBSCRIBE') { sess.sub.paths.add(key); return ok({}); }
+  if (method === 'UNSUBSCRIBE') { sess.sub.paths.delete(key); return ok({}); }
+  const [a, b, c, d, e] = seg;
+  if (a === 'users') {
+    if (seg.length === 1 && method === 'GET') {
+      const out = {};
+      for (const id of data.ids || []) { const u = app.users.get(id); if (u) out[id] = publicUser(u); }
+      return ok(out);
+    }
+    if (seg.length === 2 && method === 'GET') { const u = app.users.get(b); return u ? ok(publicUser(u)) : err(404, 'NOT_FOUND', 'no such user'); }
+    if (seg.length === 3 && c === 'online' && method === 'GET') return ok({ isOnline: [...subs.values()].some((s) => s.appId === sess.appId && s.me === b) });
+    if (seg.length === 2 && (method === 'PUT' || method === 'POST')) {
+      const existed = app.users.has(b);
+      if (method === 'POST' && existed) return err(409, 'USER_ALREADY_EXISTS', 'user exists');
+      const u = upsertUser(app, b, data);
+      publish(sess.appId, `users/${b}`, { type: existed ? 'user.edited' : 'user.created', user: publicUser(u) });
+      return ok({});
+    }
+  }
+  if (a === 'conversations' && b) {
+    const conv = app.conversations.get(b);
+    if (seg.length === 2 && (method === 'PUT' || method === 'POST')) {
+      if (method === 'POST' && conv) return err(409, 'CONVERSATION_ALREADY_EXISTS', 'conversation exists');
+      upsertConv(app, b, data);
+      return ok({});
+    }
+    if (c === 'participants') {
+      if (seg.length === 3 && method === 'POST') {
+        if (!Array.isArray(data.actions)) return err(400, 'INVALID_REQUEST', 'actions expected');
+        return ok({ responses: data.actions.map((x) => participantAction(app, b, x.id, x.method, x.params)) });
+      }
+      if (seg.length === 4 && method === 'DELETE') {
+        if (!conv || !conv.participants.has(d)) return err(404, 'PARTICIPANT_NOT_FOUND', 'not a participant');
+        conv.participants.delete(d);
+        return ok({});
+      }
+      if (seg.length === 4) { const r = participantAction(app, b, d, method, data); return r.status === 200 ? ok({}) : { status: r.status, data: { errorCode: r.errorCode, reasons: r.reasons } }; }
+    }
+    if (c === 'messages') {
+      if (!conv) return err(404, 'CONVERSATION_NOT_FOUND', 'no such conversation');
+      if (!conv.participants.has(sess.me)) return err(403, 'NOT_A_PARTICIPANT', 'not a participant');
+      if (seg.length === 3 && method === 'POST') {
+        const m = { id: `msg_${++msgSeq}`, type: 'UserMessage', senderId: sess.me, content: data.content, custom: data.custom || {}, referencedMessageId: data.referencedMessageId ?? null, createdAt: now(), editedAt: null, origin: 'rest', reactions: {} };
+        conv.messages.push(m);
+        publish(sess.appId, `me/conversations/${b}/messages`, { type: 'message.created', message: m });
+        return ok({ id: m.id });
+      }
+      const m = conv.messages.find((x) => x.id === d);
+      if (!m) return err(404, 'MESSAGE_NOT_FOUND', 'no such message');
+      if (seg.length === 4 && method === 'PATCH') { if (data.content) m.content = data.content; m.custom = patchCustom(m.custom, data.custom); m.editedAt = now(); return ok({}); }
+      if (seg.length === 4 && method === 'DELETE') { conv.messages.splice(conv.messages.indexOf(m), 1); return ok({}); }
+      if (seg.length === 7 && e === 'reactions') {
+        const emoji = seg[5];
+        m.reactions[emoji] = m.reactions[emoji] || {};
+        if (method === 'PUT') m.reactions[emoji][sess.me] = { createdAt: now() }; else delete m.reactions[emoji][sess.me];
+        return ok({});
+      }
+    }
+  }
+  if (a === 'me' && b === 'conversations') {
+    if (seg.length === 2 && method === 'GET') {
+      const list = [...app.conversations.values()].filter((x) => x.participants.has(sess.me)).map((x) => convFor(x, sess.me));
+      const limit = Math.max(1, Math.min(100, data.limit || 30)), start = data.cursor ? Number(data.cursor) : 0;
+      return ok({ data: list.slice(start, start + limit), cursor: start + limit < list.length ? String(start + limit) : null });
+    }
+    const conv = app.conversations.get(c);
+    if (seg.length === 4 && method === 'POST' && ['read', 'unread', 'typing'].includes(d)) return conv ? ok({}) : err(404, 'CONVERSATION_NOT_FOUND', 'no such conversation');
+    if (method === 'GET') {
+      if (!conv) return err(404, 'CONVERSATION_NOT_FOUND', 'no such conversation');
+      if (!conv.participants.has(sess.me)) return err(403, 'NOT_A_PARTICIPANT', 'not a participant');
+      if (seg.length === 3) return ok(convFor(conv, sess.me));
+      if (d === 'messages' && seg.length === 4) {
+        const list = [...conv.messages].reverse(), limit = data.limit || 30, start = data.cursor ? Number(data.cursor) : 0;
+        return ok({ data: list.slice(start, start + limit), cursor: start + limit < list.length ? String(start + limit) : null });
+      }
+      if (d === 'messages' && seg.length === 5) { const m = conv.messages.find((x) => x.id === e); return m ? ok(m) : err(404, 'MESSAGE_NOT_FOUND', 'no such message'); }
+      if (d === 'participants' && seg.length === 4) return ok({ data: [...conv.participants].map(([uid, p]) => ({ user: publicUser(app.users.get(uid) || { id: uid }), ...p })), cursor: null });
+      if (d === 'participants' && seg.length === 5) { const p = conv.participants.get(e); return p ? ok({ user: publicUser(app.users.get(e) || { id: e }), ...p }) : err(404, 'PARTICIPANT_NOT_FOUND', 'not a participant'); }
+      if (d === 'typing') return ok({ type: 'none' });
+      if (d === 'translate') return ok({ data: {} });
+    }
+  }
+  if (a === 'files' && b === 'validate' && method === 'POST') return ok({});
+  return err(404, 'NOT_FOUND', `no route ${method} ${path}`);
+}
+
+function onRealtime(ws, appId, me, sockId) {
+  const sess = { appId, me, authed: false, sub: { appId, me, pub: 0, paths: new Set() } };
+  subs.set(ws, sess.sub);
+  ws.on('message', (buf, isBinary) => {
+    log.push({ kind: 'ws', socket: sockId, appId, user: me, binary: !!isBinary, raw: Buffer.from(buf).toString('base64') });
+    let f;
+    try { f = JSON.parse(buf.toString('utf8')); } catch { return; }
+    if (!Array.isArray(f)) return;
+    if (f.length === 2 && f[1] === 'ACK') return;
+    const [seq, method, path, data] = f;
+    let r;
+    try { r = realtimeCall(sess, method, path, data || {}); } catch (e) { r = err(400, 'INVALID_REQUEST', String(e.message)); }
+    ws.send(JSON.stringify([seq, r.status, r.data]));
+  });
+  ws.on('close', () => subs.delete(ws));
+}
+
+// ---- HTTP ----
+function cors(req, res) {
+  res.setHeader('Access-Control-Allow-Origin', req.headers.origin || '*');
+  res.setHeader('Access-Control-Allow-Headers', req.headers['access-control-request-headers'] || '*');
+  res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS');
+}
+function send(res, status, body, type = 'application/json') {
+  const b = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': b.length });
+  res.end(b);
+}
+function restAuth(req, appId) {
+  const h = req.headers.authorization || '';
+  const m = /^Bearer (.+)$/.exec(h);
+  if (!m) return null;
+  const key = opts.apps[appId];
+  if (m[1] === key) return 'server';
+  const c = verifyJwt(m[1], key);
+  if (c && c.iss === appId && c.tokenType === 'app') return 'server';
+  if (c && c.iss === appId && c.tokenType === 'user') return 'user:' + c.sub;
+  return null;
+}
+function handleHttp(req, res, body) {
+  cors(req, res);
+  if (req.method === 'OPTIONS') { res.writeHead(204); res.end(); return; }
+  const url = new URL(req.url, 'http://x');
+  const seg = url.pathname.split('/').slice(1).map(decodeURIComponent);
+  if (seg[0] === 'echo') { send(res, 200, body, req.headers['content-type'] || 'application/octet-stream'); return; }
+  if (seg[0] === 'bytes') { const n = Number(seg[1] || 0); send(res, 200, Buffer.alloc(n, 'x').toString(), 'text/plain'); return; }
+  if (seg[0] === 'chunked') { const n = Number(seg[1] || 0); res.writeHead(200, { 'Content-Type': 'text/plain' }); let left = n; while (left > 0) { const k = Math.min(left, 65536); res.write('y'.repeat(k)); left -= k; } res.end(); return; }
+  if (seg[0] === 'stall') { return; }
+  if (seg[0] === 'api' && seg[1] === 'v0') {
+    const appId = seg[2];
+    if (!state[appId]) { send(res, 404, { errorCode: 'APP_NOT_FOUND', reasons: ['no such app'] }); return; }
+    if (seg.length === 3) { send(res, 200, { id: appId }); return; }
+    if (seg[3] === 'bokens' && seg.length === 5) {
+      if (!sigOk(opts.apps[appId], seg[4], url.searchParams.get('signature'))) { send(res, 401, { errorCode: 'INVALID_SIGNATURE', reasons: ['bad signature'] }); return; }
+      send(res, 200, { boken: signJwt({ iss: appId, sub: seg[4], tokenType: 'user', exp: Math.floor(now() / 1000) + 3600 }, opts.apps[appId]) });
+      return;
+    }
+  }
+  let base = -1;
+  if (seg[0] === 'v1') base = 1; else if (seg[0] === 'public_api' && seg[1] === 'v1') base = 2;
+  if (base > 0) {
+    const appId = seg[base], app = state[appId], rest = seg.slice(base + 1);
+    if (!app) { send(res, 404, { errorCode: 'APP_NOT_FOUND', reasons: ['no such app'] }); return; }
+    const who = restAuth(req, appId);
+    if (!who) { send(res, 401, { errorCode: 'UNAUTHORIZED', reasons: ['bad credentials'] }); return; }
+    let data = {};
+    if (body.length) { try { data = JSON.parse(body.toString('utf8')); } catch { if (rest[0] !== 'files') { send(res, 400, { errorCode: 'INVALID_JSON', reasons: ['bad json'] }); return; } } }
+    if (rest[0] === 'files' && req.method === 'POST') { send(res, 200, { fileToken: crypto.randomBytes(8).toString('hex') }); return; }
+    if (rest[0] === 'me' && rest[2] === 'search') { res.writeHead(200, { 'Content-Type': 'application/x-ndjson' }); res.end(JSON.stringify({ type: 'done' }) + '\n'); return; }
+    if (rest[0] === 'users' && rest.length === 2) {
+      if (req.method === 'GET') { const u = app.users.get(rest[1]); send(res, u ? 200 : 404, u ? publicUser(u) : { errorCode: 'NOT_FOUND', reasons: ['no such user'] }); return; }
+      if (req.method === 'PUT' || req.method === 'POST') { upsertUser(app, rest[1], data); send(res, 200, {}); return; }
+    }
+    if (rest[0] === 'conversations' && rest.length >= 2) {
+      const conv = app.conversations.get(rest[1]);
+      if (rest.length === 2 && req.method === 'GET') {
+        if (!conv) { send(res, 404, { errorCode: 'NOT_FOUND', reasons: ['no such conversation'] }); return; }
+        send(res, 200, { id: conv.id, subject: conv.subject ?? null, custom: conv.custom, createdAt: conv.createdAt, participants: Object.fromEntries([...conv.participants].map(([u, p]) => [u, { access: p.access, notify: p.notify }])) });
+        return;
+      }
+      if (rest.length === 2 && (req.method === 'PUT' || req.method === 'POST')) {
+        const c = upsertConv(app, rest[1], data);
+        for (const uid of data.participants || []) if (!c.participants.has(uid)) c.participants.set(uid, { access: 'ReadWrite', notify: true, joinedAt: now() });
+        send(res, 200, {}); return;
+      }
+      if (rest[2] === 'participants' && rest.length === 4) {
+        if (req.method === 'DELETE') { if (!conv || !conv.participants.delete(rest[3])) { send(res, 404, { errorCode: 'NOT_FOUND', reasons: ['not a participant'] }); return; } send(res, 200, {}); return; }
+        const r = participantAction(app, rest[1], rest[3], req.method === 'PATCH' ? 'PATCH' : 'PUT', data);
+        send(res, r.status, r.status === 200 ? {} : r); return;
+      }
+      if (rest[2] === 'messages' && req.method === 'POST') { if (!conv) { send(res, 404, {}); return; } const m = { id: `msg_${++msgSeq}`, type: 'SystemMessage', content: data.content, createdAt: now(), custom: {}, reactions: {} }; conv.messages.push(m); send(res, 200, { id: m.id }); return; }
+    }
+    send(res, 404, { errorCode: 'NOT_FOUND', reasons: [`no route ${req.method} ${url.pathname}`] });
+    return;
+  }
+  send(res, 404, { errorCode: 'NOT_FOUND', reasons: ['no route'] });
+}
+
+// Every byte each TCP connection delivers is recorded before the HTTP parser sees it.
+class Tap extends Duplex {
+  constructor(sock, id) {
+    super();
+    this.sock = sock; this.id = id;
+    this.remoteAddress = sock.remoteAddress; this.remotePort = sock.remotePort;
+    sock.on('data', (d) => { raw.get(id).push(d); if (!this.push(d)) sock.pause(); });
+    sock.on('end', () => this.push(null));
+    sock.on('close', () => this.destroy());
+    sock.on('error', (e) => this.destroy(e));
+  }
+  _read() { this.sock.resume(); }
+  _write(chunk, enc, cb) { this.sock.write(chunk, cb); }
+  _final(cb) { this.sock.end(); cb(); }
+  _destroy(e, cb) { this.sock.destroy(); cb(e); }
+  setTimeout(ms, cb) { this.sock.setTimeout(ms, cb); return this; }
+  setNoDelay(v) { this.sock.setNoDelay(v); return this; }
+  setKeepAlive(a, b) { this.sock.setKeepAlive(a, b); return this; }
+  get bytesWritten() { return this.sock.bytesWritten; }
+}
+
+const server = http.createServer({ keepAliveTimeout: opts.keepaliveMs, requestTimeout: 0, headersTimeout: 60000 }, (req, res) => {
+  const chunks = [];
+  req.on('data', (d) => chunks.push(d));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    log.push({ kind: 'http', socket: req.socket.id, method: req.method, url: req.url, httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body: body.toString('base64') });
+    handleHttp(req, res, body);
+  });
+});
+const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+server.on('upgrade', (req, socket, head) => {
+  log.push({ kind: 'http', socket: socket.id, method: req.method, url: req.url, httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body: '' });
+  const seg = new URL(req.url, 'http://x').pathname.split('/').slice(1).map(decodeURIComponent);
+  let base = -1;
+  if (seg[0] === 'v1') base = 1; else if (seg[0] === 'public_api' && seg[1] === 'v1') base = 2;
+  const appId = seg[base], isRt = base > 0 && seg[base + 1] === 'realtime' && seg.length === base + 3;
+  if (seg[0] === 'echo-ws') { wss.handleUpgrade(req, socket, head, (ws) => { ws.on('message', (d, bin) => { log.push({ kind: 'ws', socket: socket.id, binary: bin, raw: Buffer.from(d).toString('base64') }); ws.send(d, { binary: bin }); }); }); return; }
+  if (!isRt || !state[appId]) { socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'); return; }
+  wss.handleUpgrade(req, socket, head, (ws) => onRealtime(ws, appId, seg[base + 2], socket.id));
+});
+const listener = net.createServer((sock) => {
+  const id = ++sockSeq;
+  raw.set(id, []);
+  const tap = new Tap(sock, id);
+  server.emit('connection', tap);
+});
+
+// ---- control ----
+const control = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (d) => chunks.push(d));
+  req.on('end', () => {
+    const url = new URL(req.url, 'http://x');
+    if (req.method === 'GET' && url.pathname === '/log') { send(res, 200, log); return; }
+    if (req.method === 'GET' && url.pathname === '/raw') { send(res, 200, Object.fromEntries([...raw].map(([k, v]) => [k, Buffer.concat(v).toString('base64')]))); return; }
+    if (req.method === 'POST' && url.pathname === '/reset') { reset(); send(res, 200, {}); return; }
+    if (req.method === 'POST' && url.pathname === '/clear-log') { log = []; raw = new Map([...raw].map(([k]) => [k, []])); send(res, 200, {}); return; }
+    if (req.method === 'POST' && url.pathname === '/seed') {
+      const s = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+      const app = state[s.appId];
+      if (!app) { send(res, 404, { error: 'no such app' }); return; }
+      for (const [uid, u] of Object.entries(s.users || {})) upsertUser(app, uid, u);
+      for (const [cid, c] of Object.entries(s.conversations || {})) {
+        const conv = upsertConv(app, cid, c);
+        for (const [uid, p] of Object.entries(c.participants || {})) conv.participants.set(uid, { access: p.access || 'ReadWrite', notify: p.notify ?? true, joinedAt: now() });
+      }
+      send(res, 200, {}); return;
+    }
+    if (req.method === 'GET' && url.pathname === '/state') {
+      const app = state[url.searchParams.get('appId')];
+      if (!app) { send(res, 404, {}); return; }
+      send(res, 200, { users: Object.fromEntries(app.users), conversations: Object.fromEntries([...app.conversations].map(([k, c]) => [k, { ...c, participants: Object.fromEntries(c.participants) }])) });
+      return;
+    }
+    send(res, 404, {});
+  });
+});
+
+const [lh, lp] = hostPort(opts.listen), [ch, cp] = hostPort(opts.control);
+listener.listen(lp, lh, () => control.listen(cp, ch, () => console.error(`backend: listening on ${opts.listen}, control on ${opts.control}, apps ${Object.keys(opts.apps).join(',')}`)));
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,161 @@
+// Test harness: start the reference backend and syncgate as real processes on loopback,
+// talk to them over real sockets. Used by tests/scenario, tests/interop and tests/browser.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const SYNCGATE = process.env.SYNCGATE_BIN || path.join(ROOT, 'build/syncgate');
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitPort(port, proc, what) {
+  for (let i = 0; i < 200; i++) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited early (${proc.exitCode})`);
+    const ok = await new Promise((res) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('connect', () => { s.destroy(); res(true); });
+      s.on('error', () => res(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`${what} did not listen on ${port}`);
+}
+
+export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveMs } = {}) {
+  const port = await freePort(), control = await freePort();
+  const args = [path.join(ROOT, 'tests/backend/server.js'), '--listen', `127.0.0.1:${port}`, '--control', `127.0.0.1:${control}`];
+  for (const [id, key] of Object.entries(apps)) args.push('--app', `${id}=${key}`);
+  if (keepaliveMs) args.push('--keepalive-ms', String(keepaliveMs));
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  await waitPort(control, proc, 'backend');
+  const ctl = async (method, p, body) => {
+    const r = await fetch(`http://127.0.0.1:${control}${p}`, { method, body: body ? JSON.stringify(body) : undefined });
+    return r.json();
+  };
+  return {
+    port, control, proc, apps,
+    log: () => ctl('GET', '/log'),
+    raw: async () => { const r = await ctl('GET', '/raw'); return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Buffer.from(v, 'base64')])); },
+    rawAll: async () => Buffer.concat(Object.values(await ctl('GET', '/raw')).map((v) => Buffer.from(v, 'base64'))),
+    reset: () => ctl('POST', '/reset'),
+    clearLog: () => ctl('POST', '/clear-log'),
+    seed: (s) => ctl('POST', '/seed', s),
+    state: (appId) => ctl('GET', `/state?appId=${appId}`),
+    stop: async () => { if (proc.exitCode === null) { proc.kill('SIGTERM'); await new Promise((r) => proc.on('exit', r)); } },
+    stderr: () => err,
+  };
+}
+
+// Starts syncgate in front of UPSTREAM_PORT with CONF (sections appended to [syncgate]).
+export async function startSyncgate(upstreamPort, conf = '', { env = {} } = {}) {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-'));
+  const file = path.join(dir, 'syncgate.conf');
+  const text = `[syncgate]\nlisten = 127.0.0.1:${port}\nupstream = http://127.0.0.1:${upstreamPort}\n${conf}\n`;
+  fs.writeFileSync(file, text);
+  const proc = spawn(SYNCGATE, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  await waitPort(port, proc, 'syncgate');
+  return {
+    port, proc, file, dir,
+    logs: () => err.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return { raw: l }; } }),
+    stderr: () => err,
+    signal: (s) => proc.kill(s),
+    stop: async (sig = 'SIGTERM') => {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill(sig);
+      const code = await new Promise((r) => proc.on('exit', (c) => r(c)));
+      return code;
+    },
+    writeConf: (more) => fs.writeFileSync(file, `[syncgate]\nlisten = 127.0.0.1:${port}\nupstream = http://127.0.0.1:${upstreamPort}\n${more}\n`),
+  };
+}
+
+// Sends BYTES (a Buffer or string, or an array of pieces sent with PAUSE ms between) on a
+// new connection; resolves with everything received until the peer closes or IDLE ms pass.
+export function rawExchange(port, bytes, { idle = 1500, pause = 0, halfClose = false } = {}) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    let timer, closed = false;
+    const done = () => { clearTimeout(timer); s.destroy(); resolve({ data: Buffer.concat(chunks), closed }); };
+    const arm = () => { clearTimeout(timer); timer = setTimeout(done, idle); };
+    s.on('data', (d) => { chunks.push(d); arm(); });
+    s.on('end', () => { closed = true; done(); });
+    s.on('close', () => { closed = true; done(); });
+    s.on('error', () => { closed = true; done(); });
+    s.on('connect', async () => {
+      const pieces = Array.isArray(bytes) ? bytes : [bytes];
+      for (const p of pieces) {
+        if (s.destroyed) break;
+        s.write(p);
+        if (pause) await sleep(pause);
+      }
+      if (halfClose) s.end();
+      arm();
+    });
+  });
+}
+
+// Parses consecutive HTTP/1.1 responses out of BUF (Content-Length or chunked bodies, or to the end).
+export function parseResponses(buf) {
+  const out = [];
+  let off = 0;
+  while (off < buf.length) {
+    const end = buf.indexOf('\r\n\r\n', off);
+    if (end < 0) break;
+    const head = buf.subarray(off, end).toString('latin1');
+    const [statusLine, ...lines] = head.split('\r\n');
+    const status = Number(statusLine.split(' ')[1]);
+    const headers = [];
+    for (const l of lines) { const i = l.indexOf(':'); headers.push([l.slice(0, i), l.slice(i + 1).trim()]); }
+    const h = (n) => { const e = headers.find(([k]) => k.toLowerCase() === n); return e ? e[1] : undefined; };
+    let p = end + 4, body;
+    if (status < 200 || status === 204 || status === 304) body = Buffer.alloc(0);
+    else if (h('content-length') !== undefined) { const n = Number(h('content-length')); body = buf.subarray(p, p + n); p += n; }
+    else if ((h('transfer-encoding') || '').toLowerCase() === 'chunked') {
+      const parts = [];
+      for (;;) {
+        const le = buf.indexOf('\r\n', p);
+        if (le < 0) { p = buf.length; break; }
+        const n = parseInt(buf.subarray(p, le).toString(), 16);
+        p = le + 2;
+        if (n === 0) { const te = buf.indexOf('\r\n\r\n', p - 2); p = te < 0 ? buf.length : te + 4; break; }
+        parts.push(buf.subarray(p, p + n)); p += n + 2;
+      }
+      body = Buffer.concat(parts);
+    } else { body = buf.subarray(p); p = buf.length; }
+    out.push({ status, statusLine, headers, h, head, body });
+    off = p;
+  }
+  return out;
+}
+
+export async function waitFor(fn, { timeout = 5000, every = 25 } = {}) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > timeout) throw new Error('waitFor: timed out');
+    await sleep(every);
+  }
+}
+
+// Open fds of a process (Linux): for leak checks.
+export const openFds = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;

@@ -1,0 +1,128 @@
+/* Config loader: each error message with its line, each default. */
+#include <stdlib.h>
+
+#include "policy/config.h"
+#include "t.h"
+
+static const char *base = "[syncgate]\nlisten = 127.0.0.1:8080\nupstream = http://127.0.0.1:8081\n";
+
+static struct pol_config *
+load(const char *extra, char *err)
+{
+	static char buf[8192];
+	snprintf(buf, sizeof buf, "%s%s", base, extra);
+	return pol_config_load_string(buf, "t.conf", err);
+}
+
+static void
+expect_error(const char *extra, const char *want)
+{
+	char err[POL_ERR_MAX] = "";
+	struct pol_config *c = load(extra, err);
+	CHECK(c == NULL);
+	if (!strstr(err, want)) {
+		t_fail++;
+		fprintf(stderr, "error for %s: got \"%s\", want substring \"%s\"\n", extra, err, want);
+	} else {
+		t_pass++;
+	}
+	pol_config_unref(c);
+}
+
+int
+main(void)
+{
+	char err[POL_ERR_MAX];
+	struct pol_config *c;
+	const struct pol_app *a;
+
+	/* defaults */
+	c = load("", err);
+	CHECK(c != NULL);
+	CHECK(c->nlisten == 1);
+	CHECK_STR(c->listen[0].host, "127.0.0.1");
+	CHECK_STR(c->listen[0].port, "8080");
+	CHECK_STR(c->upstream_host, "127.0.0.1");
+	CHECK_STR(c->upstream_port, "8081");
+	CHECK(c->workers == 1);
+	CHECK(c->limits.request_line_bytes == 8192);
+	CHECK(c->limits.header_bytes == 32768);
+	CHECK(c->limits.header_count == 100);
+	CHECK(c->limits.body_bytes == 16u * 1024 * 1024);
+	CHECK(c->limits.ws_message_bytes == 1024 * 1024);
+	CHECK(c->limits.batch_actions == 100);
+	CHECK(c->limits.header_timeout_ms == 10000);
+	CHECK(c->limits.lookup_cache_ttl_ms == 30000);
+	a = pol_config_app(c, "anything", 8);
+	CHECK(a->user_sync == 1 && a->conversation_sync == 1);
+	CHECK(a->mode == POL_MODE_ENFORCE && a->identity == POL_IDENTITY_OFF);
+	CHECK(a->secret_key == NULL);
+	pol_config_unref(c);
+
+	/* app sections inherit [app:*] regardless of order; lookups are exact */
+	c = load("[app:abc]\nuser_sync = off\nsecret_key = sk_test_1\n"
+	         "[app:*]\nconversation_sync = off\nmode = report\n"
+	         "[app:abd]\nidentity = require\n"
+	         "[limits]\nbody = 1m\nheader_timeout = 2s\nws_idle = 3m\njwt_clock_skew = 5\n",
+	         err);
+	CHECK(c != NULL);
+	if (c) {
+		a = pol_config_app(c, "abc", 3);
+		CHECK_STR(a->id, "abc");
+		CHECK(a->user_sync == 0 && a->conversation_sync == 0 && a->mode == POL_MODE_REPORT);
+		CHECK_STR(a->secret_key, "sk_test_1");
+		a = pol_config_app(c, "abd", 3);
+		CHECK(a->identity == POL_IDENTITY_REQUIRE && a->user_sync == 1);
+		a = pol_config_app(c, "ab", 2);
+		CHECK(a->id[0] == 0 && a->conversation_sync == 0);
+		a = pol_config_app(c, "abcd", 4);
+		CHECK(a->id[0] == 0);
+		CHECK(c->limits.body_bytes == 1024 * 1024);
+		CHECK(c->limits.header_timeout_ms == 2000);
+		CHECK(c->limits.ws_idle_ms == 180000);
+		CHECK(c->limits.jwt_clock_skew_s == 5);
+		pol_config_ref(c);
+		pol_config_unref(c);
+		pol_config_unref(c);
+	}
+
+	/* listen lists and IPv6 */
+	c = load("[syncgate]\nlisten = 127.0.0.1:1, [::1]:2\n", err);
+	CHECK(c && c->nlisten == 2 && !strcmp(c->listen[1].host, "::1") &&
+	      !strcmp(c->listen[1].port, "2"));
+	pol_config_unref(c);
+
+	/* errors, with file and line */
+	expect_error("bogus = 1\n", "t.conf:4: unknown key 'bogus' in [syncgate]");
+	expect_error("[nope]\nx = 1\n", "t.conf:5: unknown section [nope]");
+	expect_error("[app:a]\nuser_sync = maybe\n", "t.conf:5: user_sync: 'maybe' is not on or off");
+	expect_error("[app:a]\nmode = loud\n", "mode: 'loud' is not enforce or report");
+	expect_error("[app:a]\nidentity = x\n", "identity: 'x' is not off, verify or require");
+	expect_error("[app:a]\ncolour = red\n", "unknown key 'colour' in an app section");
+	expect_error("[app:a b]\nuser_sync = on\n", "app id must be");
+	expect_error("[app:a]\nsecret_key = x\nsecret_key = y\n", "t.conf:6: secret_key: the app already has a secret key");
+	expect_error("[app:a]\nsecret_key_file = /nonexistent/key\n", "secret_key_file: cannot read");
+	expect_error("[limits]\nbody = lots\n", "t.conf:5: body: 'lots' is not a valid value");
+	expect_error("[limits]\nheader_count = 5\n", "header_count: out of range (8..1000)");
+	expect_error("[limits]\nheader_timeout = 10\n", "header_timeout: '10' is not a valid value");
+	expect_error("[limits]\nspeed = 1\n", "unknown key 'speed' in [limits]");
+	expect_error("workers = 0\n", "workers: '0' is not 1..64");
+	expect_error("listen = nowhere\n", "listen: 'nowhere' is not HOST:PORT");
+	expect_error("upstream = ftp://x:1\n", "upstream: 'ftp://x:1' must be http://HOST:PORT");
+	expect_error("upstream = http://x:1/path\n", "must not have a path");
+	expect_error("this is not ini\n", "t.conf:4: syntax error");
+	c = pol_config_load_string("[syncgate]\nlisten = 127.0.0.1:1\n", "u.conf", err);
+	CHECK(c == NULL && strstr(err, "u.conf:0: [syncgate] upstream is required"));
+	c = pol_config_load_string("[syncgate]\nupstream = http://a:1\n", "u.conf", err);
+	CHECK(c == NULL && strstr(err, "listen is required"));
+	c = pol_config_load("/nonexistent/syncgate.conf", err);
+	CHECK(c == NULL && strstr(err, "/nonexistent/syncgate.conf:0: cannot open"));
+
+	/* the shipped default config loads */
+	c = pol_config_load("conf/syncgate.conf", err);
+	if (!c)
+		fprintf(stderr, "%s\n", err);
+	CHECK(c != NULL);
+	pol_config_unref(c);
+	return t_done("test_config");
+}

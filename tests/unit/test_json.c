@@ -1,0 +1,135 @@
+/* The strict JSON scanner: what it accepts, what it refuses, and that it never over-reads. */
+#include "guard.h"
+#include "policy/json.h"
+#include "t.h"
+
+static struct pol_json *J;
+
+static int
+ok(const char *s)
+{
+	struct guard g;
+	const char *why;
+	char *p = guard_copy(&g, s, strlen(s));
+	int n = pol_json_parse(J, p, strlen(s), &why);
+	guard_free(&g);
+	return n;
+}
+
+#define ACCEPT(s) do { int n_ = ok(s); if (n_ < 0) fprintf(stderr, "refused: %s\n", s); CHECK(n_ >= 0); } while (0)
+#define REFUSE(s) do { int n_ = ok(s); if (n_ >= 0) fprintf(stderr, "accepted: %s\n", s); CHECK(n_ < 0); } while (0)
+
+int
+main(void)
+{
+	const char *why;
+	J = pol_json_new(1000, 16);
+
+	ACCEPT("[]");
+	ACCEPT(" {} ");
+	ACCEPT("[0,-1,1.5,-0.0e+10,1E5,\"\",true,false,null]");
+	ACCEPT("{\"a\":{\"b\":[1,{\"c\":\"d\"}]},\"e\":\"\\u00e9\\n\\\"\"}");
+	ACCEPT("\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+	ACCEPT("\"\\ud83d\\ude00\"");
+	ACCEPT("{\"a\":1,\"A\":2}");
+	ACCEPT("12345678901234567890123456789");
+
+	REFUSE("");
+	REFUSE(" ");
+	REFUSE("[1,]");
+	REFUSE("{\"a\":1,}");
+	REFUSE("[1] [2]");
+	REFUSE("[1]x");
+	REFUSE("01");
+	REFUSE("+1");
+	REFUSE("1.");
+	REFUSE(".5");
+	REFUSE("1e");
+	REFUSE("NaN");
+	REFUSE("Infinity");
+	REFUSE("tru");
+	REFUSE("nul");
+	REFUSE("'a'");
+	REFUSE("{a:1}");
+	REFUSE("\"\\x41\"");
+	REFUSE("\"\\u12\"");
+	REFUSE("\"a\tb\"");        /* raw control */
+	REFUSE("\"\xc3\"");         /* truncated UTF-8 */
+	REFUSE("\"\xc0\xaf\"");     /* overlong */
+	REFUSE("\"\xed\xa0\x80\""); /* encoded surrogate */
+	REFUSE("\"\xf4\x90\x80\x80\""); /* > U+10FFFF */
+	REFUSE("\"\xff\"");
+	REFUSE("[\xc3\xa9]");       /* non-ASCII outside a string */
+	REFUSE("[1,2");
+	REFUSE("{\"a\"}");
+	REFUSE("{\"a\" 1}");
+	REFUSE("\v1");              /* not JSON whitespace */
+
+	/* duplicate keys, byte-exact after unescaping, in any object */
+	REFUSE("{\"a\":1,\"a\":2}");
+	REFUSE("{\"a\":1,\"\\u0061\":2}");
+	REFUSE("{\"x\":{\"k\":1,\"k\":1}}");
+	REFUSE("[{\"\\/\":1,\"/\":2}]");
+	REFUSE("{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}");
+	ACCEPT("{\"a\":{\"a\":1}}");
+	/* many keys take the hash path */
+	{
+		char buf[4096];
+		size_t o = 0;
+		int i;
+		o += (size_t)sprintf(buf + o, "{");
+		for (i = 0; i < 50; i++)
+			o += (size_t)sprintf(buf + o, "%s\"k%d\":%d", i ? "," : "", i, i);
+		sprintf(buf + o, "}");
+		ACCEPT(buf);
+		sprintf(buf + o, ",\"k\\u0033\":0}"); /* "k3" again */
+		REFUSE(buf);
+	}
+	/* keys with control characters or lone surrogates */
+	REFUSE("{\"a\\u0000\":1}");
+	REFUSE("{\"a\\n\":1}");
+	REFUSE("{\"\\ud800\":1}");
+	/* values may hold them; the flags tell */
+	CHECK(ok("\"\\u0000\"") == 1 && (pol_json_tokens(J)[0].flags & POL_JF_CTRL));
+	CHECK(ok("\"\\udc00x\"") == 1 && (pol_json_tokens(J)[0].flags & POL_JF_LONE_SURR));
+
+	/* caps */
+	REFUSE("[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]");
+	{
+		struct pol_json *small = pol_json_new(4, 4);
+		CHECK(pol_json_parse(small, "[1,2,3]", 7, &why) == 4);
+		CHECK(pol_json_parse(small, "[1,2,3,4]", 9, &why) < 0 && !strcmp(why, "too many values"));
+		pol_json_free(small);
+	}
+
+	/* token structure */
+	{
+		const char *s = "[7,\"GET\",{\"a\":[1,2]},\"z\"]";
+		const struct pol_jtok *t;
+		CHECK(pol_json_parse(J, s, strlen(s), &why) == 9);
+		t = pol_json_tokens(J);
+		CHECK(t[0].type == POL_J_ARRAY && t[0].size == 4 && t[0].next == 9);
+		CHECK(t[3].type == POL_J_OBJECT && t[3].size == 1 && t[3].next == 8);
+		CHECK(t[8].type == POL_J_STRING && pol_json_str_eq(s, &t[8], "z", 1));
+		CHECK(pol_json_obj_get(s, t, 3, "a") == 5);
+		CHECK(pol_json_obj_get(s, t, 3, "b") == -1);
+	}
+
+	/* every prefix of a valid text is refused, without reading past its end */
+	{
+		const char *s = "[12,\"PUT\",\"/users/a%20b\",{\"name\":\"\\u00e9\",\"n\":-1.5e3},{}]";
+		size_t i;
+		int bad = 0;
+		for (i = 0; i < strlen(s); i++) {
+			struct guard g;
+			char *p = guard_copy(&g, s, i);
+			if (pol_json_parse(J, p, i, &why) >= 0)
+				bad++;
+			guard_free(&g);
+		}
+		CHECK(bad == 0);
+		CHECK(ok(s) > 0);
+	}
+	pol_json_free(J);
+	return t_done("test_json");
+}

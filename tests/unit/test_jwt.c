@@ -1,0 +1,154 @@
+/* JWT and signature vectors (protocol.md 3.4). Tokens are built here with OpenSSL's HMAC. */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "policy/jwt.h"
+#include "t.h"
+
+static const char *KEY = "sk_test_abc123";
+
+static size_t
+b64url(const unsigned char *in, size_t n, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t i, o = 0;
+	for (i = 0; i + 2 < n; i += 3) {
+		out[o++] = a[in[i] >> 2];
+		out[o++] = a[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		out[o++] = a[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		out[o++] = a[in[i + 2] & 63];
+	}
+	if (n - i == 1) {
+		out[o++] = a[in[i] >> 2];
+		out[o++] = a[(in[i] & 3) << 4];
+	} else if (n - i == 2) {
+		out[o++] = a[in[i] >> 2];
+		out[o++] = a[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		out[o++] = a[(in[i + 1] & 15) << 2];
+	}
+	out[o] = 0;
+	return o;
+}
+
+/* header.payload.signature, signed with KEY (or unsigned when key is NULL). */
+static char *
+mk(const char *header, const char *payload, const char *key)
+{
+	static char tok[4096];
+	unsigned char mac[32];
+	unsigned int ml = 32;
+	size_t o = b64url((const unsigned char *)header, strlen(header), tok);
+	tok[o++] = '.';
+	o += b64url((const unsigned char *)payload, strlen(payload), tok + o);
+	if (key)
+		HMAC(EVP_sha256(), key, (int)strlen(key), (unsigned char *)tok, o, mac, &ml);
+	tok[o++] = '.';
+	if (key)
+		o += b64url(mac, 32, tok + o);
+	tok[o] = 0;
+	return tok;
+}
+
+static int
+user_ok(const char *tok, const char *sub, long now)
+{
+	const char *why;
+	return pol_jwt_verify(tok, strlen(tok), KEY, "app1", sub, strlen(sub), "user", now, 60, &why);
+}
+
+#define HS "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+
+int
+main(void)
+{
+	long now = 1700000000;
+	char buf[4096];
+	char *t;
+
+	CHECK(user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY), "alice", now));
+	CHECK(user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\",\"exp\":1700000100}", KEY), "alice", now));
+	/* wrong sub / iss / tokenType / key */
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY), "bob", now));
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app2\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY), "alice", now));
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"app\"}", KEY), "alice", now));
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\"}", KEY), "alice", now));
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", "sk_test_other"), "alice", now));
+	/* exp / nbf with 60 s skew */
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\",\"exp\":1699999900}", KEY), "alice", now));
+	CHECK(user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\",\"exp\":1699999990}", KEY), "alice", now));
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\",\"nbf\":1700000100}", KEY), "alice", now));
+	CHECK(user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\",\"nbf\":1700000030}", KEY), "alice", now));
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\",\"exp\":\"soon\"}", KEY), "alice", now));
+	/* algorithms */
+	CHECK(!user_ok(mk("{\"alg\":\"none\"}", "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", NULL), "alice", now));
+	CHECK(!user_ok(mk("{\"alg\":\"HS512\"}", "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY), "alice", now));
+	CHECK(!user_ok(mk("{\"alg\":\"RS256\"}", "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY), "alice", now));
+	CHECK(!user_ok(mk("{\"typ\":\"JWT\"}", "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY), "alice", now));
+	CHECK(!user_ok(mk("{\"alg\":\"HS256\",\"alg\":\"none\"}", "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY), "alice", now));
+	/* duplicate claims (JSON.parse would take the last) */
+	CHECK(!user_ok(mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"sub\":\"bob\",\"tokenType\":\"user\"}", KEY), "alice", now));
+	/* tampering */
+	t = mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY);
+	strcpy(buf, t);
+	buf[strlen(buf) - 3] ^= 1;
+	CHECK(!user_ok(buf, "alice", now));
+	strcpy(buf, t);
+	buf[5] = buf[5] == 'A' ? 'B' : 'A';
+	CHECK(!user_ok(buf, "alice", now));
+	strcpy(buf, t);
+	*strchr(buf, '.') = '!';
+	CHECK(!user_ok(buf, "alice", now));
+	snprintf(buf, sizeof buf, "%s.", t);
+	CHECK(!user_ok(buf, "alice", now));
+	snprintf(buf, sizeof buf, "%s=", t);
+	CHECK(!user_ok(buf, "alice", now));
+	CHECK(!user_ok("a.b", "alice", now));
+	CHECK(!user_ok("", "alice", now));
+	{
+		const char *why;
+		CHECK(!pol_jwt_verify(t, strlen(t), NULL, "app1", "alice", 5, "user", now, 60, &why));
+	}
+
+	/* signatures: hex HMAC-SHA256(user id), either case */
+	{
+		unsigned char mac[32];
+		unsigned int ml = 32;
+		char hex[65];
+		int i;
+		HMAC(EVP_sha256(), KEY, (int)strlen(KEY), (const unsigned char *)"alice", 5, mac, &ml);
+		for (i = 0; i < 32; i++)
+			sprintf(hex + 2 * i, "%02x", mac[i]);
+		CHECK(pol_signature_ok(KEY, "alice", 5, hex, 64));
+		for (i = 0; i < 64; i++)
+			if (hex[i] >= 'a')
+				hex[i] = (char)(hex[i] - 32);
+		CHECK(pol_signature_ok(KEY, "alice", 5, hex, 64));
+		CHECK(!pol_signature_ok(KEY, "bob", 3, hex, 64));
+		CHECK(!pol_signature_ok(KEY, "alice", 5, hex, 63));
+		CHECK(!pol_signature_ok("other", "alice", 5, hex, 64));
+		CHECK(!pol_signature_ok(NULL, "alice", 5, hex, 64));
+		hex[0] = 'g';
+		CHECK(!pol_signature_ok(KEY, "alice", 5, hex, 64));
+	}
+
+	/* credential classes */
+	{
+		struct pol_app app;
+		memset(&app, 0, sizeof app);
+		strcpy(app.id, "app1");
+		app.secret_key = (char *)KEY;
+		char h[4200];
+		CHECK(pol_credential_class(&app, NULL, 0, now, 60) == POL_CRED_NONE);
+		snprintf(h, sizeof h, "Bearer %s", KEY);
+		CHECK(pol_credential_class(&app, h, strlen(h), now, 60) == POL_CRED_SERVER);
+		CHECK(pol_credential_class(&app, "Bearer sk_test_nope", 19, now, 60) == POL_CRED_BROWSER);
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"tokenType\":\"app\",\"exp\":1700000100}", KEY));
+		CHECK(pol_credential_class(&app, h, strlen(h), now, 60) == POL_CRED_SERVER);
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY));
+		CHECK(pol_credential_class(&app, h, strlen(h), now, 60) == POL_CRED_BROWSER);
+		app.secret_key = NULL;
+		CHECK(pol_credential_class(&app, "Bearer sk_live_x1", 17, now, 60) == POL_CRED_SERVER);
+		CHECK(pol_credential_class(&app, "Bearer eyJ", 10, now, 60) == POL_CRED_BROWSER);
+	}
+	return t_done("test_jwt");
+}

@@ -1,0 +1,437 @@
+/*
+ * policy/: classification and decision, table-driven. Every row of protocol.md section 3
+ * under the four switch combinations, the rows of section 7, the refusal classes of sections
+ * 6 and 7.4, report mode, identity = require, and batches mixing verdicts.
+ */
+#include <stdlib.h>
+
+#include "guard.h"
+#include "policy/call.h"
+#include "policy/decide.h"
+#include "policy/json.h"
+#include "t.h"
+
+static struct pol_classifier *K;
+static struct pol_limits LIM = {.json_tokens = 10000, .json_depth = 32, .batch_actions = 100};
+
+/* protocol.md section 3, one row per (method, path) the SDK sends. cls: r = passes always,
+ * u = user sync, c = conversation sync. */
+static const struct row {
+	const char *frame;
+	enum pol_op op;
+	char cls;
+} rows[] = {
+	{"[0,\"GET\",\"/ping\",{},{}]", POL_OP_PING, 'r'},
+	{"[0,\"POST\",\"/session/renew\",{\"token\":\"x\"},{}]", POL_OP_AUTH, 'r'},
+	{"[1,\"GET\",\"/users\",{\"ids\":[\"a\",\"b\"],\"includePrivateFields\":false},{}]", POL_OP_READ, 'r'},
+	{"[1,\"SUBSCRIBE\",\"/users\",{\"ids\":[\"a\"]},{}]", POL_OP_READ, 'r'},
+	{"[1,\"UNSUBSCRIBE\",\"/users/a\",{},{}]", POL_OP_READ, 'r'},
+	{"[1,\"GET\",\"/users/a/online\",{},{}]", POL_OP_READ, 'r'},
+	{"[1,\"SUBSCRIBE\",\"/users/a/online\",{},{}]", POL_OP_READ, 'r'},
+	{"[1,\"UNSUBSCRIBE\",\"/users/a/online\",{},{}]", POL_OP_READ, 'r'},
+	{"[1,\"PUT\",\"/users/alice\",{\"name\":\"Alice\",\"custom\":{\"k\":null}},{}]", POL_OP_USER_SET, 'u'},
+	{"[1,\"POST\",\"/users/alice\",{\"name\":\"Alice\"},{}]", POL_OP_USER_CREATE, 'u'},
+	{"[1,\"PUT\",\"/conversations/c1\",{\"subject\":\"s\",\"notify\":true},{}]", POL_OP_CONV_SET, 'c'},
+	{"[1,\"POST\",\"/conversations/c1\",{\"subject\":\"s\"},{}]", POL_OP_CONV_CREATE, 'c'},
+	{"[1,\"DELETE\",\"/conversations/c1/participants/bob\",{},{}]", POL_OP_PART_DELETE, 'c'},
+	{"[1,\"POST\",\"/conversations/c1/messages\",{\"content\":[],\"idempotencyKey\":\"k\"},{}]", POL_OP_MESSAGE, 'r'},
+	{"[1,\"PATCH\",\"/conversations/c1/messages/m1\",{\"content\":[]},{}]", POL_OP_MESSAGE, 'r'},
+	{"[1,\"DELETE\",\"/conversations/c1/messages/m1\",{},{}]", POL_OP_MESSAGE, 'r'},
+	{"[1,\"PUT\",\"/conversations/c1/messages/m1/reactions/%F0%9F%91%8D/alice\",{},{}]", POL_OP_MESSAGE, 'r'},
+	{"[1,\"DELETE\",\"/conversations/c1/messages/m1/reactions/%F0%9F%91%8D/alice\",{},{}]", POL_OP_MESSAGE, 'r'},
+	{"[1,\"POST\",\"/me/conversations/c1/read\",{},{}]", POL_OP_USER_STATE, 'r'},
+	{"[1,\"POST\",\"/me/conversations/c1/unread\",{},{}]", POL_OP_USER_STATE, 'r'},
+	{"[1,\"POST\",\"/me/conversations/c1/typing\",{},{}]", POL_OP_USER_STATE, 'r'},
+	{"[1,\"GET\",\"/me/conversations\",{\"limit\":20},{}]", POL_OP_READ, 'r'},
+	{"[1,\"GET\",\"/me/conversations/c1/messages\",{\"limit\":30,\"cursor\":\"x\"},{}]", POL_OP_READ, 'r'},
+	{"[1,\"GET\",\"/me/conversations/c1/participants/bob\",{},{}]", POL_OP_READ, 'r'},
+	{"[1,\"GET\",\"/me/conversations/c1/translate\",{\"ids\":[\"m\"],\"lang\":\"nl\"},{}]", POL_OP_READ, 'r'},
+	{"[1,\"SUBSCRIBE\",\"/me/conversations/c1/messages\",{},{}]", POL_OP_READ, 'r'},
+	{"[1,\"UNSUBSCRIBE\",\"/me/conversations/c1/typing\",{},{}]", POL_OP_READ, 'r'},
+	{"[1,\"POST\",\"/files/validate\",{\"filename\":\"a.png\",\"filesize\":3},{}]", POL_OP_MESSAGE, 'r'},
+	{"[5,\"ACK\"]", POL_OP_ACK, 'r'},
+	/* not sent by the SDK, but must not slip past a switch */
+	{"[1,\"PATCH\",\"/users/alice\",{\"name\":\"x\"},{}]", POL_OP_USER_SET, 'u'},
+	{"[1,\"DELETE\",\"/users/alice\",{},{}]", POL_OP_USER_SET, 'u'},
+	{"[1,\"POST\",\"/users\",{\"id\":\"x\"},{}]", POL_OP_USER_SET, 'u'},
+	{"[1,\"PUT\",\"/users/alice/custom\",{},{}]", POL_OP_USER_SET, 'u'},
+	{"[1,\"PUT\",\"/me\",{\"name\":\"x\"},{}]", POL_OP_USER_SET, 'u'},
+	{"[1,\"PATCH\",\"/conversations/c1\",{\"subject\":\"s\"},{}]", POL_OP_CONV_SET, 'c'},
+	{"[1,\"DELETE\",\"/conversations/c1\",{},{}]", POL_OP_CONV_SET, 'c'},
+	{"[1,\"PUT\",\"/conversations/c1/subject\",{},{}]", POL_OP_CONV_SET, 'c'},
+	{"[1,\"PUT\",\"/conversations/c1/participants\",{},{}]", POL_OP_CONV_SET, 'c'},
+	{"[1,\"PUT\",\"/me/conversations/c1\",{},{}]", POL_OP_CONV_SET, 'c'},
+	{"[1,\"POST\",\"/somewhere/else\",{},{}]", POL_OP_UNKNOWN, 'r'},
+};
+
+static struct pol_app
+mkapp(int us, int cs)
+{
+	struct pol_app a;
+	memset(&a, 0, sizeof a);
+	strcpy(a.id, "app1");
+	a.user_sync = us;
+	a.conversation_sync = cs;
+	return a;
+}
+
+static int
+classify(const char *s, struct pol_call *c, const char **why)
+{
+	return pol_classify_frame(K, s, strlen(s), c, why);
+}
+
+static void
+test_table(void)
+{
+	size_t i;
+	int us, cs;
+
+	for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct pol_call c;
+		const char *why = NULL;
+		int r = classify(rows[i].frame, &c, &why);
+		if (r != 0 || c.op != rows[i].op) {
+			fprintf(stderr, "row %zu %s: r=%d op=%s why=%s\n", i, rows[i].frame, r,
+			        r ? "-" : pol_op_to_str(c.op), why ? why : "");
+			t_fail++;
+			continue;
+		}
+		t_pass++;
+		for (us = 0; us < 2; us++)
+			for (cs = 0; cs < 2; cs++) {
+				struct pol_app app = mkapp(us, cs);
+				struct pol_ctx ctx = {&app, "alice", 5, 1};
+				struct pol_decision d;
+				int open = rows[i].cls == 'r' || (rows[i].cls == 'u' && us) ||
+				           (rows[i].cls == 'c' && cs);
+				pol_decide(&ctx, &c, NULL, &d);
+				if (open ? d.verdict != POL_ALLOW
+				         : (d.verdict != POL_DENY && d.verdict != POL_NEED_FACT)) {
+					fprintf(stderr, "row %zu us=%d cs=%d: verdict %s\n", i, us, cs,
+					        pol_verdict_to_str(d.verdict));
+					t_fail++;
+				} else {
+					t_pass++;
+				}
+			}
+	}
+}
+
+/* protocol.md 7.1 / 7.2, the fact-dependent rows. */
+static void
+test_facts(void)
+{
+	struct pol_app app = mkapp(0, 0);
+	struct pol_ctx ctx = {&app, "alice", 5, 1};
+	struct pol_call c;
+	struct pol_decision d;
+	struct pol_facts f = {0};
+	const char *why;
+
+	classify("[3,\"PUT\",\"/users/alice\",{\"name\":\"A\"},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	CHECK_STR(d.error_code, "USER_SYNC_DISABLED");
+	CHECK(strstr(d.reason, "app1") && strstr(d.reason, "user sync") && strstr(d.reason, "REST API"));
+
+	classify("[3,\"POST\",\"/users/alice\",{\"name\":\"A\"},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_NEED_FACT && d.need == POL_FACT_USER_EXISTS);
+	f.user_exists = POL_FV_TRUE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 409);
+	CHECK_STR(d.error_code, "USER_ALREADY_EXISTS");
+	f.user_exists = POL_FV_FALSE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	CHECK_STR(d.error_code, "USER_SYNC_DISABLED");
+	f.user_exists = POL_FV_ERROR;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403 && strstr(d.reason, "could not be verified"));
+
+	classify("[3,\"PUT\",\"/conversations/c1\",{\"subject\":\"s\"},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	CHECK_STR(d.error_code, "UNAUTHORIZED_TO_EDIT");
+	CHECK(strstr(d.reason, "conversation sync"));
+
+	classify("[3,\"POST\",\"/conversations/c1\",{},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_NEED_FACT && d.need == POL_FACT_CONV_EXISTS);
+	f.conv_exists = POL_FV_TRUE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.status == 409);
+	CHECK_STR(d.error_code, "CONVERSATION_ALREADY_EXISTS");
+	f.conv_exists = POL_FV_FALSE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.status == 403);
+	CHECK_STR(d.error_code, "CONVERSATION_SYNC_DISABLED");
+	f.conv_exists = POL_FV_ERROR;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+
+	classify("[3,\"DELETE\",\"/conversations/c1/participants/alice\",{},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	CHECK_STR(d.error_code, "UNAUTHORIZED_TO_EDIT_PARTICIPANT");
+
+	/* unbatched participant calls decide like the matching action */
+	memset(&f, 0, sizeof f);
+	classify("[3,\"PUT\",\"/conversations/c1/participants/alice\",{\"notify\":false},{}]", &c, &why);
+	CHECK(c.op == POL_OP_PART_ACTION && c.keys == POL_PK_NOTIFY);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_NEED_FACT && d.need == POL_FACT_PARTICIPANT);
+	f.participant = POL_FV_TRUE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_ALLOW);
+	f.participant = POL_FV_FALSE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	classify("[3,\"PATCH\",\"/conversations/c1/participants/alice\",{\"notify\":true,\"access\":\"Read\"},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403); /* access: no lookup needed to refuse */
+	classify("[3,\"PUT\",\"/conversations/c1/participants/bob\",{\"notify\":true},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY); /* not me */
+	classify("[3,\"POST\",\"/conversations/c1/participants/bob\",{},{}]", &c, &why);
+	f.participant = POL_FV_TRUE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 409);
+	f.participant = POL_FV_FALSE;
+	pol_decide(&ctx, &c, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	CHECK_STR(d.error_code, "UNAUTHORIZED_TO_EDIT_PARTICIPANT");
+}
+
+static void
+test_batch(void)
+{
+	struct pol_app app = mkapp(1, 0);
+	struct pol_ctx ctx = {&app, "alice", 5, 1};
+	struct pol_call c;
+	struct pol_decision d;
+	struct pol_facts f = {0};
+	const char *why;
+	const char *s = "[9,\"POST\",\"/conversations/c1/participants\",{\"actions\":["
+	                "{\"id\":\"alice\",\"method\":\"PUT\",\"params\":{\"notify\":\"MentionsOnly\"}},"
+	                "{\"id\":\"bob\",\"method\":\"PUT\",\"params\":{\"access\":\"ReadWrite\"}},"
+	                "{\"id\":\"carol\",\"method\":\"POST\",\"params\":{}},"
+	                "{\"id\":\"al\\u0069ce\",\"method\":\"PATCH\",\"params\":{\"notify\":true,\"x\":1}}]},{}]";
+
+	CHECK(classify(s, &c, &why) == 0);
+	CHECK(c.op == POL_OP_PART_BATCH && c.nactions == 4);
+	CHECK(c.seq_len == 1 && c.seq[0] == '9');
+	CHECK(c.cid_len == 2 && !memcmp(c.cid, "c1", 2));
+	CHECK(c.actions[3].uid_len == 5 && !memcmp(c.actions[3].uid, "alice", 5));
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_NEED_FACT && d.need == POL_FACT_NONE); /* per action */
+
+	pol_decide_action(&ctx, &c, 0, NULL, &d);
+	CHECK(d.verdict == POL_NEED_FACT && d.need == POL_FACT_PARTICIPANT);
+	f.participant = POL_FV_TRUE;
+	pol_decide_action(&ctx, &c, 0, &f, &d);
+	CHECK(d.verdict == POL_ALLOW);
+	pol_decide_action(&ctx, &c, 1, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	pol_decide_action(&ctx, &c, 2, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 409);
+	pol_decide_action(&ctx, &c, 3, &f, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+
+	/* the switch on: everything passes without facts */
+	app.conversation_sync = 1;
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_ALLOW);
+	pol_decide_action(&ctx, &c, 1, NULL, &d);
+	CHECK(d.verdict == POL_ALLOW);
+
+	/* malformed batches */
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[]},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[1]},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[{\"id\":\"a\",\"method\":\"DELETE\",\"params\":{}}]},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[{\"id\":\"a\",\"method\":\"PUT\"}]},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[{\"id\":\"a\",\"method\":\"PUT\",\"params\":{},\"conversationId\":\"c2\"}]},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[{\"id\":\"\",\"method\":\"PUT\",\"params\":{}}]},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[{\"id\":\"a\\u0000\",\"method\":\"PUT\",\"params\":{}}]},{}]", &c, &why) < 0);
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[{\"id\":\"a\",\"method\":\"PUT\",\"params\":{}}],\"more\":1},{}]", &c, &why) < 0);
+	{
+		char big[16384];
+		size_t o = 0;
+		int i;
+		o += (size_t)sprintf(big, "[1,\"POST\",\"/conversations/c1/participants\",{\"actions\":[");
+		for (i = 0; i < 101; i++)
+			o += (size_t)sprintf(big + o, "%s{\"id\":\"u%d\",\"method\":\"PUT\",\"params\":{}}", i ? "," : "", i);
+		sprintf(big + o, "]},{}]");
+		CHECK(classify(big, &c, &why) < 0 && strstr(why, "batch_actions"));
+	}
+}
+
+/* protocol.md 6 and 7.4: what never reaches the backend. */
+static void
+test_refusals(void)
+{
+	static const struct {
+		const char *frame;
+		int seq_readable;
+	} bad[] = {
+		{"[1,\"PUT\",\"/users/a\",{\"name\":\"x\",\"name\":\"y\"},{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",{\"custom\":{\"k\":1,\"\\u006b\":2}},{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",{},{}] [2,\"GET\",\"/ping\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",{},{}]x", 1},
+		{"[1,\"PUT\",\"/users/a%2Fb\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/..\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users//a\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/a%zz\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/a\\u0000\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/a%00\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",{},{},6]", 1},
+		{"[1,\"PUT\",\"/users/a\",{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",[],{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",{},null]", 1},
+		{"[1,\"put\",\"/users/a\",{},{}]", 1},
+		{"[1,\"P\\u0055T\",\"/users/a\",{},{}]", 1},
+		{"[1,\"MERGE\",\"/users/a\",{},{}]", 1},
+		{"[1,\"PUT\",\"users/a\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/a?x=1\",{},{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",{\"n\":\"\xff\"},{}]", 1},
+		{"[1,\"PUT\",\"/users/a\",{\"n\":01},{}]", 1},
+		{"[\"1\",\"PUT\",\"/users/a\",{},{}]", 0},
+		{"{\"0\":1}", 0},
+		{"", 0},
+		{"[1,\"NOPE\"]", 1},
+	};
+	size_t i;
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct pol_call c;
+		const char *why = NULL;
+		int r = classify(bad[i].frame, &c, &why);
+		if (r == 0) {
+			fprintf(stderr, "accepted: %s\n", bad[i].frame);
+			t_fail++;
+			continue;
+		}
+		t_pass++;
+		CHECK(why != NULL);
+		CHECK((c.seq != NULL) == bad[i].seq_readable);
+	}
+	/* seq is kept as written, even past 2^53 */
+	{
+		struct pol_call c;
+		const char *why;
+		CHECK(classify("[123456789012345678901,\"GET\",\"/ping\",{},{}]", &c, &why) == 0);
+		CHECK(c.seq_len == 21 && !memcmp(c.seq, "123456789012345678901", 21));
+		CHECK(classify("[1e3,\"GET\",\"/ping\",{},{}]", &c, &why) == 0 && c.seq_len == 3);
+		/* escaped but harmless path characters decode the same way JSON.parse does */
+		CHECK(classify("[1,\"PUT\",\"\\/users\\/al\\u0069ce\",{},{}]", &c, &why) == 0);
+		CHECK(c.op == POL_OP_USER_SET && c.uid_len == 5 && !memcmp(c.uid, "alice", 5));
+	}
+}
+
+static void
+test_modes(void)
+{
+	struct pol_app app = mkapp(0, 0);
+	struct pol_ctx ctx = {&app, "alice", 5, 0};
+	struct pol_call c;
+	struct pol_decision d;
+	const char *why;
+
+	app.mode = POL_MODE_REPORT;
+	classify("[3,\"PUT\",\"/users/alice\",{\"name\":\"A\"},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_ALLOW && d.would_deny && d.status == 403);
+	CHECK_STR(d.error_code, "USER_SYNC_DISABLED");
+
+	app.mode = POL_MODE_ENFORCE;
+	app.identity = POL_IDENTITY_REQUIRE;
+	app.user_sync = 1;
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 401);
+	classify("[0,\"POST\",\"/session/renew\",{\"token\":\"t\"},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_ALLOW);
+	classify("[0,\"GET\",\"/ping\",{},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_ALLOW);
+	classify("[0,\"GET\",\"/users\",{\"ids\":[]},{}]", &c, &why);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 401);
+	ctx.authenticated = 1;
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_ALLOW);
+}
+
+static void
+test_http(void)
+{
+	struct pol_call c;
+	const char *why;
+	struct pol_app app = mkapp(0, 0);
+	struct pol_ctx ctx = {&app, NULL, 0, 1};
+	struct pol_decision d;
+	char a[64], u[64];
+
+#define H(m, t, cred) pol_classify_http(K, m, strlen(m), t, strlen(t), cred, &c, &why)
+	CHECK(H("GET", "/v1/app1/realtime/alice?talkjs-core=1", POL_CRED_NONE) == 0 && c.op == POL_OP_REALTIME);
+	CHECK(H("GET", "/public_api/v1/app1/realtime/a%20b", POL_CRED_NONE) == 0 && c.op == POL_OP_REALTIME &&
+	      c.uid_len == 3);
+	CHECK(pol_realtime_target("/public_api/v1/app1/realtime/a%20b?x", 35, a, sizeof a, u, sizeof u) == 1);
+	CHECK_STR(a, "app1");
+	CHECK_STR(u, "a b");
+	CHECK(pol_realtime_target("/v1/app1/users/x", 16, a, sizeof a, u, sizeof u) == 0);
+	CHECK(H("GET", "/api/v0/app1", POL_CRED_NONE) == 0 && c.op == POL_OP_HTTP_PASS && c.app_len == 4);
+	CHECK(H("GET", "/api/v0/app1/bokens/alice?signature=ab", POL_CRED_NONE) == 0 && c.op == POL_OP_SIGNATURE);
+	CHECK(H("PUT", "/v1/app1/users/alice", POL_CRED_SERVER) == 0 && c.op == POL_OP_REST_SERVER);
+	CHECK(H("PUT", "/v1/app1/users/alice", POL_CRED_BROWSER) == 0 && c.op == POL_OP_USER_SET);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 403);
+	CHECK(H("PUT", "/v1/app1/conversations/c1/participants/bob", POL_CRED_NONE) == 0 && c.op == POL_OP_PART_ACTION);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY);
+	CHECK(H("POST", "/v1/app1/conversations/c1/participants", POL_CRED_BROWSER) == 0 && c.op == POL_OP_CONV_SET);
+	CHECK(H("POST", "/v1/app1/conversations/c1/messages", POL_CRED_BROWSER) == 0 && c.op == POL_OP_MESSAGE);
+	CHECK(H("GET", "/v1/app1/users/alice", POL_CRED_NONE) == 0 && c.op == POL_OP_READ);
+	CHECK(H("POST", "/public_api/v1/app1/files", POL_CRED_BROWSER) == 0 && c.op == POL_OP_HTTP_PASS);
+	CHECK(H("GET", "/v1/app1/me/messages/search?q=x", POL_CRED_BROWSER) == 0 && c.op == POL_OP_READ);
+	CHECK(H("PUT", "/v1/app1/users/a/../b", POL_CRED_SERVER) < 0);
+	CHECK(H("PUT", "/x/../v1/app1/users/b", POL_CRED_NONE) < 0);
+	CHECK(H("GET", "/v1/app1/users/a%2Fb", POL_CRED_NONE) < 0);
+#undef H
+}
+
+/* Every prefix of a frame, ending at a guard page: refused, never read past its end. */
+static void
+test_prefixes(void)
+{
+	const char *s = "[4,\"POST\",\"/conversations/c%201/participants\",{\"actions\":[{\"id\":\"a\",\"method\":\"PUT\",\"params\":{\"notify\":false}}]},{}]";
+	size_t i, n = strlen(s);
+	int accepted = 0;
+
+	for (i = 0; i < n; i++) {
+		struct guard g;
+		struct pol_call c;
+		const char *why;
+		char *p = guard_copy(&g, s, i);
+		if (pol_classify_frame(K, p, i, &c, &why) == 0)
+			accepted++;
+		guard_free(&g);
+	}
+	CHECK(accepted == 0);
+}
+
+int
+main(void)
+{
+	K = pol_classifier_new(&LIM);
+	test_table();
+	test_facts();
+	test_batch();
+	test_refusals();
+	test_modes();
+	test_http();
+	test_prefixes();
+	pol_classifier_free(K);
+	return t_done("test_policy");
+}
