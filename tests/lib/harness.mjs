@@ -92,11 +92,11 @@ export async function startSyncgate(upstreamPort, conf = '', { env = {} } = {}) 
 export function rawExchange(port, bytes, { idle = 1500, pause = 0, halfClose = false } = {}) {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
-    const chunks = [];
-    let timer, closed = false;
-    const done = () => { clearTimeout(timer); s.destroy(); resolve({ data: Buffer.concat(chunks), closed }); };
+    const chunks = [], t0 = Date.now();
+    let timer, closed = false, firstMs = null;
+    const done = () => { clearTimeout(timer); s.destroy(); resolve({ data: Buffer.concat(chunks), closed, firstMs }); };
     const arm = () => { clearTimeout(timer); timer = setTimeout(done, idle); };
-    s.on('data', (d) => { chunks.push(d); arm(); });
+    s.on('data', (d) => { if (firstMs === null) firstMs = Date.now() - t0; chunks.push(d); arm(); });
     s.on('end', () => { closed = true; done(); });
     s.on('close', () => { closed = true; done(); });
     s.on('error', () => { closed = true; done(); });

@@ -1,0 +1,224 @@
+// The realtime socket: every client message is decided; a refused call is answered by
+// syncgate with the SDK's error shape and never reaches the backend; the socket stays open.
+// Hostile framing (fragments, binary, RSV, unmasked, bad UTF-8, oversize) is refused every time.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startBackend, startSyncgate, rawExchange, parseResponses } from '../lib/harness.mjs';
+import { RawWs, frame, userToken } from '../lib/rawws.mjs';
+
+const KEY = 'sk_test_demo', OPEN_KEY = 'sk_test_open';
+let be, sg;
+before(async () => {
+  be = await startBackend({ apps: { demo: KEY, open: OPEN_KEY } });
+  sg = await startSyncgate(be.port, `[app:demo]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n[limits]\nws_message = 64k\nws_fragments = 1024\n`);
+});
+after(async () => { await sg.stop(); await be.stop(); });
+
+async function session(app = 'demo', user = 'alice', key = KEY) {
+  const ws = await RawWs.open(sg.port, `/public_api/v1/${app}/realtime/${user}?talkjs-core=1.12.0`);
+  ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken(app, user, key) }, {}]));
+  const r = await ws.json(0);
+  assert.equal(r[1], 200, JSON.stringify(r));
+  return ws;
+}
+// Text of every WebSocket message the backend received, in order.
+const backendFrames = async () => (await be.log()).filter((e) => e.kind === 'ws').map((e) => Buffer.from(e.raw, 'base64').toString('utf8'));
+const PUT_USER = '[1,"PUT","/users/alice",{"name":"Mallory"},{}]';
+
+test('allowed calls reach the backend byte for byte, answers come back', async () => {
+  await be.clearLog();
+  const ws = await session();
+  const frames = ['[1,"GET","/users",{"ids":["alice"],"includePrivateFields":false},{}]', '[2, "GET" ,"/ping",{ },{}]', '[3,"POST","/me/conversations/c1/typing",{},{}]'];
+  for (const f of frames) ws.sendText(f);
+  assert.equal((await ws.json(1))[1], 200);
+  assert.equal((await ws.json(2))[1], 200);
+  assert.ok(await ws.json(3));
+  const got = await backendFrames();
+  assert.deepEqual(got.slice(1), frames);
+  ws.destroy();
+});
+
+test('a refused PUT /users is answered by syncgate and the socket stays open', async () => {
+  await be.clearLog();
+  const ws = await session();
+  ws.sendText(PUT_USER);
+  const r = await ws.json(1);
+  assert.equal(r[1], 403);
+  assert.equal(r[2].errorCode, 'USER_SYNC_DISABLED');
+  assert.match(r[2].reasons[0], /demo/);
+  assert.match(r[2].reasons[0], /user sync/);
+  assert.match(r[2].reasons[0], /REST API/);
+  ws.sendText('[2,"GET","/ping",{},{}]');
+  assert.equal((await ws.json(2))[1], 200, 'same socket still relays');
+  assert.ok(!(await backendFrames()).some((f) => f.includes('"PUT"')));
+  assert.ok(sg.logs().some((l) => l.event === 'refuse' && l.transport === 'ws' && l.errorCode === 'USER_SYNC_DISABLED' && l.user === 'alice'));
+  ws.destroy();
+});
+
+test('conversation sync off: PUT /conversations gets UNAUTHORIZED_TO_EDIT, DELETE participant is refused', async () => {
+  await be.clearLog();
+  const ws = await session();
+  ws.sendText('[1,"PUT","/conversations/c1",{"subject":"x"},{}]');
+  const r = await ws.json(1);
+  assert.deepEqual([r[1], r[2].errorCode], [403, 'UNAUTHORIZED_TO_EDIT']);
+  ws.sendText('[2,"DELETE","/conversations/c1/participants/bob",{},{}]');
+  const d = await ws.json(2);
+  assert.deepEqual([d[1], d[2].errorCode], [403, 'UNAUTHORIZED_TO_EDIT_PARTICIPANT']);
+  assert.equal((await backendFrames()).length, 1, 'only the renew reached the backend');
+  ws.destroy();
+});
+
+test('a refused participant batch gets one answer with a response per action', async () => {
+  await be.clearLog();
+  const ws = await session();
+  ws.sendText('[1,"POST","/conversations/c1/participants",{"actions":[{"id":"alice","method":"PUT","params":{"access":"Read"}},{"id":"bob","method":"POST","params":{}}]},{}]');
+  const r = await ws.json(1);
+  assert.equal(r[1], 200);
+  assert.equal(r[2].responses.length, 2);
+  assert.ok(r[2].responses.every((x) => x.status === 403 && x.errorCode === 'UNAUTHORIZED_TO_EDIT_PARTICIPANT' && x.reasons.length === 1));
+  assert.equal((await backendFrames()).length, 1);
+  ws.destroy();
+});
+
+test('switches on: the same calls pass to the backend', async () => {
+  await be.clearLog();
+  const ws = await session('open', 'alice', OPEN_KEY);
+  ws.sendText(PUT_USER);
+  assert.equal((await ws.json(1))[1], 200);
+  ws.sendText('[2,"PUT","/conversations/c9",{"subject":"x"},{}]');
+  assert.equal((await ws.json(2))[1], 200);
+  assert.ok((await backendFrames()).includes(PUT_USER));
+  ws.destroy();
+});
+
+for (const n of [2, 3, 10, 100, 1000]) {
+  test(`a forbidden PUT split into ${n} fragments with pings between is refused`, async () => {
+    await be.clearLog();
+    const ws = await session();
+    const text = Buffer.from(PUT_USER), parts = [];
+    const step = Math.max(1, Math.ceil(text.length / n));
+    const pieces = [];
+    for (let i = 0; i < n; i++) pieces.push(text.subarray(Math.min(i * step, text.length), Math.min((i + 1) * step, text.length)));
+    pieces.forEach((p, i) => {
+      parts.push(frame(i === 0 ? 1 : 0, p, { fin: i === n - 1 }));
+      if (i < n - 1) parts.push(frame(9, `p${i}`));
+    });
+    ws.send(Buffer.concat(parts));
+    const r = await ws.json(1);
+    assert.equal(r[1], 403);
+    assert.ok(await ws.next((f) => f.opcode === 10), 'pongs come back through the backend');
+    assert.ok(!(await backendFrames()).some((f) => f.includes('PUT')));
+    ws.destroy();
+  });
+}
+
+const closes = [
+  ['a binary message', () => frame(2, PUT_USER), 1003],
+  ['RSV1 set', () => frame(1, PUT_USER, { rsv: 4 }), 1002],
+  ['an unmasked frame', () => frame(1, PUT_USER, { mask: false }), 1002],
+  ['invalid UTF-8', () => frame(1, Buffer.from([0x5b, 0x31, 0x2c, 0xc3, 0x28, 0x5d])), 1007],
+  ['invalid UTF-8 split across fragments', () => Buffer.concat([frame(1, Buffer.from('["\xe2'.slice(0, 2)), { fin: false }), frame(0, Buffer.from([0xe2, 0x82]), { fin: false }), frame(0, Buffer.from([0x41, 0x22, 0x5d]))]), 1007],
+  ['a message over ws_message', () => frame(1, '[' + '1,'.repeat(40000) + '1]'), 1009],
+  ['more fragments than ws_fragments', () => Buffer.concat([frame(1, '[', { fin: false }), ...Array.from({ length: 1100 }, () => frame(0, ' ', { fin: false })), frame(0, ']')]), 1009],
+  ['a continuation without a message', () => frame(0, PUT_USER), 1002],
+  ['a reserved opcode', () => frame(3, 'x'), 1002],
+  ['a fragmented ping', () => frame(9, 'x', { fin: false }), 1002],
+  ['a ping over 125 bytes', () => frame(9, 'x'.repeat(126)), 1002],
+  ['a non-minimal length', () => { const f = frame(1, PUT_USER); const p = f.subarray(6); return Buffer.concat([Buffer.from([0x81, 0x80 | 126, 0, f[1] & 0x7f]), f.subarray(2, 6), p]); }, 1002],
+  ['a close with an invalid code', () => frame(8, Buffer.from([0x03, 0xed])), 1002],
+  ['a close with a 1-byte payload', () => frame(8, Buffer.from([0x03])), 1002],
+  ['a text frame that is not JSON and has no seq', () => frame(1, 'hello'), 1007],
+];
+for (const [name, mk, code] of closes) {
+  test(`${name} closes the socket with ${code} and never reaches the backend`, async () => {
+    await be.clearLog();
+    const ws = await session();
+    ws.send(mk());
+    const c = await ws.closeFrame();
+    assert.ok(c, 'a close frame came back');
+    assert.equal(c.code, code, c.reason);
+    assert.ok(await ws.waitClosed(), 'TCP closed');
+    const got = await backendFrames();
+    assert.equal(got.length, 1, `backend saw: ${got.slice(1).join(' | ')}`);
+  });
+}
+
+const badreq = [
+  ['duplicate keys in data', '[1,"PUT","/users/alice",{"name":"a","name":"b"},{}]'],
+  ['duplicate keys hidden by an escape', '[1,"GET","/users",{"ids":[],"\\u0069ds":["x"]},{}]'],
+  ['\\u0000 in the path', '[1,"PUT","/users/alice\\u0000",{},{}]'],
+  ['a second JSON value after the array', '[1,"GET","/ping",{},{}][2,"PUT","/users/alice",{},{}]'],
+  ['trailing garbage', '[1,"GET","/ping",{},{}] x'],
+  ['an encoded slash in an id', '[1,"PUT","/users/a%2Fb",{},{}]'],
+  ['a dot segment', '[1,"PUT","/users/..",{},{}]'],
+  ['an unknown method', '[1,"MERGE","/users/alice",{},{}]'],
+  ['four elements', '[1,"GET","/ping",{}]'],
+];
+for (const [name, text] of badreq) {
+  test(`${name}: 400 INVALID_REQUEST with the client's seq, socket open`, async () => {
+    await be.clearLog();
+    const ws = await session();
+    ws.sendText(text);
+    const r = await ws.json(1);
+    assert.equal(r[1], 400);
+    assert.equal(r[2].errorCode, 'INVALID_REQUEST');
+    ws.sendText('[7,"GET","/ping",{},{}]');
+    assert.equal((await ws.json(7))[1], 200);
+    assert.equal((await backendFrames()).filter((f) => !f.includes('/ping')).length, 1);
+    ws.destroy();
+  });
+}
+
+test('the seq is echoed exactly as the client wrote it', async () => {
+  const ws = await session();
+  ws.sendText('[123456789012345678901234,"PUT","/users/alice",{},{}]');
+  const f = await ws.next((x) => x.opcode === 1);
+  assert.ok(f.text.startsWith('[123456789012345678901234,403,'), f.text);
+  ws.destroy();
+});
+
+test('permessage-deflate offers are removed; the backend sees no extension header', async () => {
+  await be.clearLog();
+  const ws = await RawWs.open(sg.port, '/v1/demo/realtime/alice', { headers: 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n' });
+  assert.ok(!/sec-websocket-extensions/i.test(ws.head));
+  const up = (await be.log()).find((e) => e.kind === 'http' && e.url.includes('/realtime/'));
+  assert.ok(!up.rawHeaders.some((h) => /sec-websocket-extensions/i.test(h)));
+  ws.destroy();
+});
+
+test('after a non-101 answer no tunnel opens and the held bytes never reach the backend', async () => {
+  await be.clearLog();
+  const smuggled = frame(1, '[1,"PUT","/users/alice",{},{}]');
+  const req = Buffer.concat([Buffer.from('GET /v1/nosuchapp/realtime/alice HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'), smuggled, Buffer.from('GET /bytes/1 HTTP/1.1\r\nHost: a\r\n\r\n')]);
+  const res = await rawExchange(sg.port, req, { idle: 1500 });
+  const rs = parseResponses(res.data);
+  assert.equal(rs.length, 1);
+  assert.equal(rs[0].status, 404);
+  assert.ok(res.closed);
+  const raw = (await be.rawAll()).toString('latin1');
+  assert.ok(raw.startsWith('GET /v1/nosuchapp/realtime/alice HTTP/1.1\r\n'));
+  assert.ok(!raw.includes('/bytes/1') && !raw.includes('PUT'), 'nothing after the upgrade request was forwarded');
+});
+
+test('a bad upgrade request (no key, wrong version) is refused with 400', async () => {
+  for (const h of ['Sec-WebSocket-Version: 13\r\n', 'Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n', 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n']) {
+    const res = await rawExchange(sg.port, `GET /v1/demo/realtime/alice HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${h}\r\n`, { idle: 1000 });
+    assert.equal(parseResponses(res.data)[0].status, 400);
+  }
+});
+
+test('the close handshake is relayed both ways', async () => {
+  const ws = await session();
+  ws.send(frame(8, Buffer.from([0x03, 0xe8, 0x62, 0x79, 0x65])));
+  const c = await ws.closeFrame();
+  assert.equal(c.code, 1000);
+  assert.ok(await ws.waitClosed());
+});
+
+test('non-realtime WebSocket paths are relayed as transparent tunnels', async () => {
+  const ws = await RawWs.open(sg.port, '/echo-ws');
+  ws.send(frame(2, Buffer.from([1, 2, 3])));
+  const f = await ws.next((x) => x.opcode === 2);
+  assert.deepEqual([...f.payload], [1, 2, 3]);
+  ws.destroy();
+});
