@@ -97,7 +97,7 @@ function convFor(c, uid) {
   const last = c.messages[c.messages.length - 1];
   return { id: c.id, createdAt: c.createdAt, subject: c.subject ?? null, photoUrl: c.photoUrl ?? null, welcomeMessages: c.welcomeMessages ?? null, custom: c.custom || {}, lastMessageAt: last ? last.createdAt : null, unreadMessageCount: 0, isUnread: false, access: p.access ?? 'ReadWrite', notify: p.notify ?? true, readUntil: now(), everyoneReadUntil: now(), joinedAt: p.joinedAt ?? c.createdAt };
 }
-function participantAction(app, cid, uid, method, params) {
+function participantAction(app, cid, uid, method, params, appId) {
   const c = app.conversations.get(cid);
   if (!c) return { status: 404, errorCode: 'CONVERSATION_NOT_FOUND', reasons: [`no conversation ${cid}`] };
   const exists = c.participants.has(uid);
@@ -107,18 +107,23 @@ function participantAction(app, cid, uid, method, params) {
   if (params && params.access !== undefined) p.access = params.access;
   if (params && params.notify !== undefined) p.notify = params.notify;
   c.participants.set(uid, p);
+  if (appId) publish(appId, exists ? { type: 'participant.edited', conversationId: cid, userId: uid, diff: pick(params, ['access', 'notify']) }
+    : { type: 'participant.created', conversationId: cid, userId: uid, state: { id: uid, access: p.access, notify: p.notify, joinedAt: p.joinedAt } });
   return { status: 200 };
 }
 
 // ---- realtime ----
-const subs = new Map(); // socket -> {pub, paths:Set}
-function publish(appId, path, event) {
+// Events go to every authenticated realtime socket of the app; the SDK drops those for
+// entities it holds no store for. Publish ids increase per connection (protocol.md 2).
+const subs = new Map(); // socket -> {appId, me, pub, paths:Set, sess}
+function publish(appId, event) {
   for (const [ws, s] of subs) {
-    if (s.appId !== appId || !s.paths.has(path)) continue;
+    if (s.appId !== appId || !s.sess.authed) continue;
     s.pub++;
     ws.send(JSON.stringify([s.pub, 'PUBLISH', event]));
   }
 }
+const pick = (o, keys) => Object.fromEntries(keys.filter((k) => o && o[k] !== undefined).map((k) => [k, o[k]]));
 
 function realtimeCall(sess, method, path, data) {
   const app = state[sess.appId];
@@ -133,7 +138,7 @@ function realtimeCall(sess, method, path, data) {
     return ok({ expiresInSeconds: typeof claims.exp === 'number' ? claims.exp - Math.floor(now() / 1000) : null });
   }
   if (!sess.authed) return err(401, 'NOT_AUTHENTICATED', 'renew the session first');
-  if (method === 'SUBSCRIBE') { sess.sub.paths.add(key); return ok({}); }
+  if (method === 'SUBSCRIBE') { for (const id of (key === 'users' && data.ids) || []) sess.sub.paths.add(`users/${id}`); sess.sub.paths.add(key); return ok({}); }
   if (method === 'UNSUBSCRIBE') { sess.sub.paths.delete(key); return ok({}); }
   const [a, b, c, d, e] = seg;
   if (a === 'users') {
@@ -148,7 +153,8 @@ function realtimeCall(sess, method, path, data) {
       const existed = app.users.has(b);
       if (method === 'POST' && existed) return err(409, 'USER_ALREADY_EXISTS', 'user exists');
       const u = upsertUser(app, b, data);
-      publish(sess.appId, `users/${b}`, { type: existed ? 'user.edited' : 'user.created', user: publicUser(u) });
+      publish(sess.appId, existed ? { type: 'user.edited', userId: b, diff: pick(data, ['name', 'custom', 'locale', 'photoUrl', 'role', 'welcomeMessage']) }
+        : { type: 'user.created', userId: b, state: publicUser(u) });
       return ok({});
     }
   }
@@ -157,19 +163,21 @@ function realtimeCall(sess, method, path, data) {
     if (seg.length === 2 && (method === 'PUT' || method === 'POST')) {
       if (method === 'POST' && conv) return err(409, 'CONVERSATION_ALREADY_EXISTS', 'conversation exists');
       upsertConv(app, b, data);
+      if (conv) publish(sess.appId, { type: 'conversation.edited', conversationId: b, diff: pick(data, ['subject', 'photoUrl', 'welcomeMessages', 'custom']) });
       return ok({});
     }
     if (c === 'participants') {
       if (seg.length === 3 && method === 'POST') {
         if (!Array.isArray(data.actions)) return err(400, 'INVALID_REQUEST', 'actions expected');
-        return ok({ responses: data.actions.map((x) => participantAction(app, b, x.id, x.method, x.params)) });
+        return ok({ responses: data.actions.map((x) => participantAction(app, b, x.id, x.method, x.params, sess.appId)) });
       }
       if (seg.length === 4 && method === 'DELETE') {
         if (!conv || !conv.participants.has(d)) return err(404, 'PARTICIPANT_NOT_FOUND', 'not a participant');
         conv.participants.delete(d);
+        publish(sess.appId, { type: 'participant.deleted', conversationId: b, userId: d });
         return ok({});
       }
-      if (seg.length === 4) { const r = participantAction(app, b, d, method, data); return r.status === 200 ? ok({}) : { status: r.status, data: { errorCode: r.errorCode, reasons: r.reasons } }; }
+      if (seg.length === 4) { const r = participantAction(app, b, d, method, data, sess.appId); return r.status === 200 ? ok({}) : { status: r.status, data: { errorCode: r.errorCode, reasons: r.reasons } }; }
     }
     if (c === 'messages') {
       if (!conv) return err(404, 'CONVERSATION_NOT_FOUND', 'no such conversation');
@@ -177,13 +185,22 @@ function realtimeCall(sess, method, path, data) {
       if (seg.length === 3 && method === 'POST') {
         const m = { id: `msg_${++msgSeq}`, type: 'UserMessage', senderId: sess.me, content: data.content, custom: data.custom || {}, referencedMessageId: data.referencedMessageId ?? null, createdAt: now(), editedAt: null, origin: 'rest', reactions: {} };
         conv.messages.push(m);
-        publish(sess.appId, `me/conversations/${b}/messages`, { type: 'message.created', message: m });
+        publish(sess.appId, { type: 'message.created', conversationId: b, state: m });
         return ok({ id: m.id });
       }
       const m = conv.messages.find((x) => x.id === d);
       if (!m) return err(404, 'MESSAGE_NOT_FOUND', 'no such message');
-      if (seg.length === 4 && method === 'PATCH') { if (data.content) m.content = data.content; m.custom = patchCustom(m.custom, data.custom); m.editedAt = now(); return ok({}); }
-      if (seg.length === 4 && method === 'DELETE') { conv.messages.splice(conv.messages.indexOf(m), 1); return ok({}); }
+      if (seg.length === 4 && method === 'PATCH') {
+        if (data.content) m.content = data.content;
+        m.custom = patchCustom(m.custom, data.custom); m.editedAt = now();
+        publish(sess.appId, { type: 'message.edited', conversationId: b, messageId: d, diff: { ...pick(data, ['content', 'custom']), editedAt: m.editedAt } });
+        return ok({});
+      }
+      if (seg.length === 4 && method === 'DELETE') {
+        conv.messages.splice(conv.messages.indexOf(m), 1);
+        publish(sess.appId, { type: 'message.deleted', conversationId: b, messageId: d });
+        return ok({});
+      }
       if (seg.length === 7 && e === 'reactions') {
         const emoji = seg[5];
         m.reactions[emoji] = m.reactions[emoji] || {};
@@ -209,7 +226,7 @@ function realtimeCall(sess, method, path, data) {
         return ok({ data: list.slice(start, start + limit), cursor: start + limit < list.length ? String(start + limit) : null });
       }
       if (d === 'messages' && seg.length === 5) { const m = conv.messages.find((x) => x.id === e); return m ? ok(m) : err(404, 'MESSAGE_NOT_FOUND', 'no such message'); }
-      if (d === 'participants' && seg.length === 4) return ok({ data: [...conv.participants].map(([uid, p]) => ({ user: publicUser(app.users.get(uid) || { id: uid }), ...p })), cursor: null });
+      if (d === 'participants' && seg.length === 4) return ok({ data: [...conv.participants].map(([uid, p]) => ({ id: uid, user: publicUser(app.users.get(uid) || { id: uid }), ...p })), cursor: null });
       if (d === 'participants' && seg.length === 5) { const p = conv.participants.get(e); return p ? ok({ user: publicUser(app.users.get(e) || { id: e }), ...p }) : err(404, 'PARTICIPANT_NOT_FOUND', 'not a participant'); }
       if (d === 'typing') return ok({ type: 'none' });
       if (d === 'translate') return ok({ data: {} });
@@ -220,7 +237,8 @@ function realtimeCall(sess, method, path, data) {
 }
 
 function onRealtime(ws, appId, me, sockId) {
-  const sess = { appId, me, authed: false, sub: { appId, me, pub: 0, paths: new Set() } };
+  const sess = { appId, me, authed: false };
+  sess.sub = { appId, me, pub: 0, paths: new Set(), sess };
   subs.set(ws, sess.sub);
   ws.on('message', (buf, isBinary) => {
     log.push({ kind: 'ws', socket: sockId, appId, user: me, binary: !!isBinary, raw: Buffer.from(buf).toString('base64') });

@@ -77,10 +77,16 @@ export async function startSyncgate(upstreamPort, conf = '', { env = {} } = {}) 
     logs: () => err.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return { raw: l }; } }),
     stderr: () => err,
     signal: (s) => proc.kill(s),
+    // Stops syncgate; fails if it crashed or a sanitizer reported anything (ASan builds).
     stop: async (sig = 'SIGTERM') => {
-      if (proc.exitCode !== null) return proc.exitCode;
-      proc.kill(sig);
-      const code = await new Promise((r) => proc.on('exit', (c) => r(c)));
+      let code = proc.exitCode;
+      if (code === null && proc.signalCode === null) {
+        proc.kill(sig);
+        code = await new Promise((r) => proc.on('exit', (c) => r(c)));
+      }
+      const report = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/.exec(err);
+      if (report) throw new Error(`sanitizer report from syncgate:\n${err.slice(Math.max(0, report.index - 200), report.index + 4000)}`);
+      if (proc.signalCode && proc.signalCode !== sig) throw new Error(`syncgate died of ${proc.signalCode}`);
       return code;
     },
     writeConf: (more) => fs.writeFileSync(file, `[syncgate]\nlisten = 127.0.0.1:${port}\nupstream = http://127.0.0.1:${upstreamPort}\n${more}\n`),
