@@ -1,0 +1,85 @@
+// A real browser: Debian's chromium driven by playwright-core loads @talkjs/core's browser
+// build from a page on loopback, connects, sets a user, opens a conversation and sends a
+// message. Straight to the backend everything succeeds; through syncgate with both switches
+// off, the user and conversation changes reject and the browser console shows syncgate's
+// reason, while reads and messages keep working on the same socket.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { ROOT, startBackend, startSyncgate, freePort } from '../lib/harness.mjs';
+import { userToken } from '../lib/rawws.mjs';
+
+const KEY = 'sk_test_demo';
+let be, sg, web, webPort, browser;
+
+before(async () => {
+  be = await startBackend({ apps: { demo: KEY } });
+  sg = await startSyncgate(be.port, `[app:demo]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n`);
+  webPort = await freePort();
+  web = http.createServer((req, res) => {
+    const file = req.url === '/' ? path.join(ROOT, 'tests/browser/page.html')
+      : req.url === '/sdk/talkSession.js' ? path.join(ROOT, 'node_modules/@talkjs/core/dist/talkSession.js') : null;
+    if (!file) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'Content-Type': file.endsWith('.js') ? 'text/javascript' : 'text/html' });
+    res.end(fs.readFileSync(file));
+  });
+  await new Promise((r) => web.listen(webPort, '127.0.0.1', r));
+  // launch() gives every run a fresh temporary profile of its own.
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+after(async () => {
+  await browser?.close();
+  await new Promise((r) => web.close(r));
+  await sg.stop();
+  await be.stop();
+});
+
+async function runPage(port, userId) {
+  const conversationId = `conv_${userId}`;
+  await be.seed({ appId: 'demo', users: { [userId]: { name: 'Alice' }, bob: { name: 'Bob' } }, conversations: { [conversationId]: { subject: 'Seeded', participants: { [userId]: {}, bob: {} } } } });
+  const page = await browser.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push({ type: m.type(), text: m.text() }));
+  await page.goto(`http://127.0.0.1:${webPort}/`);
+  await page.waitForFunction(() => window.harnessReady === true);
+  const result = await page.evaluate((cfg) => window.runChat(cfg), { host: `127.0.0.1:${port}`, appId: 'demo', userId, token: userToken('demo', userId, KEY), peer: 'bob', conversationId });
+  await page.close();
+  return { result, consoleLines };
+}
+
+test('straight to the backend: the browser sets a user, opens a conversation and sends a message', async () => {
+  const { result } = await runPage(be.port, 'alice_direct');
+  for (const [k, v] of Object.entries(result)) assert.ok(v.ok, `${k}: ${v.message}`);
+  assert.equal(result.getPeer.value, 'Bob');
+  assert.equal(result.openConversation.value, 'Seeded');
+  assert.equal(result.readBack.value, 'hello from chromium');
+});
+
+test('through syncgate with sync off: the console shows syncgate\'s reason; reads and messages keep working', async () => {
+  await be.clearLog();
+  const { result, consoleLines } = await runPage(sg.port, 'alice_gated');
+  assert.equal(result.setUser.ok, false);
+  assert.match(result.setUser.message, /403 USER_SYNC_DISABLED/);
+  assert.equal(result.setConversation.ok, false);
+  assert.match(result.setConversation.message, /UNAUTHORIZED_TO_EDIT/);
+  const errors = consoleLines.filter((l) => l.type === 'error').map((l) => l.text);
+  assert.ok(errors.some((t) => t.includes('USER_SYNC_DISABLED') && t.includes('syncgate: updating a user refused: user sync from the browser is disabled for app demo')), errors.join('\n'));
+  assert.equal(result.getPeer.value, 'Bob');
+  assert.equal(result.openConversation.value, 'Seeded');
+  assert.ok(result.send.ok, result.send.message);
+  assert.equal(result.readBack.value, 'hello from chromium');
+  const log = await be.log();
+  const frames = log.filter((e) => e.kind === 'ws' && e.user === 'alice_gated');
+  const sockets = new Set(frames.map((e) => e.socket));
+  assert.equal(sockets.size, 1, 'one realtime socket carried everything');
+  assert.ok(!frames.some((e) => /"PUT","\/users\//.test(Buffer.from(e.raw, 'base64').toString())), 'the refused call never reached the backend');
+  assert.ok(frames.some((e) => /"POST","\/conversations\/[^"]+\/messages"/.test(Buffer.from(e.raw, 'base64').toString())), 'the message did');
+});
