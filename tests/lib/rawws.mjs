@@ -73,8 +73,9 @@ export class RawWs {
       await new Promise((r) => { this.waiters.push(r); setTimeout(r, 50); });
     }
   }
+  // The response to call SEQ (never a PUBLISH push, whose id may equal a seq).
   async json(seq, timeout) {
-    const f = await this.next((x) => x.opcode === 1 && (() => { try { return JSON.parse(x.text)[0] === seq; } catch { return false; } })(), timeout);
+    const f = await this.next((x) => x.opcode === 1 && (() => { try { const a = JSON.parse(x.text); return a[0] === seq && a[1] !== 'PUBLISH'; } catch { return false; } })(), timeout);
     return f ? JSON.parse(f.text) : null;
   }
   async closeFrame(timeout = 3000) {
