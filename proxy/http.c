@@ -171,14 +171,19 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fwd_len = (size_t)snprintf(c->fwd, sizeof c->fwd,
+	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
+	                              "Forwarded: for=%s%s%s;proto=http\r\n\r\n",
+	                              c->peer, c->peer_v6 ? "\"[" : "", c->peer, c->peer_v6 ? "]\"" : "");
 	c->cbev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	c->timer = evtimer_new(srv->base, timer_cb, c);
+	c->resp_buf = evbuffer_new();
 	c->next = srv->conns;
 	if (srv->conns)
 		srv->conns->prev = c;
 	srv->conns = c;
 	srv->nconns++;
-	if (!c->cbev || !c->timer) {
+	if (!c->cbev || !c->timer || !c->resp_buf) {
 		if (!c->cbev)
 			evutil_closesocket(fd);
 		px_conn_close(c);
@@ -200,6 +205,28 @@ free_upstream(struct px_conn *c)
 		c->ubev = NULL;
 	}
 	c->upstream_connected = 0;
+	c->upstream_idle = 0;
+}
+
+/*
+ * Appends SRC to BEV's output, writing straight to the socket when nothing is queued there.
+ * A bufferevent otherwise arms and disarms its write event for every write: two epoll_ctl
+ * calls and a loop turn per message, which the profile showed as the relay's main cost.
+ * What the socket does not take now is queued and written by the bufferevent as usual;
+ * an error is left for the bufferevent to meet on its next write.
+ */
+static void
+send_buffer(struct bufferevent *bev, struct evbuffer *src)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	evutil_socket_t fd;
+
+	if (evbuffer_get_length(src) == 0)
+		return;
+	if (evbuffer_get_length(out) == 0 && (fd = bufferevent_getfd(bev)) >= 0)
+		evbuffer_write(src, fd);
+	if (evbuffer_get_length(src))
+		evbuffer_add_buffer(out, src);
 }
 
 /* The one teardown path: tolerates a half-built connection. */
@@ -212,7 +239,16 @@ px_conn_close(struct px_conn *c)
 		px_ws_free(c->ws);
 		c->ws = NULL;
 	}
+	if (c->ubev && c->upstream_idle) {
+		/* a clean keep-alive upstream outlives its client in the pool */
+		px_upstream_put(srv, c->ubev);
+		c->ubev = NULL;
+	}
 	free_upstream(c);
+	if (c->resp_buf) {
+		evbuffer_free(c->resp_buf);
+		c->resp_buf = NULL;
+	}
 	if (c->cbev) {
 		bufferevent_free(c->cbev);
 		c->cbev = NULL;
@@ -269,6 +305,7 @@ px_conn_reply(struct px_conn *c, int status, const char *error_code, const char 
 	struct evbuffer *out = bufferevent_get_output(c->cbev);
 	char body[1024], esc[768];
 
+	evbuffer_add_buffer(out, c->resp_buf); /* an interim response staged before this one */
 	px_json_escape(esc, sizeof esc, reason, strlen(reason));
 	int n = snprintf(body, sizeof body, "{\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}\n",
 	                 error_code, esc);
@@ -293,22 +330,24 @@ px_conn_reply(struct px_conn *c, int status, const char *error_code, const char 
 
 /* ---- request head ---- */
 
-/* Names a proxy never forwards (RFC 9110 §7.6.1), plus the ones syncgate rewrites. */
-static int
-drop_request_header(const char *name, size_t n, int ws)
-{
-	return px_token_eq(name, n, "connection") || px_token_eq(name, n, "keep-alive") ||
-	       px_token_eq(name, n, "proxy-connection") || px_token_eq(name, n, "te") ||
-	       px_token_eq(name, n, "upgrade") || px_token_eq(name, n, "expect") ||
-	       px_token_eq(name, n, "x-forwarded-proto") ||
-	       (ws && px_token_eq(name, n, "sec-websocket-extensions"));
-}
+/* The field names a head's Connection header(s) list (RFC 9110 §7.6.1), collected once. */
+#define MAX_CONN_TOKENS 32 /* a named cap: a head listing more is refused */
+struct conn_tokens {
+	int n;
+	int overflow;
+	struct {
+		const char *p;
+		size_t n;
+	} t[MAX_CONN_TOKENS];
+};
 
-/* 1 if NAME is listed in the head's Connection header(s) (RFC 9110 §7.6.1). */
-static int
-named_by_connection(const char *head, size_t len, const char *name, size_t n)
+static void
+connection_tokens(const char *head, size_t len, struct conn_tokens *ct)
 {
 	const char *p = memchr(head, '\n', len), *end = head + len;
+
+	ct->n = 0;
+	ct->overflow = 0;
 	while (p && ++p < end - 2) {
 		const char *eol = memchr(p, '\r', (size_t)(end - p));
 		const char *colon = memchr(p, ':', (size_t)(eol - p));
@@ -324,13 +363,84 @@ named_by_connection(const char *head, size_t len, const char *name, size_t n)
 				e = v;
 				while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
 					e--;
-				if ((size_t)(e - s) == n && strncasecmp(s, name, n) == 0)
-					return 1;
+				if (e == s)
+					continue;
+				if (ct->n == MAX_CONN_TOKENS) {
+					ct->overflow = 1;
+					return;
+				}
+				ct->t[ct->n].p = s;
+				ct->t[ct->n].n = (size_t)(e - s);
+				ct->n++;
 			}
 		}
 		p = memchr(eol, '\n', (size_t)(end - eol));
 	}
+}
+
+/* 1 if NAME is listed in the Connection header(s) CT was collected from. */
+static int
+named_by_connection(const struct conn_tokens *ct, const char *name, size_t n)
+{
+	int i;
+	for (i = 0; i < ct->n; i++)
+		if (ct->t[i].n == n && strncasecmp(ct->t[i].p, name, n) == 0)
+			return 1;
 	return 0;
+}
+
+/*
+ * Header names a proxy never forwards (RFC 9110 §7.6.1), plus the ones syncgate answers or
+ * rewrites itself. REQUEST: Expect (answered here) and X-Forwarded-Proto (replaced) too;
+ * WS: Sec-WebSocket-Extensions (the offer is removed so every frame stays inspectable).
+ * Switching on the length first keeps this off the profile.
+ */
+static int
+drop_header(const char *name, size_t n, int request, int ws, int upgrade)
+{
+	switch (n) {
+	case 2:
+		return px_token_eq(name, n, "te");
+	case 6:
+		return request && px_token_eq(name, n, "expect");
+	case 7:
+		return !upgrade && px_token_eq(name, n, "upgrade");
+	case 10:
+		return px_token_eq(name, n, "connection") || px_token_eq(name, n, "keep-alive");
+	case 16:
+		return px_token_eq(name, n, "proxy-connection");
+	case 17:
+		return request && px_token_eq(name, n, "x-forwarded-proto");
+	case 24:
+		return ws && px_token_eq(name, n, "sec-websocket-extensions");
+	}
+	return 0;
+}
+
+/*
+ * Copies the header lines of HEAD (after its first line) to OUT, leaving out the dropped ones,
+ * in as few copies as there are runs of kept lines.
+ */
+static void
+copy_fields(const char *head, size_t len, const struct conn_tokens *ct, int request, int ws,
+            int upgrade, struct evbuffer *out)
+{
+	const char *p = memchr(head, '\n', len) + 1, *end = head + len - 2, *run = p;
+
+	while (p < end) {
+		const char *eol = memchr(p, '\r', (size_t)(end - p) + 1);
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		size_t nl = (size_t)(colon - p);
+		if (drop_header(p, nl, request, ws, upgrade) ||
+		    (!upgrade && named_by_connection(ct, p, nl))) {
+			if (p > run)
+				evbuffer_add(out, run, (size_t)(p - run));
+			run = eol + 2;
+		}
+		p = eol + 2;
+	}
+	if (end > run)
+		evbuffer_add(out, run, (size_t)(end - run));
 }
 
 /* Finds header NAME's value in HEAD; returns its length and sets *V, or -1. */
@@ -355,27 +465,26 @@ find_header(const char *head, size_t len, const char *name, const char **v)
 	return -1;
 }
 
-/* Copies the head to OUT with hop-by-hop headers removed and forwarding headers added. */
-static void
+/*
+ * Copies the head to OUT with hop-by-hop headers removed and forwarding headers added.
+ * Returns -1 (nothing written) for a head whose Connection header lists too many names.
+ */
+static int
 write_upstream_head(struct px_conn *c, const char *head, size_t len, struct evbuffer *out)
 {
-	const char *p = memchr(head, '\n', len) + 1, *end = head + len - 2;
+	const char *p = memchr(head, '\n', len) + 1;
 	int ws = c->state == PX_C_UPGRADING;
+	struct conn_tokens ct;
 
+	connection_tokens(head, len, &ct);
+	if (ct.overflow)
+		return -1;
 	evbuffer_add(out, head, (size_t)(p - head)); /* request line, byte for byte */
-	while (p < end) {
-		const char *eol = memchr(p, '\r', (size_t)(end - p) + 1);
-		const char *colon = memchr(p, ':', (size_t)(eol - p));
-		size_t nl = (size_t)(colon - p);
-		if (!drop_request_header(p, nl, ws) && !named_by_connection(head, len, p, nl))
-			evbuffer_add(out, p, (size_t)(eol + 2 - p));
-		p = eol + 2;
-	}
+	copy_fields(head, len, &ct, 1, ws, 0, out); /* Upgrade is re-added below for ws */
 	if (ws)
 		evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
-	evbuffer_add_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
-	                         "Forwarded: for=%s%s%s;proto=http\r\n\r\n",
-	                    c->peer, c->peer_v6 ? "\"[" : "", c->peer, c->peer_v6 ? "]\"" : "");
+	evbuffer_add(out, c->fwd, c->fwd_len);
+	return 0;
 }
 
 static void
@@ -581,9 +690,13 @@ handle_head(struct px_conn *c)
 		px_conn_close(c);
 		return;
 	}
-	write_upstream_head(c, p, (size_t)end, c->req_buf);
+	if (write_upstream_head(c, p, (size_t)end, c->req_buf)) {
+		px_conn_reply(c, 400, "INVALID_REQUEST", "Connection header lists too many names", 1);
+		return;
+	}
 	if (c->req.expect_continue && !c->req_msg_complete)
 		evbuffer_add(bufferevent_get_output(c->cbev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	/* (queued, not sent directly: it is rare, and the bufferevent keeps it ordered) */
 	evbuffer_drain(in, (size_t)end);
 	c->req_done = c->req_msg_complete;
 	if (c->state == PX_C_UPGRADING) {
@@ -605,6 +718,15 @@ connect_upstream(struct px_conn *c)
 {
 	struct timeval tv;
 
+	if (c->ubev && c->upstream_idle) {
+		/* the connection this client used last time: no pool round trip */
+		c->upstream_idle = 0;
+		c->upstream_reused = 1;
+		c->upstream_connected = 1;
+		ms_to_tv(c->cfg->limits.upstream_response_ms, &tv);
+		bufferevent_set_timeouts(c->ubev, &tv, &tv);
+		return;
+	}
 	c->ubev = px_upstream_get(c->srv, &c->upstream_reused);
 	if (!c->ubev) {
 		c->srv->n_upstream_errors++;
@@ -629,7 +751,7 @@ flush_request(struct px_conn *c)
 	if (!c->upstream_connected)
 		return;
 	uout = bufferevent_get_output(c->ubev);
-	evbuffer_add_buffer(uout, c->req_buf);
+	send_buffer(c->ubev, c->req_buf);
 	if (c->req_done && !c->req_sent) {
 		c->req_sent = 1;
 		if (c->state == PX_C_REQUEST)
@@ -676,7 +798,7 @@ relay_request(struct px_conn *c)
 		c->streaming = 1;
 	if (!c->req_done && !c->streaming)
 		return;
-	if (!c->ubev) {
+	if (!c->ubev || c->upstream_idle) {
 		connect_upstream(c);
 		if (!c->ubev)
 			return;
@@ -686,35 +808,26 @@ relay_request(struct px_conn *c)
 
 /* ---- response ---- */
 
+/* The response head for the client: hop-by-hop headers out; Connection as syncgate decides. */
 static int
-drop_response_header(const char *name, size_t n, int upgrade)
-{
-	return px_token_eq(name, n, "connection") || px_token_eq(name, n, "keep-alive") ||
-	       px_token_eq(name, n, "proxy-connection") || px_token_eq(name, n, "te") ||
-	       (!upgrade && px_token_eq(name, n, "upgrade"));
-}
-
-static void
 write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
 {
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
-	const char *p = memchr(head, '\n', len) + 1, *end = head + len - 2;
+	struct evbuffer *out = c->resp_buf;
+	const char *p = memchr(head, '\n', len) + 1;
+	struct conn_tokens ct;
 
+	connection_tokens(head, len, &ct);
+	if (ct.overflow)
+		return -1;
 	evbuffer_add(out, head, (size_t)(p - head));
-	while (p < end) {
-		const char *eol = memchr(p, '\r', (size_t)(end - p) + 1);
-		const char *colon = memchr(p, ':', (size_t)(eol - p));
-		size_t nl = (size_t)(colon - p);
-		if (!drop_response_header(p, nl, upgrade) &&
-		    (upgrade || !named_by_connection(head, len, p, nl)))
-			evbuffer_add(out, p, (size_t)(eol + 2 - p));
-		p = eol + 2;
-	}
+	copy_fields(head, len, &ct, 0, 0, upgrade, out);
 	if (upgrade)
-		evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+		evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
 	else if (c->close_after)
-		evbuffer_add(out, "Connection: close\r\n", 19);
-	evbuffer_add(out, "\r\n", 2);
+		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+	else
+		evbuffer_add(out, "\r\n", 2);
+	return 0;
 }
 
 static void
@@ -788,7 +901,11 @@ response_head(struct px_conn *c)
 		llhttp_resume(&c->resp_parser);
 	c->resp_status = c->resp_parser.status_code;
 	if (c->resp_status >= 100 && c->resp_status < 200 && c->resp_status != 101) {
-		write_client_head(c, p, (size_t)end, 0); /* interim: the final response follows */
+		if (write_client_head(c, p, (size_t)end, 0)) { /* interim: the final response follows */
+			upstream_failed(c, 502, "Connection header lists too many names");
+			return -1;
+		}
+		send_buffer(c->cbev, c->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		return 1;
 	}
@@ -797,7 +914,11 @@ response_head(struct px_conn *c)
 			upstream_failed(c, 502, "backend answered 101 without a valid WebSocket accept");
 			return -1;
 		}
-		write_client_head(c, p, (size_t)end, 1);
+		if (write_client_head(c, p, (size_t)end, 1)) {
+			upstream_failed(c, 502, "Connection header lists too many names");
+			return -1;
+		}
+		send_buffer(c->cbev, c->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		c->state = PX_C_WS;
 		c->srv->n_ws++;
@@ -810,7 +931,10 @@ response_head(struct px_conn *c)
 	c->close_after |= c->req.conn_close || c->resp_eof_body || c->srv->draining;
 	c->upstream_reusable = !info.conn_close && !c->resp_eof_body && !c->req.http10 &&
 	                       c->state != PX_C_UPGRADING;
-	write_client_head(c, p, (size_t)end, 0);
+	if (write_client_head(c, p, (size_t)end, 0)) {
+		upstream_failed(c, 502, "Connection header lists too many names");
+		return -1;
+	}
 	evbuffer_drain(in, (size_t)end);
 	c->resp_started = 1;
 	c->resp_done = c->resp_msg_complete;
@@ -820,7 +944,7 @@ response_head(struct px_conn *c)
 static void
 handle_response(struct px_conn *c)
 {
-	struct evbuffer *in, *out = bufferevent_get_output(c->cbev);
+	struct evbuffer *in, *out = c->resp_buf;
 
 	for (;;) {
 		if (!c->ubev)
@@ -854,13 +978,14 @@ handle_response(struct px_conn *c)
 		c->resp_bytes += used;
 		evbuffer_remove_buffer(in, out, used);
 	}
+	send_buffer(c->cbev, out);
 	if (c->resp_done) {
 		if (evbuffer_get_length(in) > 0)
 			c->upstream_reusable = 0; /* bytes after the response: never reuse */
 		finish_transaction(c);
 		return;
 	}
-	if (evbuffer_get_length(out) > PX_HIGH_WATER)
+	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) > PX_HIGH_WATER)
 		bufferevent_disable(c->ubev, EV_READ);
 }
 
@@ -870,9 +995,13 @@ finish_transaction(struct px_conn *c)
 	if (!c->req_done)
 		c->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
 	if (c->ubev) {
-		if (c->upstream_reusable && c->req_sent && c->resp_done && !c->close_after) {
-			px_upstream_put(c->srv, c->ubev);
-			c->ubev = NULL;
+		if (c->upstream_reusable && c->req_sent && c->resp_done && !c->close_after &&
+		    !c->srv->draining) {
+			/* keep it for this client's next request; it expires at upstream_idle */
+			struct timeval tv;
+			ms_to_tv(c->cfg->limits.upstream_idle_ms, &tv);
+			bufferevent_set_timeouts(c->ubev, &tv, NULL);
+			c->upstream_idle = 1;
 		} else {
 			free_upstream(c);
 		}
@@ -960,8 +1089,13 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 static void
 up_readcb(struct bufferevent *bev, void *arg)
 {
+	struct px_conn *c = arg;
 	(void)bev;
-	handle_response(arg);
+	if (c->upstream_idle) {
+		free_upstream(c); /* bytes from an idle backend: never reuse that connection */
+		return;
+	}
+	handle_response(c);
 }
 
 static void
@@ -980,6 +1114,10 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 	struct px_conn *c = arg;
 	(void)bev;
 
+	if (c->upstream_idle) {
+		free_upstream(c); /* closed or expired while idle */
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		struct timeval tv;
 		ms_to_tv(c->cfg->limits.upstream_response_ms, &tv);

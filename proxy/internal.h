@@ -58,6 +58,8 @@ struct px_conn {
 	struct pol_config *cfg;         /* the policy this request is decided on (a reference) */
 	char peer[64];                  /* client address, for X-Forwarded-For and logs */
 	int peer_v6;
+	char fwd[200];                  /* the X-Forwarded-* / Forwarded lines for this peer */
+	size_t fwd_len;
 	struct event *timer;            /* header deadline / keep-alive idle / response timeout */
 	int timer_kind;
 
@@ -76,12 +78,14 @@ struct px_conn {
 	int streaming;                  /* request buffer exceeded: body goes straight through */
 	int upstream_connected;
 	int upstream_reused;
+	int upstream_idle;              /* ubev is kept between this client's requests, idle */
 	char ws_key[32];                /* Sec-WebSocket-Key of an upgrade */
 	int ws_realtime;                /* realtime socket: enforce per frame */
 	char app[POL_APPID_MAX + 1];
 	char user[256];
 
 	/* the current response */
+	struct evbuffer *resp_buf;      /* bytes for the client, written out by send_buffer() */
 	llhttp_t resp_parser;
 	llhttp_settings_t resp_settings;
 	int resp_started;               /* head forwarded to the client */
