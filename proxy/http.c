@@ -8,13 +8,13 @@
  * Responses take the mirror path. One request is in flight per connection; pipelined
  * requests wait in the client input buffer, so answers keep their order.
  *
- * Freeing: libevent lets a bufferevent be freed from its own callback (it is refcounted and
- * the free is deferred), and every callback here returns right after px_conn_close().
+ * Freeing: px_io defers a free requested inside its own callback (io.h), and every callback
+ * here returns right after px_conn_close(). A connection that must close once its last
+ * answer is flushed is closed from the timer (T_CLOSE), never under a caller's feet.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,18 +29,19 @@
 #include "proxy/log.h"
 #include "proxy/wsframe.h"
 
-enum { T_NONE, T_KEEPALIVE, T_HEADER };
+enum { T_NONE, T_KEEPALIVE, T_HEADER, T_CLOSE };
 
-static void client_readcb(struct bufferevent *bev, void *arg);
-static void client_writecb(struct bufferevent *bev, void *arg);
-static void client_eventcb(struct bufferevent *bev, short what, void *arg);
-static void up_readcb(struct bufferevent *bev, void *arg);
-static void up_writecb(struct bufferevent *bev, void *arg);
-static void up_eventcb(struct bufferevent *bev, short what, void *arg);
+static void client_readcb(struct px_io *io, void *arg);
+static void client_writecb(struct px_io *io, void *arg);
+static void client_eventcb(struct px_io *io, short what, void *arg);
+static void up_readcb(struct px_io *io, void *arg);
+static void up_writecb(struct px_io *io, void *arg);
+static void up_eventcb(struct px_io *io, short what, void *arg);
 static void handle_head(struct px_conn *c);
 static void relay_request(struct px_conn *c);
 static void handle_response(struct px_conn *c);
 static void finish_transaction(struct px_conn *c);
+static void arm_timer(struct px_conn *c, int kind, uint32_t ms);
 
 static void
 ms_to_tv(uint32_t ms, struct timeval *tv)
@@ -132,7 +133,14 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct px_conn *c = arg;
 	(void)fd;
 	(void)what;
-	if (c->timer_kind == T_HEADER && evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0) {
+	if (c->timer_kind == T_CLOSE && c->state == PX_C_CLOSING &&
+	    evbuffer_get_length(px_io_output(c->cio)) > 0) {
+		/* still flushing: the write callback closes it; a client that never reads is cut
+		 * off at the keep-alive timeout */
+		arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
+		return;
+	}
+	if (c->timer_kind == T_HEADER && evbuffer_get_length(px_io_input(c->cio)) > 0) {
 		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "header deadline", NULL);
 		px_conn_reply(c, 408, "REQUEST_TIMEOUT", "request head not received in time", 1);
 		return;
@@ -175,7 +183,7 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
 	                              "Forwarded: for=%s%s%s;proto=http\r\n\r\n",
 	                              c->peer, c->peer_v6 ? "\"[" : "", c->peer, c->peer_v6 ? "]\"" : "");
-	c->cbev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	c->cio = px_io_new(srv->base, fd); /* takes the fd, even on failure */
 	c->timer = evtimer_new(srv->base, timer_cb, c);
 	c->resp_buf = evbuffer_new();
 	c->next = srv->conns;
@@ -183,16 +191,14 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 		srv->conns->prev = c;
 	srv->conns = c;
 	srv->nconns++;
-	if (!c->cbev || !c->timer || !c->resp_buf) {
-		if (!c->cbev)
-			evutil_closesocket(fd);
+	if (!c->cio || !c->timer || !c->resp_buf) {
 		px_conn_close(c);
 		return;
 	}
-	bufferevent_setcb(c->cbev, client_readcb, client_writecb, client_eventcb, c);
-	bufferevent_setwatermark(c->cbev, EV_READ, 0, c->cfg->limits.header_bytes + PX_LOW_WATER);
-	bufferevent_setwatermark(c->cbev, EV_WRITE, PX_LOW_WATER, 0);
-	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	px_io_setcb(c->cio, client_readcb, client_writecb, client_eventcb, c);
+	px_io_set_read_max(c->cio, c->cfg->limits.header_bytes + PX_LOW_WATER);
+	px_io_set_low_water(c->cio, PX_LOW_WATER);
+	px_io_read(c->cio, 1);
 	c->state = PX_C_HEAD;
 	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
 }
@@ -200,34 +206,14 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 static void
 free_upstream(struct px_conn *c)
 {
-	if (c->ubev) {
-		bufferevent_free(c->ubev);
-		c->ubev = NULL;
+	if (c->uio) {
+		px_io_free(c->uio);
+		c->uio = NULL;
 	}
 	c->upstream_connected = 0;
 	c->upstream_idle = 0;
 }
 
-/*
- * Appends SRC to BEV's output, writing straight to the socket when nothing is queued there.
- * A bufferevent otherwise arms and disarms its write event for every write: two epoll_ctl
- * calls and a loop turn per message, which the profile showed as the relay's main cost.
- * What the socket does not take now is queued and written by the bufferevent as usual;
- * an error is left for the bufferevent to meet on its next write.
- */
-static void
-send_buffer(struct bufferevent *bev, struct evbuffer *src)
-{
-	struct evbuffer *out = bufferevent_get_output(bev);
-	evutil_socket_t fd;
-
-	if (evbuffer_get_length(src) == 0)
-		return;
-	if (evbuffer_get_length(out) == 0 && (fd = bufferevent_getfd(bev)) >= 0)
-		evbuffer_write(src, fd);
-	if (evbuffer_get_length(src))
-		evbuffer_add_buffer(out, src);
-}
 
 /* The one teardown path: tolerates a half-built connection. */
 void
@@ -239,19 +225,19 @@ px_conn_close(struct px_conn *c)
 		px_ws_free(c->ws);
 		c->ws = NULL;
 	}
-	if (c->ubev && c->upstream_idle) {
+	if (c->uio && c->upstream_idle) {
 		/* a clean keep-alive upstream outlives its client in the pool */
-		px_upstream_put(srv, c->ubev);
-		c->ubev = NULL;
+		px_upstream_put(srv, c->uio);
+		c->uio = NULL;
 	}
 	free_upstream(c);
 	if (c->resp_buf) {
 		evbuffer_free(c->resp_buf);
 		c->resp_buf = NULL;
 	}
-	if (c->cbev) {
-		bufferevent_free(c->cbev);
-		c->cbev = NULL;
+	if (c->cio) {
+		px_io_free(c->cio);
+		c->cio = NULL;
 	}
 	if (c->timer) {
 		event_free(c->timer);
@@ -272,6 +258,17 @@ px_conn_close(struct px_conn *c)
 	srv->nconns--;
 	free(c);
 	px_server_conn_gone(srv);
+}
+
+void
+px_conn_close_when_flushed(struct px_conn *c)
+{
+	c->state = PX_C_CLOSING;
+	px_io_read(c->cio, 0);
+	px_io_set_low_water(c->cio, 0); /* the write callback closes it once empty */
+	evtimer_del(c->timer);
+	evtimer_assign(c->timer, c->srv->base, timer_cb, c); /* the WebSocket relay reuses it */
+	arm_timer(c, T_CLOSE, 0);
 }
 
 static const char *
@@ -302,7 +299,7 @@ void
 px_conn_reply(struct px_conn *c, int status, const char *error_code, const char *reason,
               int close)
 {
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	struct evbuffer *out = px_io_output(c->cio);
 	char body[1024], esc[768];
 
 	evbuffer_add_buffer(out, c->resp_buf); /* an interim response staged before this one */
@@ -318,13 +315,10 @@ px_conn_reply(struct px_conn *c, int status, const char *error_code, const char 
 	                    "Cache-Control: no-store\r\n%s\r\n",
 	                    status, status_text(status), n, close ? "Connection: close\r\n" : "");
 	evbuffer_add(out, body, (size_t)n);
+	px_io_flush(c->cio);
 	if (close) {
-		c->state = PX_C_CLOSING;
 		free_upstream(c);
-		bufferevent_disable(c->cbev, EV_READ);
-		evtimer_del(c->timer);
-		/* a client that never reads its answer is cut off at the keep-alive timeout */
-		arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
+		px_conn_close_when_flushed(c);
 	}
 }
 
@@ -600,7 +594,7 @@ reset_request(struct px_conn *c)
 static void
 handle_head(struct px_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	struct evbuffer *in = px_io_input(c->cio);
 	const struct pol_limits *lim = &c->cfg->limits;
 	size_t n = evbuffer_get_length(in), look;
 	const char *why;
@@ -695,18 +689,16 @@ handle_head(struct px_conn *c)
 		return;
 	}
 	if (c->req.expect_continue && !c->req_msg_complete)
-		evbuffer_add(bufferevent_get_output(c->cbev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	/* (queued, not sent directly: it is rare, and the bufferevent keeps it ordered) */
+		evbuffer_add(c->resp_buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	px_io_send(c->cio, c->resp_buf);
 	evbuffer_drain(in, (size_t)end);
 	c->req_done = c->req_msg_complete;
 	if (c->state == PX_C_UPGRADING) {
 		/* hold every byte after the upgrade request until the backend's 101 */
 		c->req_done = 1;
-		bufferevent_disable(c->cbev, EV_READ);
+		px_io_read(c->cio, 0);
 	} else {
-		struct timeval tv;
-		ms_to_tv(lim->body_idle_ms, &tv);
-		bufferevent_set_timeouts(c->cbev, &tv, NULL);
+		px_io_set_timeout(c->cio, lim->body_idle_ms);
 	}
 	relay_request(c);
 }
@@ -716,31 +708,26 @@ handle_head(struct px_conn *c)
 static void
 connect_upstream(struct px_conn *c)
 {
-	struct timeval tv;
-
-	if (c->ubev && c->upstream_idle) {
+	if (c->uio && c->upstream_idle) {
 		/* the connection this client used last time: no pool round trip */
 		c->upstream_idle = 0;
 		c->upstream_reused = 1;
 		c->upstream_connected = 1;
-		ms_to_tv(c->cfg->limits.upstream_response_ms, &tv);
-		bufferevent_set_timeouts(c->ubev, &tv, &tv);
+		px_io_set_timeout(c->uio, c->cfg->limits.upstream_response_ms);
 		return;
 	}
-	c->ubev = px_upstream_get(c->srv, &c->upstream_reused);
-	if (!c->ubev) {
+	c->uio = px_upstream_get(c->srv, &c->upstream_reused);
+	if (!c->uio) {
 		c->srv->n_upstream_errors++;
 		px_conn_reply(c, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
 		return;
 	}
-	bufferevent_setcb(c->ubev, up_readcb, up_writecb, up_eventcb, c);
-	bufferevent_setwatermark(c->ubev, EV_WRITE, PX_LOW_WATER, 0);
-	bufferevent_setwatermark(c->ubev, EV_READ, 0, c->cfg->limits.response_header_bytes + PX_HIGH_WATER);
+	px_io_setcb(c->uio, up_readcb, up_writecb, up_eventcb, c);
+	px_io_set_low_water(c->uio, PX_LOW_WATER);
+	px_io_set_read_max(c->uio, c->cfg->limits.response_header_bytes + PX_HIGH_WATER);
 	c->upstream_connected = c->upstream_reused;
-	ms_to_tv(c->upstream_reused ? c->cfg->limits.upstream_response_ms
-	                            : c->cfg->limits.upstream_connect_ms, &tv);
-	bufferevent_set_timeouts(c->ubev, &tv, &tv);
-	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+	px_io_set_timeout(c->uio, c->cfg->limits.upstream_response_ms); /* connect: px_io_connect's */
+	px_io_read(c->uio, 1);
 }
 
 static void
@@ -750,23 +737,23 @@ flush_request(struct px_conn *c)
 
 	if (!c->upstream_connected)
 		return;
-	uout = bufferevent_get_output(c->ubev);
-	send_buffer(c->ubev, c->req_buf);
+	uout = px_io_output(c->uio);
+	px_io_send(c->uio, c->req_buf);
 	if (c->req_done && !c->req_sent) {
 		c->req_sent = 1;
 		if (c->state == PX_C_REQUEST)
 			c->state = PX_C_RESPONSE;
-		bufferevent_set_timeouts(c->cbev, NULL, NULL);
+		px_io_set_timeout(c->cio, 0);
 	}
 	/* backpressure: the client waits while the upstream is slow to take the body */
 	if (evbuffer_get_length(uout) > PX_HIGH_WATER)
-		bufferevent_disable(c->cbev, EV_READ);
+		px_io_read(c->cio, 0);
 }
 
 static void
 relay_request(struct px_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	struct evbuffer *in = px_io_input(c->cio);
 
 	while (!c->req_done && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
@@ -798,9 +785,9 @@ relay_request(struct px_conn *c)
 		c->streaming = 1;
 	if (!c->req_done && !c->streaming)
 		return;
-	if (!c->ubev || c->upstream_idle) {
+	if (!c->uio || c->upstream_idle) {
 		connect_upstream(c);
-		if (!c->ubev)
+		if (!c->uio)
 			return;
 	}
 	flush_request(c);
@@ -867,7 +854,7 @@ valid_101(struct px_conn *c, const char *head, size_t len)
 static int
 response_head(struct px_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->ubev);
+	struct evbuffer *in = px_io_input(c->uio);
 	size_t n = evbuffer_get_length(in), cap = c->cfg->limits.response_header_bytes;
 	size_t look = n < cap ? n : cap;
 	struct px_head_info info;
@@ -905,7 +892,7 @@ response_head(struct px_conn *c)
 			upstream_failed(c, 502, "Connection header lists too many names");
 			return -1;
 		}
-		send_buffer(c->cbev, c->resp_buf);
+		px_io_send(c->cio, c->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		return 1;
 	}
@@ -918,7 +905,7 @@ response_head(struct px_conn *c)
 			upstream_failed(c, 502, "Connection header lists too many names");
 			return -1;
 		}
-		send_buffer(c->cbev, c->resp_buf);
+		px_io_send(c->cio, c->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		c->state = PX_C_WS;
 		c->srv->n_ws++;
@@ -947,9 +934,9 @@ handle_response(struct px_conn *c)
 	struct evbuffer *in, *out = c->resp_buf;
 
 	for (;;) {
-		if (!c->ubev)
+		if (!c->uio)
 			return;
-		in = bufferevent_get_input(c->ubev);
+		in = px_io_input(c->uio);
 		if (!c->resp_started) {
 			int r = response_head(c);
 			if (r <= 0)
@@ -978,15 +965,15 @@ handle_response(struct px_conn *c)
 		c->resp_bytes += used;
 		evbuffer_remove_buffer(in, out, used);
 	}
-	send_buffer(c->cbev, out);
+	px_io_send(c->cio, out);
 	if (c->resp_done) {
 		if (evbuffer_get_length(in) > 0)
 			c->upstream_reusable = 0; /* bytes after the response: never reuse */
 		finish_transaction(c);
 		return;
 	}
-	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) > PX_HIGH_WATER)
-		bufferevent_disable(c->ubev, EV_READ);
+	if (evbuffer_get_length(px_io_output(c->cio)) > PX_HIGH_WATER)
+		px_io_read(c->uio, 0);
 }
 
 static void
@@ -994,23 +981,21 @@ finish_transaction(struct px_conn *c)
 {
 	if (!c->req_done)
 		c->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
-	if (c->ubev) {
+	if (c->uio) {
 		if (c->upstream_reusable && c->req_sent && c->resp_done && !c->close_after &&
 		    !c->srv->draining) {
 			/* keep it for this client's next request; it expires at upstream_idle */
-			struct timeval tv;
-			ms_to_tv(c->cfg->limits.upstream_idle_ms, &tv);
-			bufferevent_set_timeouts(c->ubev, &tv, NULL);
+			px_io_set_timeout(c->uio, c->cfg->limits.upstream_idle_ms);
 			c->upstream_idle = 1;
 		} else {
 			free_upstream(c);
 		}
 	}
-	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	px_io_set_timeout(c->cio, 0);
 	if (c->close_after || c->srv->draining || c->state == PX_C_CLOSING) {
 		c->state = PX_C_CLOSING;
-		bufferevent_disable(c->cbev, EV_READ);
-		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+		px_io_read(c->cio, 0);
+		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
 			px_conn_close(c);
 		else
 			arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
@@ -1024,18 +1009,18 @@ finish_transaction(struct px_conn *c)
 	}
 	evtimer_del(c->timer);
 	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
-	bufferevent_enable(c->cbev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+	px_io_read(c->cio, 1);
+	if (evbuffer_get_length(px_io_input(c->cio)) > 0)
 		handle_head(c); /* a pipelined request */
 }
 
 /* ---- callbacks ---- */
 
 static void
-client_readcb(struct bufferevent *bev, void *arg)
+client_readcb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
+	(void)io;
 	switch (c->state) {
 	case PX_C_HEAD:
 		handle_head(c);
@@ -1053,44 +1038,44 @@ client_readcb(struct bufferevent *bev, void *arg)
 }
 
 static void
-client_writecb(struct bufferevent *bev, void *arg)
+client_writecb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
+	(void)io;
 	if (c->state == PX_C_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
 			px_conn_close(c);
 		return;
 	}
 	/* drained below the low watermark: resume the response */
-	if (c->ubev && c->resp_started && !c->resp_done)
-		bufferevent_enable(c->ubev, EV_READ);
+	if (c->uio && c->resp_started && !c->resp_done)
+		px_io_read(c->uio, 1);
 }
 
 static void
-client_eventcb(struct bufferevent *bev, short what, void *arg)
+client_eventcb(struct px_io *io, short what, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
-	if ((what & BEV_EVENT_TIMEOUT) && c->state == PX_C_REQUEST && !c->req_done) {
+	(void)io;
+	if ((what & PX_IO_TIMEOUT) && c->state == PX_C_REQUEST && !c->req_done) {
 		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "body idle", NULL);
 		px_conn_reply(c, 408, "REQUEST_TIMEOUT", "request body stalled", 1);
 		return;
 	}
-	if ((what & BEV_EVENT_EOF) && c->state == PX_C_RESPONSE && c->req_sent) {
+	if ((what & PX_IO_EOF) && c->state == PX_C_RESPONSE && c->req_sent) {
 		/* the client half-closed after its request: finish the answer, then close */
 		c->close_after = 1;
-		bufferevent_disable(c->cbev, EV_READ);
+		px_io_read(c->cio, 0);
 		return;
 	}
 	px_conn_close(c);
 }
 
 static void
-up_readcb(struct bufferevent *bev, void *arg)
+up_readcb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
+	(void)io;
 	if (c->upstream_idle) {
 		free_upstream(c); /* bytes from an idle backend: never reuse that connection */
 		return;
@@ -1099,41 +1084,38 @@ up_readcb(struct bufferevent *bev, void *arg)
 }
 
 static void
-up_writecb(struct bufferevent *bev, void *arg)
+up_writecb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
+	(void)io;
 	/* the upstream took the body down to the low watermark: read the client again */
 	if (c->state == PX_C_REQUEST && !c->req_done)
-		bufferevent_enable(c->cbev, EV_READ);
+		px_io_read(c->cio, 1);
 }
 
 static void
-up_eventcb(struct bufferevent *bev, short what, void *arg)
+up_eventcb(struct px_io *io, short what, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
+	(void)io;
 
 	if (c->upstream_idle) {
 		free_upstream(c); /* closed or expired while idle */
 		return;
 	}
-	if (what & BEV_EVENT_CONNECTED) {
-		struct timeval tv;
-		ms_to_tv(c->cfg->limits.upstream_response_ms, &tv);
-		bufferevent_set_timeouts(c->ubev, &tv, &tv);
+	if (what & PX_IO_CONNECTED) {
 		c->upstream_connected = 1;
 		flush_request(c);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (what & PX_IO_TIMEOUT) {
 		upstream_failed(c, c->upstream_connected ? 504 : 502,
 		                c->upstream_connected ? "backend response timeout" : "backend connect timeout");
 		return;
 	}
-	if ((what & BEV_EVENT_EOF) && c->resp_started && c->resp_eof_body && !c->resp_done) {
+	if ((what & PX_IO_EOF) && c->resp_started && c->resp_eof_body && !c->resp_done) {
 		handle_response(c);
-		if (!c->ubev || c->resp_done)
+		if (!c->uio || c->resp_done)
 			return;
 		llhttp_finish(&c->resp_parser);
 		c->resp_done = 1;
@@ -1141,7 +1123,7 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 		finish_transaction(c);
 		return;
 	}
-	upstream_failed(c, 502, (what & BEV_EVENT_EOF) ? "backend closed the connection"
+	upstream_failed(c, 502, (what & PX_IO_EOF) ? "backend closed the connection"
 	                                               : "backend connection error");
 }
 

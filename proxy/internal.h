@@ -3,14 +3,13 @@
  * client connection (struct px_conn). Private to the .c files of proxy/; nothing outside proxy/ sees them.
  *
  * Ownership: a server owns its listeners, its connections (a list) and its idle upstream
- * pool. A connection owns its client bufferevent, at most one upstream bufferevent, its
+ * pool. A connection owns its client px_io, at most one upstream px_io, its
  * timers and its WebSocket state. px_conn_close() is the one teardown path.
  */
 #ifndef SG_PROXY_INTERNAL_H
 #define SG_PROXY_INTERNAL_H
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <llhttp.h>
@@ -20,6 +19,7 @@
 #include "policy/config.h"
 #include "policy/decide.h"
 #include "proxy/httpguard.h"
+#include "proxy/io.h"
 
 /* Watermarks for backpressure: stop reading side A while B's output holds more than HIGH;
  * resume when B's output has drained to LOW (le-proxy's drained_writecb). */
@@ -41,7 +41,7 @@ struct px_ws;
  *            the response may already be arriving (early responses).
  *  RESPONSE  the whole request reached the upstream; relaying the response.
  *  UPGRADING an upgrade request was forwarded; client input is held until the backend's 101.
- *  WS        a WebSocket relay (px_ws) owns both bufferevents' callbacks.
+ *  WS        a WebSocket relay (px_ws) owns both sockets' callbacks.
  *  CLOSING   flushing the last output to the client; nothing more is read.
  */
 enum px_conn_state { PX_C_HEAD, PX_C_REQUEST, PX_C_RESPONSE, PX_C_UPGRADING, PX_C_WS,
@@ -52,8 +52,8 @@ struct px_server;
 struct px_conn {
 	struct px_server *srv;
 	struct px_conn *prev, *next;
-	struct bufferevent *cbev;       /* client */
-	struct bufferevent *ubev;       /* upstream, while in use */
+	struct px_io *cio;              /* client */
+	struct px_io *uio;              /* upstream, while in use */
 	enum px_conn_state state;
 	struct pol_config *cfg;         /* the policy this request is decided on (a reference) */
 	char peer[64];                  /* client address, for X-Forwarded-For and logs */
@@ -78,7 +78,7 @@ struct px_conn {
 	int streaming;                  /* request buffer exceeded: body goes straight through */
 	int upstream_connected;
 	int upstream_reused;
-	int upstream_idle;              /* ubev is kept between this client's requests, idle */
+	int upstream_idle;              /* uio is kept between this client's requests, idle */
 	char ws_key[32];                /* Sec-WebSocket-Key of an upgrade */
 	int ws_realtime;                /* realtime socket: enforce per frame */
 	char app[POL_APPID_MAX + 1];
@@ -110,7 +110,7 @@ struct px_server {
 	int nconns;
 	struct sockaddr_storage up_addr;
 	socklen_t up_addrlen;
-	struct bufferevent **pool;      /* idle upstream connections */
+	struct px_io **pool;      /* idle upstream connections */
 	int npool, cpool;
 	int draining;
 	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
@@ -121,16 +121,18 @@ struct px_server {
 /* proxy/http.c */
 void px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen);
 void px_conn_close(struct px_conn *c);
+/* Enters CLOSING: the connection is closed from the loop once its output is written. */
+void px_conn_close_when_flushed(struct px_conn *c);
 /* Writes a complete syncgate-made response; CLOSE adds Connection: close and closes after. */
 void px_conn_reply(struct px_conn *c, int status, const char *error_code, const char *reason,
                    int close);
 
 /* proxy/upstream.c */
-struct bufferevent *px_upstream_get(struct px_server *srv, int *reused);
-void px_upstream_put(struct px_server *srv, struct bufferevent *bev);
+struct px_io *px_upstream_get(struct px_server *srv, int *reused);
+void px_upstream_put(struct px_server *srv, struct px_io *bev);
 void px_upstream_pool_free(struct px_server *srv);
 
-/* proxy/ws.c: takes over C after a valid 101 (both bufferevents). */
+/* proxy/ws.c: takes over C after a valid 101 (both sockets). */
 void px_ws_start(struct px_conn *c);
 void px_ws_free(struct px_ws *ws);
 

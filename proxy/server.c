@@ -94,7 +94,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	px_upstream_pool_free(srv);
 	for (c = srv->conns; c; c = next) {
 		next = c->next;
-		if (c->state == PX_C_HEAD && evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0)
+		if (c->state == PX_C_HEAD && evbuffer_get_length(px_io_input(c->cio)) == 0)
 			px_conn_close(c);
 	}
 	if (srv->nconns == 0) {

@@ -15,7 +15,6 @@
  */
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -65,11 +64,11 @@ struct px_ws {
 	unsigned long long frames_in, frames_out, refused;
 };
 
-static void ws_client_readcb(struct bufferevent *bev, void *arg);
-static void ws_client_writecb(struct bufferevent *bev, void *arg);
-static void ws_upstream_readcb(struct bufferevent *bev, void *arg);
-static void ws_upstream_writecb(struct bufferevent *bev, void *arg);
-static void ws_eventcb(struct bufferevent *bev, short what, void *arg);
+static void ws_client_readcb(struct px_io *io, void *arg);
+static void ws_client_writecb(struct px_io *io, void *arg);
+static void ws_upstream_readcb(struct px_io *io, void *arg);
+static void ws_upstream_writecb(struct px_io *io, void *arg);
+static void ws_eventcb(struct px_io *io, short what, void *arg);
 
 static void
 merge_free(struct merge *m)
@@ -127,15 +126,16 @@ close_client(struct px_conn *c, int code, const char *why)
 	f[h + 1] = (uint8_t)code;
 	memcpy(f + h + 2, why, rl);
 	if (c->ws && c->ws->inject)
-		evbuffer_add_buffer(bufferevent_get_output(c->cbev), c->ws->inject);
-	evbuffer_add(bufferevent_get_output(c->cbev), f, h + 2 + rl);
-	if (c->ubev) {
-		bufferevent_free(c->ubev);
-		c->ubev = NULL;
+		evbuffer_add_buffer(px_io_output(c->cio), c->ws->inject);
+	evbuffer_add(px_io_output(c->cio), f, h + 2 + rl);
+	if (c->uio) {
+		px_io_free(c->uio);
+		c->uio = NULL;
 	}
-	c->state = PX_C_CLOSING;
-	bufferevent_setcb(c->cbev, NULL, ws_client_writecb, ws_eventcb, c);
-	bufferevent_disable(c->cbev, EV_READ);
+	px_io_setcb(c->cio, NULL, ws_client_writecb, ws_eventcb, c);
+	px_io_read(c->cio, 0);
+	px_io_flush(c->cio);
+	px_conn_close_when_flushed(c);
 }
 
 /* Backend at a message boundary: our queued answers may go out now. */
@@ -143,7 +143,7 @@ static void
 flush_inject(struct px_ws *ws)
 {
 	if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject))
-		evbuffer_add_buffer(bufferevent_get_output(ws->c->cbev), ws->inject);
+		evbuffer_add_buffer(px_io_output(ws->c->cio), ws->inject);
 }
 
 static void
@@ -175,7 +175,7 @@ static void
 forward_text(struct px_conn *c, const char *text, size_t len)
 {
 	uint8_t h[PX_WS_MAX_HEADER], mask[4];
-	struct evbuffer *out = bufferevent_get_output(c->ubev);
+	struct evbuffer *out = px_io_output(c->uio);
 	size_t hl;
 	char *copy;
 
@@ -257,7 +257,7 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 	m->nallowed = nallowed;
 	if (nallowed == call->nactions) {
 		merge_free(m);
-		evbuffer_add_buffer(bufferevent_get_output(c->ubev), ws->raw);
+		evbuffer_add_buffer(px_io_output(c->uio), ws->raw);
 		return;
 	}
 	if (nallowed == 0 || ws->nmerges == MAX_MERGES) {
@@ -348,7 +348,7 @@ police_message(struct px_ws *ws, const char *text, size_t len)
 	if (d.verdict != POL_ALLOW || d.would_deny)
 		log_refusal(c, &call, &d);
 	if (d.verdict == POL_ALLOW) {
-		evbuffer_add_buffer(bufferevent_get_output(c->ubev), ws->raw);
+		evbuffer_add_buffer(px_io_output(c->uio), ws->raw);
 		return;
 	}
 	c->srv->n_denied++;
@@ -383,9 +383,9 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 			ws->client_closed = 1;
 		}
 		/* control frames pass at once, even between the fragments of a message */
-		evbuffer_remove_buffer(in, bufferevent_get_output(c->ubev), total);
+		evbuffer_remove_buffer(in, px_io_output(c->uio), total);
 		if (ws->client_closed)
-			bufferevent_disable(c->cbev, EV_READ);
+			px_io_read(c->cio, 0);
 		return ws->client_closed ? -1 : 0;
 	}
 	if ((h->opcode == PX_WS_CONT) != ws->in_msg) {
@@ -451,17 +451,25 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 	return c->state == PX_C_CLOSING ? -1 : 0;
 }
 
+/* Writes what the handlers queued on both sides: one flush per socket per event. */
 static void
-ws_client_readcb(struct bufferevent *bev, void *arg)
+flush_both(struct px_conn *c)
+{
+	if (c->uio)
+		px_io_flush(c->uio);
+	px_io_flush(c->cio);
+}
+
+static void
+ws_client_readcb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
 	struct px_ws *ws = c->ws;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	(void)bev;
+	struct evbuffer *in = px_io_input(io);
 
 	ws->last = time(NULL);
 	if (ws->tunnel) {
-		evbuffer_add_buffer(bufferevent_get_output(c->ubev), in);
+		evbuffer_add_buffer(px_io_output(c->uio), in);
 	} else {
 		for (;;) {
 			struct px_ws_header h;
@@ -482,11 +490,12 @@ ws_client_readcb(struct bufferevent *bev, void *arg)
 			if (r == 0 || n < h.hdr_len + h.len)
 				break;
 			if (client_frame(ws, in, &h) < 0)
-				return;
+				break; /* closing; C stays valid until the loop closes it */
 		}
 	}
-	if (c->ubev && evbuffer_get_length(bufferevent_get_output(c->ubev)) > PX_HIGH_WATER)
-		bufferevent_disable(c->cbev, EV_READ);
+	flush_both(c);
+	if (c->uio && evbuffer_get_length(px_io_output(c->uio)) > PX_HIGH_WATER)
+		px_io_read(c->cio, 0);
 }
 
 /* The backend's answer for a merged batch: splice syncgate's refusals into its responses. */
@@ -560,12 +569,12 @@ no:
 }
 
 static void
-ws_upstream_readcb(struct bufferevent *bev, void *arg)
+ws_upstream_readcb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
 	struct px_ws *ws = c->ws;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	struct evbuffer *in = px_io_input(io);
+	struct evbuffer *out = px_io_output(c->cio);
 
 	ws->last = time(NULL);
 	if (ws->tunnel) {
@@ -623,46 +632,46 @@ ws_upstream_readcb(struct bufferevent *bev, void *arg)
 			flush_inject(ws);
 	}
 bp:
+	flush_both(c);
 	if (ws->server_closed && ws->client_closed && ws->s_remaining == 0) {
-		c->state = PX_C_CLOSING;
-		bufferevent_free(c->ubev);
-		c->ubev = NULL;
-		if (evbuffer_get_length(out) == 0)
-			px_conn_close(c);
+		/* both close frames relayed: the TCP connections end once the last is written */
+		px_io_free(c->uio);
+		c->uio = NULL;
+		px_conn_close_when_flushed(c);
 		return;
 	}
 	if (evbuffer_get_length(out) > PX_HIGH_WATER)
-		bufferevent_disable(c->ubev, EV_READ);
+		px_io_read(c->uio, 0);
 }
 
 static void
-ws_client_writecb(struct bufferevent *bev, void *arg)
+ws_client_writecb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
+	(void)io;
 	if (c->state == PX_C_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
 			px_conn_close(c);
 		return;
 	}
-	if (c->ubev)
-		bufferevent_enable(c->ubev, EV_READ);
+	if (c->uio)
+		px_io_read(c->uio, 1);
 }
 
 static void
-ws_upstream_writecb(struct bufferevent *bev, void *arg)
+ws_upstream_writecb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
-	(void)bev;
+	(void)io;
 	if (c->state == PX_C_WS && !c->ws->client_closed)
-		bufferevent_enable(c->cbev, EV_READ);
+		px_io_read(c->cio, 1);
 }
 
 static void
-ws_eventcb(struct bufferevent *bev, short what, void *arg)
+ws_eventcb(struct px_io *io, short what, void *arg)
 {
 	struct px_conn *c = arg;
-	if (bev == c->ubev && c->state == PX_C_WS && !(what & BEV_EVENT_ERROR) && c->ws &&
+	if (io == c->uio && c->state == PX_C_WS && !(what & PX_IO_ERROR) && c->ws &&
 	    !c->ws->server_closed) {
 		close_client(c, PX_WS_CLOSE_GOING_AWAY, "backend closed the connection");
 		return;
@@ -693,24 +702,24 @@ px_ws_start(struct px_conn *c)
 		px_conn_close(c);
 		return;
 	}
-	bufferevent_setcb(c->cbev, ws_client_readcb, ws_client_writecb, ws_eventcb, c);
-	bufferevent_setcb(c->ubev, ws_upstream_readcb, ws_upstream_writecb, ws_eventcb, c);
-	bufferevent_set_timeouts(c->cbev, NULL, NULL);
-	bufferevent_set_timeouts(c->ubev, NULL, NULL);
+	px_io_setcb(c->cio, ws_client_readcb, ws_client_writecb, ws_eventcb, c);
+	px_io_setcb(c->uio, ws_upstream_readcb, ws_upstream_writecb, ws_eventcb, c);
+	px_io_set_timeout(c->cio, 0);
+	px_io_set_timeout(c->uio, 0);
 	/* a whole frame must fit in the input buffer to be checked */
-	bufferevent_setwatermark(c->cbev, EV_READ, 0, c->cfg->limits.ws_message_bytes + 64);
-	bufferevent_setwatermark(c->ubev, EV_READ, 0, PX_HIGH_WATER);
+	px_io_set_read_max(c->cio, c->cfg->limits.ws_message_bytes + 64);
+	px_io_set_read_max(c->uio, PX_HIGH_WATER);
 	evtimer_del(c->timer);
 	evtimer_assign(c->timer, c->srv->base, idle_cb, c);
 	tv.tv_sec = idle / 1000;
 	tv.tv_usec = (idle % 1000) * 1000;
 	evtimer_add(c->timer, &tv);
-	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+	px_io_read(c->cio, 1);
+	px_io_read(c->uio, 1);
 	px_log(PX_LOG_DEBUG, "ws_open", "peer", c->peer, "app", c->app, "user", c->user, NULL);
 	/* bytes the client sent after its upgrade request, held until now */
-	if (evbuffer_get_length(bufferevent_get_input(c->cbev)))
-		ws_client_readcb(c->cbev, c);
-	if (c->ubev && evbuffer_get_length(bufferevent_get_input(c->ubev)))
-		ws_upstream_readcb(c->ubev, c);
+	if (evbuffer_get_length(px_io_input(c->cio)))
+		ws_client_readcb(c->cio, c);
+	if (c->uio && evbuffer_get_length(px_io_input(c->uio)))
+		ws_upstream_readcb(c->uio, c);
 }

@@ -1,0 +1,379 @@
+/*
+ * proxy/io.c - sockets with evbuffers (contract in io.h).
+ */
+#include "proxy/io.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define READ_CHUNK 65536
+
+struct px_io {
+	evutil_socket_t fd;
+	struct event *rev, *wev;
+	struct evbuffer *in, *out;
+	px_io_cb readcb, writecb;
+	px_io_event_cb eventcb;
+	void *arg;
+	size_t read_max, low_water;
+	unsigned timeout_ms;
+	int reading;    /* the owner wants input */
+	int rev_added;  /* rev is registered (reading && input below read_max) */
+	int wev_added;
+	int connecting;
+	int pending_err; /* a write failed in px_io_flush(): reported from the loop */
+	int above_low;  /* output went above the low watermark: WRITE callback owed */
+	int busy;       /* inside one of our handlers */
+	int dead;       /* px_io_free() was called while busy */
+};
+
+static void io_readable(evutil_socket_t fd, short what, void *arg);
+static void io_writable(evutil_socket_t fd, short what, void *arg);
+
+static void
+destroy(struct px_io *io)
+{
+	if (io->rev)
+		event_free(io->rev);
+	if (io->wev)
+		event_free(io->wev);
+	if (io->in)
+		evbuffer_free(io->in);
+	if (io->out)
+		evbuffer_free(io->out);
+	if (io->fd >= 0)
+		evutil_closesocket(io->fd);
+	free(io);
+}
+
+struct px_io *
+px_io_new(struct event_base *base, evutil_socket_t fd)
+{
+	struct px_io *io = calloc(1, sizeof *io);
+
+	if (!io) {
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	io->fd = fd;
+	evutil_make_socket_nonblocking(fd);
+	io->rev = event_new(base, fd, EV_READ | EV_PERSIST, io_readable, io);
+	io->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, io_writable, io);
+	io->in = evbuffer_new();
+	io->out = evbuffer_new();
+	io->read_max = (size_t)-1;
+	if (!io->rev || !io->wev || !io->in || !io->out) {
+		destroy(io);
+		return NULL;
+	}
+	return io;
+}
+
+static void
+arm(struct event *ev, unsigned ms)
+{
+	struct timeval tv;
+	if (ms) {
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		event_add(ev, &tv);
+	} else {
+		event_add(ev, NULL);
+	}
+}
+
+struct px_io *
+px_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t len,
+              unsigned timeout_ms)
+{
+	evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct px_io *io;
+	int one = 1;
+
+	if (fd < 0)
+		return NULL;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	io = px_io_new(base, fd);
+	if (!io)
+		return NULL;
+	if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
+		io->pending_err = errno;
+		event_active(io->wev, EV_WRITE, 1); /* reported from the loop */
+		return io;
+	}
+	io->connecting = 1;
+	io->wev_added = 1;
+	arm(io->wev, timeout_ms);
+	return io;
+}
+
+void
+px_io_free(struct px_io *io)
+{
+	if (!io)
+		return;
+	if (io->busy) {
+		io->dead = 1;
+		event_del(io->rev);
+		event_del(io->wev);
+		return;
+	}
+	destroy(io);
+}
+
+void
+px_io_setcb(struct px_io *io, px_io_cb read, px_io_cb write, px_io_event_cb event, void *arg)
+{
+	io->readcb = read;
+	io->writecb = write;
+	io->eventcb = event;
+	io->arg = arg;
+}
+
+struct evbuffer *
+px_io_input(struct px_io *io)
+{
+	return io->in;
+}
+
+struct evbuffer *
+px_io_output(struct px_io *io)
+{
+	return io->out;
+}
+
+evutil_socket_t
+px_io_fd(const struct px_io *io)
+{
+	return io->fd;
+}
+
+/* Registers or unregisters the read event as the owner's wish and the input level say. */
+static void
+update_read(struct px_io *io)
+{
+	int want = io->reading && !io->connecting && !io->dead &&
+	           evbuffer_get_length(io->in) < io->read_max;
+	if (want && !io->rev_added) {
+		arm(io->rev, io->timeout_ms);
+		io->rev_added = 1;
+	} else if (!want && io->rev_added) {
+		event_del(io->rev);
+		io->rev_added = 0;
+	}
+}
+
+void
+px_io_read(struct px_io *io, int on)
+{
+	io->reading = on;
+	update_read(io);
+}
+
+void
+px_io_set_read_max(struct px_io *io, size_t max)
+{
+	io->read_max = max;
+	update_read(io);
+}
+
+void
+px_io_set_low_water(struct px_io *io, size_t low)
+{
+	io->low_water = low;
+	if (evbuffer_get_length(io->out) > low)
+		io->above_low = 1;
+}
+
+void
+px_io_set_timeout(struct px_io *io, unsigned ms)
+{
+	io->timeout_ms = ms;
+	if (io->rev_added)
+		arm(io->rev, ms); /* re-adding a pending event only moves its timer */
+}
+
+/*
+ * The owner's callbacks run through these: a px_io_free() inside them only marks the io dead,
+ * and the handler that made the call frees it and stops. Each returns 0 if IO is gone.
+ */
+static int
+finish_call(struct px_io *io)
+{
+	if (--io->busy == 0 && io->dead) {
+		destroy(io);
+		return 0;
+	}
+	return !io->dead;
+}
+
+static int
+report(struct px_io *io, short what)
+{
+	if (!io->eventcb)
+		return 1;
+	io->busy++;
+	io->eventcb(io, what, io->arg);
+	return finish_call(io);
+}
+
+static int
+call_read(struct px_io *io)
+{
+	if (!io->readcb)
+		return 1;
+	io->busy++;
+	io->readcb(io, io->arg);
+	return finish_call(io);
+}
+
+static int
+call_write(struct px_io *io)
+{
+	if (!io->writecb)
+		return 1;
+	io->busy++;
+	io->writecb(io, io->arg);
+	return finish_call(io);
+}
+
+static void
+io_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_io *io = arg;
+	struct evbuffer_iovec v[2];
+	struct iovec iov[2];
+	ssize_t n;
+	size_t room = READ_CHUNK;
+	int nv, i;
+
+	if (what & EV_TIMEOUT) {
+		report(io, PX_IO_TIMEOUT);
+		return;
+	}
+	if (io->read_max != (size_t)-1) {
+		size_t have = evbuffer_get_length(io->in);
+		room = have < io->read_max ? io->read_max - have : 0;
+		if (room > READ_CHUNK)
+			room = READ_CHUNK;
+		if (room == 0) {
+			update_read(io);
+			return;
+		}
+	}
+	nv = evbuffer_reserve_space(io->in, (ev_ssize_t)room, v, 2);
+	if (nv < 1) {
+		report(io, PX_IO_ERROR);
+		return;
+	}
+	for (i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	n = readv(fd, iov, nv);
+	if (n < 0) {
+		evbuffer_commit_space(io->in, v, 0);
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		report(io, PX_IO_ERROR);
+		return;
+	}
+	if (n == 0) {
+		evbuffer_commit_space(io->in, v, 0);
+		event_del(io->rev);
+		io->rev_added = 0;
+		report(io, PX_IO_EOF);
+		return;
+	}
+	for (i = 0; i < nv; i++) {
+		size_t take = (size_t)n < v[i].iov_len ? (size_t)n : v[i].iov_len;
+		v[i].iov_len = take;
+		n -= (ssize_t)take;
+	}
+	evbuffer_commit_space(io->in, v, nv);
+	if (call_read(io))
+		update_read(io);
+}
+
+static void
+write_done(struct px_io *io)
+{
+	if (io->wev_added && evbuffer_get_length(io->out) == 0) {
+		event_del(io->wev);
+		io->wev_added = 0;
+	}
+}
+
+static void
+io_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_io *io = arg;
+	int err = 0;
+	socklen_t el = sizeof err;
+
+	if (io->pending_err) {
+		errno = io->pending_err;
+		report(io, PX_IO_ERROR);
+		return;
+	}
+	if (io->connecting) {
+		if (what & EV_TIMEOUT) {
+			report(io, PX_IO_TIMEOUT);
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+			errno = err;
+			report(io, PX_IO_ERROR);
+			return;
+		}
+		io->connecting = 0;
+		event_del(io->wev);
+		io->wev_added = 0;
+		update_read(io);
+		if (report(io, PX_IO_CONNECTED))
+			px_io_flush(io);
+		return;
+	}
+	if (evbuffer_write(io->out, fd) < 0 && errno != EAGAIN && errno != EINTR) {
+		report(io, PX_IO_ERROR);
+		return;
+	}
+	write_done(io);
+	if (io->above_low && evbuffer_get_length(io->out) <= io->low_water) {
+		io->above_low = 0;
+		call_write(io);
+	}
+}
+
+void
+px_io_flush(struct px_io *io)
+{
+	if (io->connecting || io->pending_err || io->dead || evbuffer_get_length(io->out) == 0)
+		return;
+	if (!io->wev_added) {
+		if (evbuffer_write(io->out, io->fd) < 0 && errno != EAGAIN && errno != EINTR) {
+			io->pending_err = errno ? errno : EIO;
+			event_active(io->wev, EV_WRITE, 1);
+			return;
+		}
+		if (evbuffer_get_length(io->out) == 0)
+			return;
+		/* the socket is full: wait for it */
+		event_add(io->wev, NULL);
+		io->wev_added = 1;
+	}
+	if (evbuffer_get_length(io->out) > io->low_water)
+		io->above_low = 1; /* the WRITE callback follows when it drains */
+}
+
+void
+px_io_send(struct px_io *io, struct evbuffer *src)
+{
+	evbuffer_add_buffer(io->out, src);
+	px_io_flush(io);
+}
