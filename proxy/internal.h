@@ -108,6 +108,8 @@ struct px_server {
 	int nlisteners;
 	struct px_conn *conns;
 	int nconns;
+	char *ws_scratch;               /* one unmasked client message at a time (ws.c) */
+	size_t ws_scratch_size;
 	struct sockaddr_storage up_addr;
 	socklen_t up_addrlen;
 	struct px_io **pool;      /* idle upstream connections */

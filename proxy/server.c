@@ -143,7 +143,9 @@ px_server_new(struct pol_config *cfg, const char *path)
 	srv->cfg = pol_config_ref(cfg);
 	srv->base = event_base_new();
 	srv->classifier = pol_classifier_new(&cfg->limits);
-	if (!srv->base || !srv->classifier) {
+	srv->ws_scratch_size = cfg->limits.ws_message_bytes;
+	srv->ws_scratch = malloc(srv->ws_scratch_size);
+	if (!srv->base || !srv->classifier || !srv->ws_scratch) {
 		px_log(PX_LOG_ERROR, "startup", "why", "out of memory", NULL);
 		goto bad;
 	}
@@ -228,6 +230,7 @@ px_server_free(struct px_server *srv)
 	if (srv->drain_timer)
 		event_free(srv->drain_timer);
 	pol_classifier_free(srv->classifier);
+	free(srv->ws_scratch);
 	pol_config_unref(srv->cfg);
 	if (srv->base)
 		event_base_free(srv->base);

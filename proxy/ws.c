@@ -219,9 +219,31 @@ unknown_facts(struct pol_facts *f)
 	f->user_exists = f->conv_exists = f->participant = POL_FV_ERROR;
 }
 
+/*
+ * The message's frames as the client sent them are the first RAW_LEN bytes of SRC (the
+ * socket's input for a single-frame message, ws->raw for a reassembled one): forward_raw()
+ * moves them to the backend, drop_raw() discards them.
+ */
+struct raw_src {
+	struct evbuffer *buf;
+	size_t len;
+};
+
+static void
+forward_raw(struct px_ws *ws, const struct raw_src *r)
+{
+	evbuffer_remove_buffer(r->buf, px_io_output(ws->c->uio), r->len);
+}
+
+static void
+drop_raw(const struct raw_src *r)
+{
+	evbuffer_drain(r->buf, r->len);
+}
+
 static void
 decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
-             const char *text)
+             const char *text, const struct raw_src *raw)
 {
 	struct px_conn *c = ws->c;
 	struct pol_decision d;
@@ -257,7 +279,7 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 	m->nallowed = nallowed;
 	if (nallowed == call->nactions) {
 		merge_free(m);
-		evbuffer_add_buffer(px_io_output(c->uio), ws->raw);
+		forward_raw(ws, raw);
 		return;
 	}
 	if (nallowed == 0 || ws->nmerges == MAX_MERGES) {
@@ -279,7 +301,7 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 		queue_text(ws, (const char *)evbuffer_pullup(b, -1), len);
 		evbuffer_free(b);
 		merge_free(m);
-		evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+		drop_raw(raw);
 		return;
 	}
 	/* mixed: forward the allowed actions only, under the client's seq */
@@ -304,14 +326,14 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 		evbuffer_add(b, "]},{}]", 6);
 		forward_text(c, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
 		evbuffer_free(b);
-		evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+		drop_raw(raw);
 		ws->merges[ws->nmerges++] = m;
 	}
 }
 
-/* One complete client text message on the realtime socket. */
+/* One complete client text message on the realtime socket (its frames: RAW). */
 static void
-police_message(struct px_ws *ws, const char *text, size_t len)
+police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_src *raw)
 {
 	struct px_conn *c = ws->c;
 	struct pol_call call;
@@ -322,7 +344,7 @@ police_message(struct px_ws *ws, const char *text, size_t len)
 
 	if (pol_classify_frame(c->srv->classifier, text, len, &call, &why)) {
 		px_log(PX_LOG_INFO, "ws_bad_frame", "peer", c->peer, "app", c->app, "why", why, NULL);
-		evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+		drop_raw(raw);
 		if (call.seq) {
 			char reason[256];
 			snprintf(reason, sizeof reason, "syncgate: invalid frame: %s", why);
@@ -338,7 +360,7 @@ police_message(struct px_ws *ws, const char *text, size_t len)
 	ctx.authenticated = 1; /* identity checks arrive with the identity issue */
 	pol_decide(&ctx, &call, NULL, &d);
 	if (call.op == POL_OP_PART_BATCH && d.verdict == POL_NEED_FACT) {
-		decide_batch(ws, &ctx, &call, text);
+		decide_batch(ws, &ctx, &call, text, raw);
 		return;
 	}
 	if (d.verdict == POL_NEED_FACT) {
@@ -348,11 +370,11 @@ police_message(struct px_ws *ws, const char *text, size_t len)
 	if (d.verdict != POL_ALLOW || d.would_deny)
 		log_refusal(c, &call, &d);
 	if (d.verdict == POL_ALLOW) {
-		evbuffer_add_buffer(px_io_output(c->uio), ws->raw);
+		forward_raw(ws, raw);
 		return;
 	}
 	c->srv->n_denied++;
-	evbuffer_drain(ws->raw, evbuffer_get_length(ws->raw));
+	drop_raw(raw);
 	queue_error(ws, call.seq, call.seq_len, d.status, d.error_code, d.reason);
 }
 
@@ -387,6 +409,22 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 		if (ws->client_closed)
 			px_io_read(c->cio, 0);
 		return ws->client_closed ? -1 : 0;
+	}
+	if (h->opcode == PX_WS_TEXT && h->fin && !ws->in_msg && h->len <= c->srv->ws_scratch_size) {
+		/* the common case, a whole message in one frame: unmask a copy into the worker's
+		 * scratch, decide, and move the frame to the backend (or drop it) in one step */
+		struct evbuffer_ptr pos;
+		struct raw_src raw = {in, total};
+		char *text = c->srv->ws_scratch;
+		evbuffer_ptr_set(in, &pos, h->hdr_len, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &pos, text, h->len);
+		px_ws_mask((uint8_t *)text, h->len, h->mask, 0);
+		if (!px_utf8_valid((const uint8_t *)text, h->len)) {
+			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+			return -1;
+		}
+		police_message(ws, text, h->len, &raw);
+		return c->state == PX_C_CLOSING ? -1 : 0;
 	}
 	if ((h->opcode == PX_WS_CONT) != ws->in_msg) {
 		close_client(c, PX_WS_CLOSE_PROTOCOL, ws->in_msg ? "new message inside a fragmented one"
@@ -445,7 +483,8 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
 			return -1;
 		}
-		police_message(ws, text, len);
+		struct raw_src raw = {ws->raw, evbuffer_get_length(ws->raw)};
+		police_message(ws, text, len, &raw);
 		evbuffer_drain(ws->msg, len);
 	}
 	return c->state == PX_C_CLOSING ? -1 : 0;
@@ -626,10 +665,13 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 			ws->s_remaining = h.len;
 			continue;
 		}
+		if (n >= h.hdr_len + h.len) {
+			evbuffer_remove_buffer(in, out, h.hdr_len + h.len); /* the whole frame at once */
+			flush_inject(ws);
+			continue;
+		}
 		evbuffer_remove_buffer(in, out, h.hdr_len);
 		ws->s_remaining = h.len;
-		if (h.len == 0)
-			flush_inject(ws);
 	}
 bp:
 	flush_both(c);

@@ -222,3 +222,19 @@ test('non-realtime WebSocket paths are relayed as transparent tunnels', async ()
   assert.deepEqual([...f.payload], [1, 2, 3]);
   ws.destroy();
 });
+
+test('an idle realtime socket outlives the HTTP-phase timeouts', async () => {
+  const sg2 = await startSyncgate(be.port, `[app:demo]\nsecret_key = ${KEY}\n[limits]\nupstream_response = 300ms\nbody_idle = 300ms\nkeepalive_idle = 300ms\nheader_timeout = 300ms\n`);
+  try {
+    const ws = await RawWs.open(sg2.port, '/v1/demo/realtime/alice');
+    ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken('demo', 'alice', KEY) }, {}]));
+    assert.equal((await ws.json(0))[1], 200);
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(ws.closed, false, 'still open after four times every HTTP timeout');
+    ws.sendText('[1,"GET","/ping",{},{}]');
+    assert.equal((await ws.json(1))[1], 200);
+    ws.destroy();
+  } finally {
+    await sg2.stop();
+  }
+});

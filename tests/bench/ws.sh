@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# WebSocket relay benchmark (not a test): round trips per second of small realtime call
+# frames over 100 sockets, direct vs through nginx (a blind tunnel) vs through syncgate
+# (inspecting and deciding every frame); then resident memory per idle socket with N sockets
+# open through nginx and through syncgate. Usage: tests/bench/ws.sh [seconds] [idle_sockets]
+# The backend is ws_bench's minimal realtime server, so that the proxies are the bottleneck.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-8}
+idle=${2:-9900}
+bin=${SYNCGATE_BIN:-build/syncgate}
+tool=${WS_BENCH:-build/ws_bench}
+command -v nginx >/dev/null || scripts/deps.sh test
+[ -x "$bin" ] && [ -x "$tool" ] || make build >/dev/null
+ulimit -n 20000
+dir=$(mktemp -d)
+trap 'kill $(cat "$dir"/*.pid 2>/dev/null) 2>/dev/null; sleep 0.3; rm -rf "$dir"' EXIT
+BE=18411 NG=18412 SG=18413
+path=/v1/bench/realtime/alice
+
+cat >"$dir/proxy.conf" <<CONF
+worker_processes 1; daemon off; pid $dir/proxy.nginx.pid; error_log $dir/proxy.err;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+http { access_log off;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+  server { listen 127.0.0.1:$NG;
+    location / { proxy_pass http://127.0.0.1:$BE; proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection \$connection_upgrade;
+      proxy_read_timeout 3600s; proxy_send_timeout 3600s; } } }
+CONF
+cat >"$dir/syncgate.conf" <<CONF
+[syncgate]
+listen = 127.0.0.1:$SG
+upstream = http://127.0.0.1:$BE
+[app:bench]
+user_sync = off
+conversation_sync = off
+[limits]
+max_connections = 19000
+ws_idle = 1h
+CONF
+"$tool" server $BE & echo $! >"$dir/a.pid"
+nginx -c "$dir/proxy.conf" -p "$dir" & echo $! >"$dir/b.pid"
+"$bin" -c "$dir/syncgate.conf" 2>"$dir/syncgate.log" & echo $! >"$dir/c.pid"
+sleep 1
+
+echo "WebSocket relay benchmark: 100 sockets, [seq,\"GET\",\"/ping\",{},{}] round trips, ${secs}s each (nproc=$(nproc))"
+d=$("$tool" rtt $BE 100 "$secs" $path)
+n=$("$tool" rtt $NG 100 "$secs" $path)
+s=$("$tool" rtt $SG 100 "$secs" $path)
+printf '%-10s %14s\n' target round-trips/s direct "$d" nginx "$n" syncgate "$s"
+awk -v a="$s" -v b="$n" 'BEGIN { printf "syncgate/nginx: %.2fx\n", a / b }'
+
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)
+sgp=$(cat "$dir/c.pid")
+echo "Idle sockets: $idle through each proxy, resident memory per socket"
+for t in "nginx $NG $ngw" "syncgate $SG $sgp"; do
+	set -- $t
+	before=$(rss "$3")
+	"$tool" idle "$2" "$idle" $path 4 >/dev/null &
+	holder=$!
+	sleep 3.5
+	after=$(rss "$3")
+	wait $holder || true
+	awk -v n="$1" -v b="$before" -v a="$after" -v k="$idle" 'BEGIN { printf "%-10s RSS %7d KiB -> %7d KiB: %6.0f bytes per idle socket\n", n, b, a, (a - b) * 1024 / k }'
+	sleep 1
+done
