@@ -57,6 +57,7 @@ static const struct lim_def lim_defs[] = {
 	{"lookup_timeout", L32(lookup_timeout_ms), LIM_MS, 10, 600000, 2000},
 	{"lookup_cache_ttl", L32(lookup_cache_ttl_ms), LIM_MS, 0, 86400000, 30000},
 	{"lookup_negative_ttl", L32(lookup_negative_ttl_ms), LIM_MS, 0, 600000, 1000},
+	{"lookup_max_inflight", L32(lookup_max_inflight), LIM_COUNT, 1, 100000, 256},
 	{"jwt_clock_skew", L32(jwt_clock_skew_s), LIM_SECONDS, 0, 3600, 60},
 };
 

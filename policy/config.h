@@ -60,6 +60,7 @@ struct pol_limits {
 	uint32_t lookup_timeout_ms;     /* existence lookups */
 	uint32_t lookup_cache_ttl_ms;   /* positive facts */
 	uint32_t lookup_negative_ttl_ms;
+	uint32_t lookup_max_inflight;   /* concurrent lookups per worker; past it: fail closed */
 	uint32_t jwt_clock_skew_s;
 };
 

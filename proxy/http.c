@@ -27,6 +27,7 @@
 #include "policy/jwt.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
+#include "proxy/lookup.h"
 #include "proxy/wsframe.h"
 
 enum { T_NONE, T_KEEPALIVE, T_HEADER, T_CLOSE };
@@ -501,6 +502,39 @@ log_decision(struct px_conn *c, const struct pol_call *call, const struct pol_de
 }
 
 /*
+ * U3 with identity verify or require: the signature query parameter must be the HMAC of the
+ * user id (protocol.md 3.4). Returns 1 if the request may go on; 0 when it was answered 401.
+ */
+static int
+check_signature(struct px_conn *c, const struct pol_app *app, const struct pol_call *call,
+                const char *target, size_t tlen)
+{
+	const char *q = memchr(target, '?', tlen), *end = target + tlen, *sig = NULL;
+	size_t sl = 0;
+	int ok;
+
+	while (q && q < end) {
+		const char *p = q + 1, *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp ? amp : end;
+		if ((size_t)(e - p) > 10 && !memcmp(p, "signature=", 10)) {
+			sig = p + 10;
+			sl = (size_t)(e - sig);
+		}
+		q = amp;
+	}
+	ok = sig && pol_signature_ok(app->secret_key, call->uid, call->uid_len, sig, sl);
+	px_log(ok ? PX_LOG_INFO : PX_LOG_WARN, "identity", "transport", "http", "app", app->id,
+	       "peer", c->peer, "result", ok ? "valid" : "invalid", "why",
+	       ok ? "" : sig ? "signature does not match the user id" : "no signature", "mode",
+	       pol_identity_to_str(app->identity), NULL);
+	if (ok || app->identity != POL_IDENTITY_REQUIRE)
+		return 1;
+	px_conn_reply(c, 401, "INVALID_SIGNATURE",
+	              "syncgate: this app requires a valid identity-verification signature", 0);
+	return 0;
+}
+
+/*
  * Classifies and decides the request whose checked head is HEAD[0..LEN). Returns 1 if it may
  * be forwarded; otherwise it has been answered and 0 is returned.
  */
@@ -546,8 +580,19 @@ police_request(struct px_conn *c, const char *head, size_t len)
 	}
 	if (d.would_deny)
 		log_decision(c, &call, &d, target, tlen);
-	if (d.verdict == POL_ALLOW)
+	if (d.verdict == POL_ALLOW && call.op == POL_OP_SIGNATURE && app->identity != POL_IDENTITY_OFF &&
+	    !check_signature(c, app, &call, target, tlen))
+		return 0;
+	if (d.verdict == POL_ALLOW) {
+		if (call.op == POL_OP_REST_SERVER && call.method != POL_M_GET && app->id[0]) {
+			/* a server-side change passing through: drop what syncgate cached about it */
+			if (call.cid)
+				px_lookup_forget(srv, app->id, PX_LOOKUP_CONVERSATION, call.cid, call.cid_len);
+			else if (call.uid)
+				px_lookup_forget(srv, app->id, PX_LOOKUP_USER, call.uid, call.uid_len);
+		}
 		return 1;
+	}
 	srv->n_denied++;
 	log_decision(c, &call, &d, target, tlen);
 	px_conn_reply(c, d.status, d.error_code, d.reason,

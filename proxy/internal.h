@@ -109,6 +109,7 @@ struct px_server {
 	struct px_conn *conns;
 	int nconns;
 	char *ws_scratch;               /* one unmasked client message at a time (ws.c) */
+	struct px_lookups *lookups;     /* lookup.c: cache and requests in flight */
 	size_t ws_scratch_size;
 	struct sockaddr_storage up_addr;
 	socklen_t up_addrlen;

@@ -18,6 +18,7 @@
 
 #include "proxy/internal.h"
 #include "proxy/log.h"
+#include "proxy/lookup.h"
 
 static char *config_path;
 
@@ -220,6 +221,7 @@ px_server_free(struct px_server *srv)
 	for (i = 0; i < srv->nlisteners; i++)
 		if (srv->listeners[i])
 			evconnlistener_free(srv->listeners[i]);
+	px_lookup_free_all(srv);
 	px_upstream_pool_free(srv);
 	if (srv->sig_term)
 		event_free(srv->sig_term);

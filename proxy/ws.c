@@ -23,8 +23,10 @@
 #include <time.h>
 
 #include "policy/json.h"
+#include "policy/jwt.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
+#include "proxy/lookup.h"
 #include "proxy/wsframe.h"
 
 #define MAX_MERGES 32
@@ -40,6 +42,15 @@ struct merge {
 		const char *code;
 		char *reason; /* owned */
 	} act[0];
+};
+
+/* A call parked until a fact arrives; the socket relays other traffic meanwhile. */
+struct parked {
+	struct px_ws *ws;          /* NULL once the socket is gone: the callback only frees */
+	struct parked *next;       /* in ws->parked */
+	char *text;                /* the client message, classified again on resume */
+	size_t len;
+	struct evbuffer *raw;      /* its frames, as received */
 };
 
 struct px_ws {
@@ -62,6 +73,8 @@ struct px_ws {
 	int nmerges;
 	time_t last;
 	unsigned long long frames_in, frames_out, refused;
+	int authenticated;       /* identity = require: a valid renew was seen */
+	struct parked *parked;   /* calls waiting for a fact */
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -90,6 +103,8 @@ px_ws_free(struct px_ws *ws)
 	evbuffer_free(ws->inject);
 	for (i = 0; i < ws->nmerges; i++)
 		merge_free(ws->merges[i]);
+	for (struct parked *p = ws->parked; p; p = p->next)
+		p->ws = NULL; /* the lookup's callback frees it */
 	free(ws);
 }
 
@@ -209,14 +224,37 @@ log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_dec
 	       "rule", d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
 }
 
-/*
- * The facts a decision asked for. Existence lookups are not built yet (tracked on the
- * lookups issue): every fact is "could not be verified", which fails closed (protocol.md 7.5).
- */
+/* Writes what the handlers queued on both sides: one flush per socket per event. */
 static void
-unknown_facts(struct pol_facts *f)
+flush_both(struct px_conn *c)
 {
-	f->user_exists = f->conv_exists = f->participant = POL_FV_ERROR;
+	if (c->uio)
+		px_io_flush(c->uio);
+	px_io_flush(c->cio);
+}
+
+/*
+ * What a looked-up fact F (NULL: none could be had) says for the decision. For a
+ * participant question, UID is the user asked about.
+ */
+static enum pol_fact_value
+fact_value(const struct px_fact *f, int participant, const char *uid, size_t uid_len)
+{
+	if (!f || px_fact_state(f) == PX_LOOKUP_ERROR)
+		return POL_FV_ERROR;
+	if (px_fact_state(f) == PX_LOOKUP_ABSENT)
+		return POL_FV_FALSE;
+	if (!participant)
+		return POL_FV_TRUE;
+	return px_fact_has_participant(f, uid, uid_len) ? POL_FV_TRUE : POL_FV_FALSE;
+}
+
+static void
+call_facts(const struct pol_call *call, const struct px_fact *f, struct pol_facts *out)
+{
+	out->user_exists = fact_value(f, 0, NULL, 0);
+	out->conv_exists = fact_value(f, 0, NULL, 0);
+	out->participant = fact_value(f, 1, call->uid, call->uid_len);
 }
 
 /*
@@ -241,9 +279,10 @@ drop_raw(const struct raw_src *r)
 	evbuffer_drain(r->buf, r->len);
 }
 
+/* Decides each action of a participant batch, with the conversation's fact F (or NULL). */
 static void
 decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
-             const char *text, const struct raw_src *raw)
+             const char *text, const struct raw_src *raw, const struct px_fact *fact)
 {
 	struct px_conn *c = ws->c;
 	struct pol_decision d;
@@ -261,7 +300,9 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 	for (i = 0; i < call->nactions; i++) {
 		pol_decide_action(ctx, call, i, NULL, &d);
 		if (d.verdict == POL_NEED_FACT) {
-			unknown_facts(&f);
+			const struct pol_action *a = &call->actions[i];
+			f.user_exists = f.conv_exists = fact_value(fact, 0, NULL, 0);
+			f.participant = fact_value(fact, 1, a->uid, a->uid_len);
 			pol_decide_action(ctx, call, i, &f, &d);
 		}
 		if (d.verdict != POL_ALLOW || d.would_deny)
@@ -331,6 +372,169 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 	}
 }
 
+static void
+parked_free(struct parked *p)
+{
+	free(p->text);
+	if (p->raw)
+		evbuffer_free(p->raw);
+	free(p);
+}
+
+static void
+unpark(struct px_ws *ws, struct parked *p)
+{
+	struct parked **pp;
+	for (pp = &ws->parked; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			return;
+		}
+}
+
+static void
+policy_ctx(struct px_ws *ws, struct pol_ctx *ctx)
+{
+	struct px_conn *c = ws->c;
+	ctx->app = pol_config_app(c->cfg, c->app, strlen(c->app));
+	ctx->me = c->user;
+	ctx->me_len = strlen(c->user);
+	ctx->authenticated = ctx->app->identity == POL_IDENTITY_REQUIRE ? ws->authenticated : 1;
+}
+
+/* After forwarding a call that may change a cached fact, the fact is dropped. */
+static void
+forget_facts(struct px_ws *ws, const struct pol_call *call)
+{
+	struct px_server *srv = ws->c->srv;
+	switch (call->op) {
+	case POL_OP_USER_SET:
+	case POL_OP_USER_CREATE:
+		if (call->uid)
+			px_lookup_forget(srv, ws->c->app, PX_LOOKUP_USER, call->uid, call->uid_len);
+		break;
+	case POL_OP_CONV_SET:
+	case POL_OP_CONV_CREATE:
+	case POL_OP_PART_BATCH:
+	case POL_OP_PART_ACTION:
+	case POL_OP_PART_DELETE:
+		if (call->cid)
+			px_lookup_forget(srv, ws->c->app, PX_LOOKUP_CONVERSATION, call->cid, call->cid_len);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The final decision for CALL, given the fact F it needed (NULL when it needed none). */
+static void
+settle(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
+       const char *text, const struct raw_src *raw, const struct px_fact *f)
+{
+	struct px_conn *c = ws->c;
+	struct pol_decision d;
+	struct pol_facts facts;
+
+	if (call->op == POL_OP_PART_BATCH && !ctx->app->conversation_sync) {
+		decide_batch(ws, ctx, call, text, raw, f);
+		forget_facts(ws, call);
+		return;
+	}
+	call_facts(call, f, &facts);
+	pol_decide(ctx, call, &facts, &d);
+	if (d.verdict != POL_ALLOW || d.would_deny)
+		log_refusal(c, call, &d);
+	if (d.verdict == POL_ALLOW) {
+		forward_raw(ws, raw);
+		forget_facts(ws, call);
+		return;
+	}
+	c->srv->n_denied++;
+	drop_raw(raw);
+	queue_error(ws, call->seq, call->seq_len, d.status, d.error_code, d.reason);
+}
+
+static void
+fact_arrived(const struct px_fact *f, void *arg)
+{
+	struct parked *p = arg;
+	struct px_ws *ws = p->ws;
+	struct pol_call call;
+	struct pol_ctx ctx;
+	const char *why;
+
+	if (ws) {
+		unpark(ws, p);
+		if (ws->c->state == PX_C_WS && ws->c->uio) {
+			struct raw_src raw = {p->raw, evbuffer_get_length(p->raw)};
+			/* the text was classified before being parked: this cannot fail */
+			if (pol_classify_frame(ws->c->srv->classifier, p->text, p->len, &call, &why) == 0) {
+				policy_ctx(ws, &ctx);
+				settle(ws, &ctx, &call, p->text, &raw, f);
+				flush_both(ws->c);
+			}
+		}
+	}
+	parked_free(p);
+}
+
+/* Parks CALL until the fact it needs is looked up (or answers at once if it is cached). */
+static void
+park(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call, const char *text,
+     size_t len, const struct raw_src *raw, enum px_lookup_kind kind, const char *id,
+     size_t idlen)
+{
+	struct parked *p = calloc(1, sizeof *p);
+
+	if (!p || !(p->text = malloc(len ? len : 1)) || !(p->raw = evbuffer_new())) {
+		if (p)
+			parked_free(p);
+		settle(ws, ctx, call, text, raw, NULL); /* fails closed */
+		return;
+	}
+	memcpy(p->text, text, len);
+	p->len = len;
+	evbuffer_remove_buffer(raw->buf, p->raw, raw->len);
+	p->ws = ws;
+	p->next = ws->parked;
+	ws->parked = p;
+	/* a cached fact (or an immediate error) calls fact_arrived() before this returns */
+	px_lookup(ws->c->srv, ctx->app, kind, id, idlen, fact_arrived, p);
+}
+
+/* Identity (protocol.md 3.4, 7.6) on /session/renew. Returns 0 if the call may go on. */
+static int
+check_identity(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
+               const char *text, const struct raw_src *raw)
+{
+	struct px_conn *c = ws->c;
+	const struct pol_jtok *t = pol_json_tokens(pol_classifier_json(c->srv->classifier));
+	int ti = pol_json_obj_get(text, t, call->data_tok, "token");
+	static char token[POL_JWT_MAX_BYTES];
+	long tl = ti >= 0 ? pol_json_str_decode(text, &t[ti], token, sizeof token) : -1;
+	const char *why = "no token";
+	int ok = tl > 0 && pol_jwt_verify(token, (size_t)tl, ctx->app->secret_key, ctx->app->id,
+	                                  c->user, strlen(c->user), "user", (int64_t)time(NULL),
+	                                  c->cfg->limits.jwt_clock_skew_s, &why);
+
+	px_log(ok ? PX_LOG_INFO : PX_LOG_WARN, "identity", "app", c->app, "user", c->user, "peer",
+	       c->peer, "result", ok ? "valid" : "invalid", "why", ok ? "" : why, "mode",
+	       pol_identity_to_str(ctx->app->identity), NULL);
+	if (ctx->app->identity != POL_IDENTITY_REQUIRE)
+		return 0; /* verify: logged, not enforced */
+	ws->authenticated = ok;
+	if (ok)
+		return 0;
+	{
+		char reason[256];
+		snprintf(reason, sizeof reason,
+		         "syncgate: app %.64s requires a valid user token for this user: %s", c->app, why);
+		drop_raw(raw);
+		queue_error(ws, call->seq, call->seq_len, 401, "INVALID_TOKEN", reason);
+	}
+	return -1;
+}
+
 /* One complete client text message on the realtime socket (its frames: RAW). */
 static void
 police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_src *raw)
@@ -338,9 +542,9 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 	struct px_conn *c = ws->c;
 	struct pol_call call;
 	struct pol_decision d;
-	struct pol_facts f;
 	struct pol_ctx ctx;
 	const char *why = NULL;
+	int i;
 
 	if (pol_classify_frame(c->srv->classifier, text, len, &call, &why)) {
 		px_log(PX_LOG_INFO, "ws_bad_frame", "peer", c->peer, "app", c->app, "why", why, NULL);
@@ -354,28 +558,33 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 		}
 		return;
 	}
-	ctx.app = pol_config_app(c->cfg, c->app, strlen(c->app));
-	ctx.me = c->user;
-	ctx.me_len = strlen(c->user);
-	ctx.authenticated = 1; /* identity checks arrive with the identity issue */
+	policy_ctx(ws, &ctx);
+	if (call.op == POL_OP_AUTH && ctx.app->identity != POL_IDENTITY_OFF) {
+		if (check_identity(ws, &ctx, &call, text, raw))
+			return;
+		policy_ctx(ws, &ctx);
+	}
 	pol_decide(&ctx, &call, NULL, &d);
-	if (call.op == POL_OP_PART_BATCH && d.verdict == POL_NEED_FACT) {
-		decide_batch(ws, &ctx, &call, text, raw);
+	if (d.verdict != POL_NEED_FACT) {
+		settle(ws, &ctx, &call, text, raw, NULL);
 		return;
 	}
-	if (d.verdict == POL_NEED_FACT) {
-		unknown_facts(&f);
-		pol_decide(&ctx, &call, &f, &d);
+	if (call.op == POL_OP_PART_BATCH) {
+		/* look the conversation up only if some action's verdict depends on it */
+		for (i = 0; i < call.nactions; i++) {
+			pol_decide_action(&ctx, &call, i, NULL, &d);
+			if (d.verdict == POL_NEED_FACT)
+				break;
+		}
+		if (i == call.nactions) {
+			settle(ws, &ctx, &call, text, raw, NULL);
+			return;
+		}
 	}
-	if (d.verdict != POL_ALLOW || d.would_deny)
-		log_refusal(c, &call, &d);
-	if (d.verdict == POL_ALLOW) {
-		forward_raw(ws, raw);
-		return;
-	}
-	c->srv->n_denied++;
-	drop_raw(raw);
-	queue_error(ws, call.seq, call.seq_len, d.status, d.error_code, d.reason);
+	if (d.need == POL_FACT_USER_EXISTS)
+		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_USER, call.uid, call.uid_len);
+	else
+		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_CONVERSATION, call.cid, call.cid_len);
 }
 
 /* Processes one complete client frame at the head of IN. Returns 0 to go on, -1 to stop. */
@@ -490,14 +699,6 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 	return c->state == PX_C_CLOSING ? -1 : 0;
 }
 
-/* Writes what the handlers queued on both sides: one flush per socket per event. */
-static void
-flush_both(struct px_conn *c)
-{
-	if (c->uio)
-		px_io_flush(c->uio);
-	px_io_flush(c->cio);
-}
 
 static void
 ws_client_readcb(struct px_io *io, void *arg)
