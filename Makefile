@@ -25,5 +25,9 @@ asan: deps-test
 	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DSYNCGATE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 	cd build-asan && ctest --output-on-failure -j1
 
+# libFuzzer over every parser, FUZZ_SECONDS each (default 60).
+fuzz:
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -17,7 +17,7 @@ cat <<MSG >&2
 
 syncgate is starting on http://127.0.0.1:8080 in front of the reference backend (127.0.0.1:8081).
   App "demo" (secret key sk_test_demo_secret) has user and conversation sync from the browser OFF.
-  Point a TalkJS SDK at it:   new TalkSession({ appId: "demo", userId: "alice", host: "127.0.0.1:8080", ... })
+  Point @talkjs/core at it:   getTalkSession({ appId: "demo", userId: "alice", host: "127.0.0.1:8080", token })
   REST through it:            curl -H 'Authorization: Bearer sk_test_demo_secret' http://127.0.0.1:8080/v1/demo/users/alice
   Backend log and seeding:    http://127.0.0.1:8091/log, POST /seed
 Ctrl-C stops both.
