@@ -421,6 +421,23 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	if (!strcmp(section, "limits"))
 		return limits_key(ld, name, value);
+	if (!strcmp(section, "admin")) {
+		if (!strcmp(name, "listen")) {
+			if (parse_hostport(value, ld->c->admin_host, sizeof ld->c->admin_host,
+			                   ld->c->admin_port))
+				return fail(ld, "[admin] listen: '%s' is not HOST:PORT%s", value, "");
+			snprintf(ld->c->admin_listen, sizeof ld->c->admin_listen, "%s", value);
+			return 1;
+		}
+		if (!strcmp(name, "token_file")) {
+			free(ld->c->admin_token);
+			ld->c->admin_token = read_secret_file(value);
+			if (!ld->c->admin_token || !ld->c->admin_token[0])
+				return fail(ld, "[admin] token_file: cannot read '%s' (or it is empty)%s", value, "");
+			return 1;
+		}
+		return fail(ld, "unknown key '%s' in [admin]%s", name, "");
+	}
 	if (!strncmp(section, "app:", 4)) {
 		struct app_draft *a = app_section(ld, section);
 		return a ? app_key(ld, a, name, value) : 0;
@@ -513,6 +530,11 @@ load(ini_runner run, const void *src, const char *name, char *err)
 		snprintf(err, POL_ERR_MAX, "%s:0: [syncgate] upstream is required", name);
 		goto bad;
 	}
+	if (c->admin_listen[0] && !c->admin_token && strcmp(c->admin_host, "localhost") &&
+	    strcmp(c->admin_host, "::1") && strncmp(c->admin_host, "127.", 4)) {
+		snprintf(err, POL_ERR_MAX, "%s:0: [admin] listen on a non-loopback address needs token_file", name);
+		goto bad;
+	}
 	if (c->limits.header_bytes < c->limits.request_line_bytes) {
 		snprintf(err, POL_ERR_MAX, "%s:0: [limits] header_bytes must be >= request_line", name);
 		goto bad;
@@ -582,6 +604,7 @@ pol_config_unref(struct pol_config *c)
 		free(c->apps[i].secret_key);
 	free(c->apps);
 	free(c->defaults.secret_key);
+	free(c->admin_token);
 	free(c->path);
 	free(c);
 }
@@ -607,6 +630,57 @@ pol_config_app(const struct pol_config *c, const char *appid, size_t len)
 			lo = mid + 1;
 	}
 	return &c->defaults;
+}
+
+int
+pol_config_has_app(const struct pol_config *c, const char *appid)
+{
+	return pol_config_app(c, appid, strlen(appid))->id[0] != 0;
+}
+
+struct pol_config *
+pol_config_with_change(const struct pol_config *base, const char *appid,
+                       const struct pol_app_change *ch)
+{
+	struct pol_config *c;
+	int i, n = base->napps, found = pol_config_has_app(base, appid);
+
+	if (!valid_appid(appid))
+		return NULL;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	*c = *base;
+	c->refs = 1;
+	c->path = base->path ? strdup(base->path) : NULL;
+	c->defaults.secret_key = base->defaults.secret_key ? strdup(base->defaults.secret_key) : NULL;
+	c->admin_token = base->admin_token ? strdup(base->admin_token) : NULL;
+	c->apps = calloc((size_t)n + 1, sizeof *c->apps);
+	c->napps = 0;
+	if (!c->apps) {
+		pol_config_unref(c);
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		c->apps[i] = base->apps[i];
+		c->apps[i].secret_key = base->apps[i].secret_key ? strdup(base->apps[i].secret_key) : NULL;
+		c->napps++;
+	}
+	if (!found) {
+		struct pol_app *a = &c->apps[c->napps++];
+		*a = base->defaults;
+		snprintf(a->id, sizeof a->id, "%s", appid);
+		a->secret_key = base->defaults.secret_key ? strdup(base->defaults.secret_key) : NULL;
+		qsort(c->apps, (size_t)c->napps, sizeof *c->apps, app_cmp);
+	}
+	struct pol_app *a = (struct pol_app *)pol_config_app(c, appid, strlen(appid));
+	if (ch->user_sync >= 0)
+		a->user_sync = ch->user_sync;
+	if (ch->conversation_sync >= 0)
+		a->conversation_sync = ch->conversation_sync;
+	if (ch->mode >= 0)
+		a->mode = (enum pol_mode)ch->mode;
+	return c;
 }
 
 const char *

@@ -82,6 +82,10 @@ struct pol_config {
 	struct pol_app *apps;    /* sorted by id for bsearch */
 	int napps;
 	struct pol_limits limits;
+	char admin_listen[300];  /* [admin] listen as written; empty: no admin listener */
+	char admin_host[256];
+	char admin_port[8];
+	char *admin_token;       /* from token_file; NULL: none (loopback only) */
 };
 
 /*
@@ -102,6 +106,21 @@ void pol_config_unref(struct pol_config *c);
  * id left empty). Never NULL. Valid as long as the config is.
  */
 const struct pol_app *pol_config_app(const struct pol_config *c, const char *appid, size_t len);
+
+/* A runtime change of one app's switches (admin API); -1 leaves a field as it is. */
+struct pol_app_change {
+	int user_sync, conversation_sync, mode;
+};
+
+/*
+ * A new config: BASE with app APPID's switches changed (the app gets its own entry, copied
+ * from [app:*], if it had none). Returns it with one reference, or NULL on ENOMEM or a bad id.
+ */
+struct pol_config *pol_config_with_change(const struct pol_config *base, const char *appid,
+                                          const struct pol_app_change *ch);
+
+/* 1 if APPID has an [app:APPID] section (as opposed to running on [app:*]). */
+int pol_config_has_app(const struct pol_config *c, const char *appid);
 
 const char *pol_mode_to_str(enum pol_mode m);
 const char *pol_identity_to_str(enum pol_identity i);

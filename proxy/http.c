@@ -51,6 +51,40 @@ ms_to_tv(uint32_t ms, struct timeval *tv)
 	tv->tv_usec = (ms % 1000) * 1000;
 }
 
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The access line of the current request, once, and its latency in the histogram. */
+static void
+access_log(struct px_conn *c, int status)
+{
+	static const double bounds[PX_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+	                                                  0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+	char st[8], dur[24], in[24], out[24];
+	uint64_t us;
+	int b;
+
+	if (!c->req_line[0])
+		return;
+	us = now_us() - c->req_start_us;
+	for (b = 0; b < PX_LATENCY_BUCKETS && (double)us / 1e6 > bounds[b]; b++)
+		;
+	atomic_fetch_add_explicit(&c->srv->stats.latency_bucket[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->srv->stats.latency_sum_us, us, memory_order_relaxed);
+	snprintf(st, sizeof st, "%d", status);
+	snprintf(dur, sizeof dur, "%.3f", (double)us / 1000.0);
+	snprintf(in, sizeof in, "%llu", (unsigned long long)c->req_body_bytes);
+	snprintf(out, sizeof out, "%llu", (unsigned long long)c->resp_bytes);
+	px_log(PX_LOG_INFO, "access", "peer", c->peer, "request", c->req_line, "status", st,
+	       "body_in", in, "body_out", out, "ms", dur, NULL);
+	c->req_line[0] = 0;
+}
+
 static const char *
 state_to_str(enum px_conn_state s)
 {
@@ -201,6 +235,8 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	px_io_set_low_water(c->cio, PX_LOW_WATER);
 	px_io_read(c->cio, 1);
 	c->state = PX_C_HEAD;
+	atomic_fetch_add_explicit(&srv->stats.connections_open, 1, memory_order_relaxed);
+	c->counted = 1;
 	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
 }
 
@@ -250,6 +286,8 @@ px_conn_close(struct px_conn *c)
 	}
 	pol_config_unref(c->cfg);
 	c->cfg = NULL;
+	if (c->counted)
+		atomic_fetch_sub_explicit(&srv->stats.connections_open, 1, memory_order_relaxed);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -317,6 +355,10 @@ px_conn_reply(struct px_conn *c, int status, const char *error_code, const char 
 	                    status, status_text(status), n, close ? "Connection: close\r\n" : "");
 	evbuffer_add(out, body, (size_t)n);
 	px_io_flush(c->cio);
+	access_log(c, status);
+	if (status == 400 || status == 408 || status == 413 || status == 414 || status == 417 ||
+	    status == 431 || status == 501)
+		atomic_fetch_add_explicit(&c->srv->stats.http_bad, 1, memory_order_relaxed);
 	if (close) {
 		free_upstream(c);
 		px_conn_close_when_flushed(c);
@@ -584,6 +626,7 @@ police_request(struct px_conn *c, const char *head, size_t len)
 	    !check_signature(c, app, &call, target, tlen))
 		return 0;
 	if (d.verdict == POL_ALLOW) {
+		px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, d.would_deny ? 2 : 0);
 		if (call.op == POL_OP_REST_SERVER && call.method != POL_M_GET && app->id[0]) {
 			/* a server-side change passing through: drop what syncgate cached about it */
 			if (call.cid)
@@ -593,7 +636,8 @@ police_request(struct px_conn *c, const char *head, size_t len)
 		}
 		return 1;
 	}
-	srv->n_denied++;
+	atomic_fetch_add_explicit(&srv->stats.http_refused, 1, memory_order_relaxed);
+	px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, 1);
 	log_decision(c, &call, &d, target, tlen);
 	px_conn_reply(c, d.status, d.error_code, d.reason,
 	              c->req.has_cl || c->req.chunked || c->req.conn_close);
@@ -650,6 +694,12 @@ handle_head(struct px_conn *c)
 
 	if (n == 0)
 		return;
+	px_server_refresh(c->srv);
+	if (c->cfg != c->srv->cfg) {
+		pol_config_unref(c->cfg);
+		c->cfg = pol_config_ref(c->srv->cfg);
+		lim = &c->cfg->limits;
+	}
 	if (c->timer_kind == T_KEEPALIVE) {
 		/* first byte of a new request: the absolute header deadline starts (slowloris) */
 		evtimer_del(c->timer);
@@ -677,6 +727,14 @@ handle_head(struct px_conn *c)
 		              "INVALID_REQUEST", why, 1);
 		return;
 	}
+	{
+		/* the access line: method and path, never the query */
+		const char *sp = memchr(p, ' ', (size_t)end), *t = sp + 1;
+		size_t tl = strcspn(t, " ?");
+		snprintf(c->req_line, sizeof c->req_line, "%.*s %.*s", (int)(sp - p), p,
+		         (int)(tl > 256 ? 256 : tl), t);
+		c->req_start_us = now_us();
+	}
 	/* llhttp, strict and with no lenient flag, must agree that this is one valid head */
 	llhttp_settings_init(&c->req_settings);
 	c->req_settings.on_message_complete = on_req_complete;
@@ -700,7 +758,7 @@ handle_head(struct px_conn *c)
 		px_conn_reply(c, 413, "BODY_TOO_LARGE", "request body over the configured limit", 1);
 		return;
 	}
-	c->srv->n_requests++;
+	atomic_fetch_add_explicit(&c->srv->stats.http_requests, 1, memory_order_relaxed);
 	if (!police_request(c, p, (size_t)end)) {
 		if (c->state != PX_C_CLOSING) {
 			/* refused with no body: the connection stays usable */
@@ -763,7 +821,7 @@ connect_upstream(struct px_conn *c)
 	}
 	c->uio = px_upstream_get(c->srv, &c->upstream_reused);
 	if (!c->uio) {
-		c->srv->n_upstream_errors++;
+		atomic_fetch_add_explicit(&c->srv->stats.upstream_errors, 1, memory_order_relaxed);
 		px_conn_reply(c, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
 		return;
 	}
@@ -865,7 +923,7 @@ write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
 static void
 upstream_failed(struct px_conn *c, int status, const char *why)
 {
-	c->srv->n_upstream_errors++;
+	atomic_fetch_add_explicit(&c->srv->stats.upstream_errors, 1, memory_order_relaxed);
 	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "why", why, NULL);
 	free_upstream(c);
 	if (c->resp_started) {
@@ -953,7 +1011,8 @@ response_head(struct px_conn *c)
 		px_io_send(c->cio, c->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		c->state = PX_C_WS;
-		c->srv->n_ws++;
+		access_log(c, 101);
+		atomic_fetch_add_explicit(&c->srv->stats.ws_opened, 1, memory_order_relaxed);
 		px_ws_start(c);
 		return -1;
 	}
@@ -1024,6 +1083,7 @@ handle_response(struct px_conn *c)
 static void
 finish_transaction(struct px_conn *c)
 {
+	access_log(c, c->resp_status ? c->resp_status : 502);
 	if (!c->req_done)
 		c->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
 	if (c->uio) {
@@ -1038,12 +1098,10 @@ finish_transaction(struct px_conn *c)
 	}
 	px_io_set_timeout(c->cio, 0);
 	if (c->close_after || c->srv->draining || c->state == PX_C_CLOSING) {
-		c->state = PX_C_CLOSING;
-		px_io_read(c->cio, 0);
 		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
 			px_conn_close(c);
 		else
-			arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
+			px_conn_close_when_flushed(c); /* the write callback closes it once drained */
 		return;
 	}
 	reset_request(c);

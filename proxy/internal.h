@@ -13,7 +13,10 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <llhttp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "policy/call.h"
 #include "policy/config.h"
@@ -59,11 +62,14 @@ struct px_conn {
 	char peer[64];                  /* client address, for X-Forwarded-For and logs */
 	int peer_v6;
 	char fwd[200];                  /* the X-Forwarded-* / Forwarded lines for this peer */
+	int counted;                    /* in stats.connections_open */
 	size_t fwd_len;
 	struct event *timer;            /* header deadline / keep-alive idle / response timeout */
 	int timer_kind;
 
 	/* the current request */
+	char req_line[300];             /* "METHOD /path" (no query: it may hold a signature) */
+	uint64_t req_start_us;
 	llhttp_t req_parser;
 	llhttp_settings_t req_settings;
 	struct px_head_info req;
@@ -100,25 +106,78 @@ struct px_conn {
 	struct px_ws *ws;
 };
 
+/* Prometheus counters of one worker: written by it, read by the admin thread (atomics). */
+#define PX_LATENCY_BUCKETS 12
+struct px_counters {
+	_Atomic unsigned long long http_requests, http_refused, http_bad, upstream_errors;
+	_Atomic unsigned long long ws_opened, ws_closed, ws_frames_in, ws_frames_out, ws_refused;
+	_Atomic unsigned long long lookups, lookup_cache_hits, lookup_errors;
+	_Atomic unsigned long long connections_open;
+	_Atomic unsigned long long latency_bucket[PX_LATENCY_BUCKETS + 1]; /* HTTP, +Inf last */
+	_Atomic unsigned long long latency_sum_us;
+};
+
+/* Decisions by (app, operation, verdict), for /metrics: a worker-local table with a lock,
+ * since the admin thread reads it. */
+struct px_decision_count {
+	char app[POL_APPID_MAX + 1];
+	unsigned char op, verdict; /* verdict: 0 allow, 1 refuse, 2 would_refuse */
+	unsigned long long n;
+};
+
+struct px_main;
+
 struct px_server {
+	struct px_main *main;
+	int id;                         /* worker number */
 	struct event_base *base;
-	struct pol_config *cfg;         /* current policy; swapped on reload */
+	struct pol_config *cfg;         /* this worker's view of the policy (see px_server_refresh) */
+	unsigned long gen;              /* the px_main generation cfg was taken at */
 	struct pol_classifier *classifier;
 	struct evconnlistener *listeners[PX_MAX_LISTENERS];
 	int nlisteners;
 	struct px_conn *conns;
 	int nconns;
 	char *ws_scratch;               /* one unmasked client message at a time (ws.c) */
-	struct px_lookups *lookups;     /* lookup.c: cache and requests in flight */
 	size_t ws_scratch_size;
+	struct px_lookups *lookups;     /* lookup.c: cache and requests in flight */
 	struct sockaddr_storage up_addr;
 	socklen_t up_addrlen;
-	struct px_io **pool;      /* idle upstream connections */
+	struct px_io **pool;            /* idle upstream connections */
 	int npool, cpool;
 	int draining;
-	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
-	/* counters (exported by the admin endpoint later) */
-	unsigned long long n_requests, n_denied, n_ws, n_frames, n_upstream_errors;
+	struct event *stop_ev, *drain_timer;
+	struct px_counters stats;
+	pthread_mutex_t dlock;          /* guards decisions */
+	struct px_decision_count *decisions;
+	int ndecisions, cdecisions;
+	pthread_t thread;
+};
+
+/*
+ * The process: the policy every worker follows, and what changes it. CFG is the file's
+ * config with the admin API's overrides applied; a change builds a new one, swaps it under
+ * LOCK and bumps GEN, which workers compare with one atomic load per request or frame.
+ */
+struct px_override {
+	char app[POL_APPID_MAX + 1];
+	struct pol_app_change ch;
+};
+
+struct px_main {
+	pthread_mutex_t lock;
+	struct pol_config *file_cfg;
+	struct pol_config *cfg;
+	_Atomic unsigned long gen;
+	struct px_override *ov;
+	int nov;
+	char *path;
+	struct event_base *base;        /* signals and the admin listener */
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct px_server **workers;
+	int nworkers;
+	struct px_admin *admin;
+	time_t started;
 };
 
 /* proxy/http.c */
@@ -141,5 +200,17 @@ void px_ws_free(struct px_ws *ws);
 
 /* proxy/server.c */
 void px_server_conn_gone(struct px_server *srv);
+void px_server_refresh_slow(struct px_server *srv);
+/* Takes the newest policy if it changed: call at the start of each request and frame. */
+static inline void
+px_server_refresh(struct px_server *srv)
+{
+	if (atomic_load_explicit(&srv->main->gen, memory_order_acquire) != srv->gen)
+		px_server_refresh_slow(srv);
+}
+/* Counts one decision for /metrics (VERDICT: 0 allow, 1 refuse, 2 would_refuse). */
+void px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op, int verdict);
+/* Policy changes, from the admin API (returns 0, or 404 for an unknown app, 400). */
+int px_main_change_app(struct px_main *m, const char *app, const struct pol_app_change *ch);
 
 #endif

@@ -38,7 +38,7 @@ main(int argc, char **argv)
 	int test = 0, opt, rc;
 	char err[POL_ERR_MAX];
 	struct pol_config *cfg;
-	struct px_server *srv;
+	struct px_main *m;
 
 	while ((opt = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -77,11 +77,11 @@ main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	srv = px_server_new(cfg, file);
+	m = px_main_new(cfg, file);
 	pol_config_unref(cfg);
-	if (!srv)
+	if (!m)
 		return 1;
-	rc = px_server_run(srv);
-	px_server_free(srv);
+	rc = px_main_run(m);
+	px_main_free(m);
 	return rc;
 }

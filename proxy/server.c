@@ -1,26 +1,84 @@
 /*
- * proxy/server.c - a worker's event loop: listeners, signals, reload and drain.
+ * proxy/server.c - the process (struct px_main) and its workers (struct px_server).
  *
- * SIGHUP re-reads the config file: a new policy is built and validated first, then swapped
- * in; connections keep the policy they hold until their current request ends (refcounts).
- * A broken file changes nothing. SIGTERM/SIGINT stop accepting, close idle connections, let
- * in-flight requests finish, and exit after shutdown_grace at the latest.
+ * The main thread owns the signals and the admin listener; each worker thread runs its own
+ * event loop with its own listeners (SO_REUSEPORT, so the kernel spreads connections),
+ * connections, upstream pool, lookup cache and classifier. Nothing of a connection is ever
+ * touched by another thread.
+ *
+ * Policy changes (SIGHUP, admin API) build a new config, validate it, swap it under
+ * px_main.lock and bump px_main.gen; each worker picks it up at its next request or frame
+ * (px_server_refresh). Configs are refcounted, so a request that started on the old policy
+ * finishes on it. A broken file changes nothing.
+ *
+ * SIGTERM/SIGINT: every worker stops accepting, closes idle connections, lets in-flight
+ * requests finish, and exits after shutdown_grace at the latest; then the process exits 0.
  */
 #include "proxy/server.h"
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/thread.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/admin.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
 #include "proxy/lookup.h"
 
-static char *config_path;
+/* ---- workers ---- */
+
+void
+px_server_refresh_slow(struct px_server *srv)
+{
+	struct px_main *m = srv->main;
+	struct pol_config *old = srv->cfg;
+
+	pthread_mutex_lock(&m->lock);
+	srv->cfg = pol_config_ref(m->cfg);
+	srv->gen = atomic_load(&m->gen);
+	pthread_mutex_unlock(&m->lock);
+	pol_config_unref(old);
+}
+
+void
+px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op, int verdict)
+{
+	int i;
+
+	pthread_mutex_lock(&srv->dlock);
+	for (i = 0; i < srv->ndecisions; i++) {
+		struct px_decision_count *d = &srv->decisions[i];
+		if (d->op == op && d->verdict == verdict && !strcmp(d->app, app)) {
+			d->n++;
+			pthread_mutex_unlock(&srv->dlock);
+			return;
+		}
+	}
+	/* a new label set; bounded so that app ids from clients cannot grow it without end */
+	if (srv->ndecisions < 4096) {
+		if (srv->ndecisions == srv->cdecisions) {
+			int nc = srv->cdecisions ? srv->cdecisions * 2 : 64;
+			struct px_decision_count *nd = realloc(srv->decisions, (size_t)nc * sizeof *nd);
+			if (!nd) {
+				pthread_mutex_unlock(&srv->dlock);
+				return;
+			}
+			srv->decisions = nd;
+			srv->cdecisions = nc;
+		}
+		struct px_decision_count *d = &srv->decisions[srv->ndecisions++];
+		snprintf(d->app, sizeof d->app, "%s", app);
+		d->op = (unsigned char)op;
+		d->verdict = (unsigned char)verdict;
+		d->n = 1;
+	}
+	pthread_mutex_unlock(&srv->dlock);
+}
 
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -31,6 +89,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		evutil_closesocket(fd);
 		return;
 	}
+	px_server_refresh(srv);
 	px_conn_accept(srv, fd, sa, salen);
 	if ((unsigned)srv->nconns >= srv->cfg->limits.max_connections) {
 		int i;
@@ -74,19 +133,20 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
+/* In the worker's thread: stop accepting, close idle connections, let the rest finish. */
 static void
-stop_cb(evutil_socket_t sig, short what, void *arg)
+worker_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_server *srv = arg;
 	struct px_conn *c, *next;
 	struct timeval tv;
 	int i;
+	(void)fd;
 	(void)what;
 
 	if (srv->draining)
 		return;
 	srv->draining = 1;
-	px_log(PX_LOG_INFO, "shutdown", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
 	for (i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_free(srv->listeners[i]);
 		srv->listeners[i] = NULL;
@@ -109,109 +169,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
-reload_cb(evutil_socket_t sig, short what, void *arg)
-{
-	struct px_server *srv = arg;
-	char err[POL_ERR_MAX];
-	struct pol_config *n;
-	(void)sig;
-	(void)what;
-
-	n = pol_config_load(config_path, err);
-	if (!n) {
-		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept", "previous policy", NULL);
-		return;
-	}
-	/* listeners, upstream and workers need a restart; the policy and limits swap now */
-	if (strcmp(n->upstream_host, srv->cfg->upstream_host) ||
-	    strcmp(n->upstream_port, srv->cfg->upstream_port))
-		px_log(PX_LOG_WARN, "reload", "note", "upstream changes need a restart", NULL);
-	pol_config_unref(srv->cfg);
-	srv->cfg = n;
-	px_log(PX_LOG_INFO, "reload", "config", config_path, NULL);
-}
-
-struct px_server *
-px_server_new(struct pol_config *cfg, const char *path)
-{
-	struct px_server *srv = calloc(1, sizeof *srv);
-	struct addrinfo hints, *res = NULL;
-	int i, rc;
-
-	if (!srv)
-		return NULL;
-	config_path = strdup(path);
-	srv->cfg = pol_config_ref(cfg);
-	srv->base = event_base_new();
-	srv->classifier = pol_classifier_new(&cfg->limits);
-	srv->ws_scratch_size = cfg->limits.ws_message_bytes;
-	srv->ws_scratch = malloc(srv->ws_scratch_size);
-	if (!srv->base || !srv->classifier || !srv->ws_scratch) {
-		px_log(PX_LOG_ERROR, "startup", "why", "out of memory", NULL);
-		goto bad;
-	}
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(cfg->upstream_host, cfg->upstream_port, &hints, &res);
-	if (rc || !res) {
-		px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve upstream", "host",
-		       cfg->upstream_host, "error", gai_strerror(rc), NULL);
-		goto bad;
-	}
-	memcpy(&srv->up_addr, res->ai_addr, res->ai_addrlen);
-	srv->up_addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-
-	for (i = 0; i < cfg->nlisten; i++) {
-		struct addrinfo *ai = NULL;
-		char addr[300];
-		hints.ai_flags = AI_PASSIVE;
-		rc = getaddrinfo(cfg->listen[i].host, cfg->listen[i].port, &hints, &ai);
-		snprintf(addr, sizeof addr, "%s:%s", cfg->listen[i].host, cfg->listen[i].port);
-		if (rc || !ai) {
-			px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve listen address", "addr", addr, NULL);
-			goto bad;
-		}
-		srv->listeners[i] = evconnlistener_new_bind(
-			srv->base, accept_cb, srv,
-			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-			ai->ai_addr, (int)ai->ai_addrlen);
-		freeaddrinfo(ai);
-		if (!srv->listeners[i]) {
-			px_log(PX_LOG_ERROR, "startup", "why", "cannot listen", "addr", addr, "error",
-			       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), NULL);
-			goto bad;
-		}
-		evconnlistener_set_error_cb(srv->listeners[i], accept_error_cb);
-		srv->nlisteners++;
-		px_log(PX_LOG_INFO, "listen", "addr", addr, NULL);
-	}
-	srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
-	srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
-	srv->sig_hup = evsignal_new(srv->base, SIGHUP, reload_cb, srv);
-	evsignal_add(srv->sig_term, NULL);
-	evsignal_add(srv->sig_int, NULL);
-	evsignal_add(srv->sig_hup, NULL);
-	return srv;
-bad:
-	px_server_free(srv);
-	return NULL;
-}
-
-int
-px_server_run(struct px_server *srv)
-{
-	char up[300];
-	snprintf(up, sizeof up, "http://%s:%s", srv->cfg->upstream_host, srv->cfg->upstream_port);
-	px_log(PX_LOG_INFO, "ready", "upstream", up, "version", SYNCGATE_VERSION, NULL);
-	event_base_dispatch(srv->base);
-	px_log(PX_LOG_INFO, "exit", NULL);
-	return 0;
-}
-
-void
-px_server_free(struct px_server *srv)
+server_free(struct px_server *srv)
 {
 	int i;
 	if (!srv)
@@ -223,20 +181,328 @@ px_server_free(struct px_server *srv)
 			evconnlistener_free(srv->listeners[i]);
 	px_lookup_free_all(srv);
 	px_upstream_pool_free(srv);
-	if (srv->sig_term)
-		event_free(srv->sig_term);
-	if (srv->sig_int)
-		event_free(srv->sig_int);
-	if (srv->sig_hup)
-		event_free(srv->sig_hup);
+	if (srv->stop_ev)
+		event_free(srv->stop_ev);
 	if (srv->drain_timer)
 		event_free(srv->drain_timer);
 	pol_classifier_free(srv->classifier);
 	free(srv->ws_scratch);
+	free(srv->decisions);
+	pthread_mutex_destroy(&srv->dlock);
 	pol_config_unref(srv->cfg);
 	if (srv->base)
 		event_base_free(srv->base);
-	free(config_path);
-	config_path = NULL;
 	free(srv);
+}
+
+static struct px_server *
+server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen)
+{
+	struct px_server *srv = calloc(1, sizeof *srv);
+	struct pol_config *cfg = m->cfg;
+	struct addrinfo hints, *ai;
+	int i, rc;
+
+	if (!srv)
+		return NULL;
+	pthread_mutex_init(&srv->dlock, NULL);
+	srv->main = m;
+	srv->id = id;
+	srv->cfg = pol_config_ref(cfg);
+	srv->gen = atomic_load(&m->gen);
+	srv->base = event_base_new();
+	srv->classifier = pol_classifier_new(&cfg->limits);
+	srv->ws_scratch_size = cfg->limits.ws_message_bytes;
+	srv->ws_scratch = malloc(srv->ws_scratch_size);
+	srv->stop_ev = srv->base ? event_new(srv->base, -1, 0, worker_stop_cb, srv) : NULL;
+	if (!srv->base || !srv->classifier || !srv->ws_scratch || !srv->stop_ev) {
+		px_log(PX_LOG_ERROR, "startup", "why", "out of memory", NULL);
+		server_free(srv);
+		return NULL;
+	}
+	memcpy(&srv->up_addr, up, uplen);
+	srv->up_addrlen = uplen;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	for (i = 0; i < cfg->nlisten; i++) {
+		char addr[300];
+		ai = NULL;
+		rc = getaddrinfo(cfg->listen[i].host, cfg->listen[i].port, &hints, &ai);
+		snprintf(addr, sizeof addr, "%s:%s", cfg->listen[i].host, cfg->listen[i].port);
+		if (rc || !ai) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve listen address", "addr", addr, NULL);
+			server_free(srv);
+			return NULL;
+		}
+		/* SO_REUSEPORT: each worker has its own listening socket on the same address */
+		srv->listeners[i] = evconnlistener_new_bind(
+			srv->base, accept_cb, srv,
+			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+				LEV_OPT_CLOSE_ON_EXEC,
+			1024, ai->ai_addr, (int)ai->ai_addrlen);
+		freeaddrinfo(ai);
+		if (!srv->listeners[i]) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot listen", "addr", addr, "error",
+			       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), NULL);
+			server_free(srv);
+			return NULL;
+		}
+		evconnlistener_set_error_cb(srv->listeners[i], accept_error_cb);
+		srv->nlisteners++;
+		if (id == 0)
+			px_log(PX_LOG_INFO, "listen", "addr", addr, NULL);
+	}
+	return srv;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct px_server *srv = arg;
+	event_base_dispatch(srv->base);
+	return NULL;
+}
+
+/* ---- policy changes ---- */
+
+/* The effective policy: the file's, with the overrides applied in order. */
+static struct pol_config *
+apply_overrides(struct px_main *m, struct pol_config *file)
+{
+	struct pol_config *c = pol_config_ref(file);
+	int i;
+	for (i = 0; i < m->nov; i++) {
+		struct pol_config *n = pol_config_with_change(c, m->ov[i].app, &m->ov[i].ch);
+		if (!n)
+			continue;
+		pol_config_unref(c);
+		c = n;
+	}
+	return c;
+}
+
+/* Publishes C as the policy (takes its reference). Caller holds m->lock. */
+static void
+publish(struct px_main *m, struct pol_config *c)
+{
+	struct pol_config *old = m->cfg;
+	m->cfg = c;
+	atomic_fetch_add_explicit(&m->gen, 1, memory_order_release);
+	pol_config_unref(old);
+}
+
+int
+px_main_change_app(struct px_main *m, const char *app, const struct pol_app_change *ch)
+{
+	struct px_override *o = NULL;
+	int i;
+
+	pthread_mutex_lock(&m->lock);
+	if (!pol_config_has_app(m->file_cfg, app)) {
+		pthread_mutex_unlock(&m->lock);
+		return 404;
+	}
+	for (i = 0; i < m->nov; i++)
+		if (!strcmp(m->ov[i].app, app))
+			o = &m->ov[i];
+	if (!o) {
+		struct px_override *n = realloc(m->ov, (size_t)(m->nov + 1) * sizeof *n);
+		if (!n) {
+			pthread_mutex_unlock(&m->lock);
+			return 500;
+		}
+		m->ov = n;
+		o = &m->ov[m->nov++];
+		snprintf(o->app, sizeof o->app, "%s", app);
+		o->ch.user_sync = o->ch.conversation_sync = o->ch.mode = -1;
+	}
+	if (ch->user_sync >= 0)
+		o->ch.user_sync = ch->user_sync;
+	if (ch->conversation_sync >= 0)
+		o->ch.conversation_sync = ch->conversation_sync;
+	if (ch->mode >= 0)
+		o->ch.mode = ch->mode;
+	publish(m, apply_overrides(m, m->file_cfg));
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/*
+ * A reload keeps an admin override only where the file did not change that switch: the
+ * file's new word on a switch wins over an earlier runtime flip, and a flip of a switch the
+ * file left alone survives the reload.
+ */
+static void
+rebase_overrides(struct px_main *m, const struct pol_config *old, const struct pol_config *neu)
+{
+	int i, j = 0;
+	for (i = 0; i < m->nov; i++) {
+		struct px_override *o = &m->ov[i];
+		const struct pol_app *a = pol_config_app(old, o->app, strlen(o->app));
+		const struct pol_app *b = pol_config_app(neu, o->app, strlen(o->app));
+		if (!b->id[0])
+			continue; /* the app's section is gone */
+		if (a->user_sync != b->user_sync)
+			o->ch.user_sync = -1;
+		if (a->conversation_sync != b->conversation_sync)
+			o->ch.conversation_sync = -1;
+		if (a->mode != b->mode)
+			o->ch.mode = -1;
+		if (o->ch.user_sync < 0 && o->ch.conversation_sync < 0 && o->ch.mode < 0)
+			continue;
+		m->ov[j++] = *o;
+	}
+	m->nov = j;
+}
+
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct px_main *m = arg;
+	char err[POL_ERR_MAX];
+	struct pol_config *n;
+	(void)sig;
+	(void)what;
+
+	n = pol_config_load(m->path, err);
+	if (!n) {
+		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept", "previous policy", NULL);
+		return;
+	}
+	if (strcmp(n->upstream_host, m->file_cfg->upstream_host) ||
+	    strcmp(n->upstream_port, m->file_cfg->upstream_port) || n->workers != m->file_cfg->workers)
+		px_log(PX_LOG_WARN, "reload", "note", "upstream, listen and workers changes need a restart", NULL);
+	pthread_mutex_lock(&m->lock);
+	rebase_overrides(m, m->file_cfg, n);
+	pol_config_unref(m->file_cfg);
+	m->file_cfg = n;
+	publish(m, apply_overrides(m, n));
+	pthread_mutex_unlock(&m->lock);
+	px_log(PX_LOG_INFO, "reload", "config", m->path, NULL);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct px_main *m = arg;
+	int i;
+	(void)what;
+
+	px_log(PX_LOG_INFO, "shutdown", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+	for (i = 0; i < m->nworkers; i++)
+		event_active(m->workers[i]->stop_ev, 0, 0);
+	px_admin_free(m->admin);
+	m->admin = NULL;
+	event_base_loopexit(m->base, NULL);
+}
+
+/* ---- the process ---- */
+
+struct px_main *
+px_main_new(struct pol_config *cfg, const char *path)
+{
+	struct px_main *m;
+	struct addrinfo hints, *res = NULL;
+	int i, rc;
+
+	if (evthread_use_pthreads() < 0)
+		return NULL;
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	m->path = strdup(path);
+	m->file_cfg = pol_config_ref(cfg);
+	m->cfg = pol_config_ref(cfg);
+	m->started = time(NULL);
+	m->base = event_base_new();
+	if (!m->base || !m->path)
+		goto bad;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(cfg->upstream_host, cfg->upstream_port, &hints, &res);
+	if (rc || !res) {
+		px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve upstream", "host",
+		       cfg->upstream_host, "error", gai_strerror(rc), NULL);
+		goto bad;
+	}
+	m->workers = calloc((size_t)cfg->workers, sizeof *m->workers);
+	if (!m->workers) {
+		freeaddrinfo(res);
+		goto bad;
+	}
+	for (i = 0; i < cfg->workers; i++) {
+		m->workers[i] = server_new(m, i, res->ai_addr, res->ai_addrlen);
+		if (!m->workers[i]) {
+			freeaddrinfo(res);
+			goto bad;
+		}
+		m->nworkers++;
+	}
+	freeaddrinfo(res);
+	if (cfg->admin_listen[0]) {
+		m->admin = px_admin_new(m, cfg);
+		if (!m->admin)
+			goto bad;
+	}
+	m->sig_term = evsignal_new(m->base, SIGTERM, stop_cb, m);
+	m->sig_int = evsignal_new(m->base, SIGINT, stop_cb, m);
+	m->sig_hup = evsignal_new(m->base, SIGHUP, reload_cb, m);
+	evsignal_add(m->sig_term, NULL);
+	evsignal_add(m->sig_int, NULL);
+	evsignal_add(m->sig_hup, NULL);
+	return m;
+bad:
+	px_main_free(m);
+	return NULL;
+}
+
+int
+px_main_run(struct px_main *m)
+{
+	char up[300], nw[8];
+	int i;
+
+	for (i = 0; i < m->nworkers; i++)
+		if (pthread_create(&m->workers[i]->thread, NULL, worker_main, m->workers[i])) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot start a worker thread", NULL);
+			return 1;
+		}
+	snprintf(up, sizeof up, "http://%s:%s", m->cfg->upstream_host, m->cfg->upstream_port);
+	snprintf(nw, sizeof nw, "%d", m->nworkers);
+	px_log(PX_LOG_INFO, "ready", "upstream", up, "workers", nw, "version", SYNCGATE_VERSION, NULL);
+	event_base_dispatch(m->base);
+	for (i = 0; i < m->nworkers; i++)
+		pthread_join(m->workers[i]->thread, NULL);
+	px_log(PX_LOG_INFO, "exit", NULL);
+	return 0;
+}
+
+void
+px_main_free(struct px_main *m)
+{
+	int i;
+	if (!m)
+		return;
+	px_admin_free(m->admin);
+	for (i = 0; i < m->nworkers; i++)
+		server_free(m->workers[i]);
+	free(m->workers);
+	if (m->sig_term)
+		event_free(m->sig_term);
+	if (m->sig_int)
+		event_free(m->sig_int);
+	if (m->sig_hup)
+		event_free(m->sig_hup);
+	if (m->base)
+		event_base_free(m->base);
+	pol_config_unref(m->cfg);
+	pol_config_unref(m->file_cfg);
+	free(m->ov);
+	free(m->path);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
 }

@@ -1,22 +1,20 @@
 /*
- * proxy/server.h - one worker: an event loop, its listeners, connections and upstream pool.
+ * proxy/server.h - the process: the shared policy, N worker loops, signals, admin.
  */
 #ifndef SG_PROXY_SERVER_H
 #define SG_PROXY_SERVER_H
 
 #include "policy/config.h"
 
-struct px_server;
+struct px_main;
 
-/*
- * Builds a worker for CFG (takes a reference): resolves the upstream, binds the listeners.
- * Returns NULL with a log line on failure.
- */
-struct px_server *px_server_new(struct pol_config *cfg, const char *config_path);
+/* Builds the process for CFG read from PATH (takes a reference): resolves the upstream,
+ * binds every worker's listeners and the admin listener. NULL with a log line on failure. */
+struct px_main *px_main_new(struct pol_config *cfg, const char *path);
 
-/* Runs the loop until SIGTERM/SIGINT drained it. Returns the exit status. */
-int px_server_run(struct px_server *srv);
+/* Runs the workers until SIGTERM/SIGINT drained them. Returns the exit status. */
+int px_main_run(struct px_main *m);
 
-void px_server_free(struct px_server *srv);
+void px_main_free(struct px_main *m);
 
 #endif

@@ -74,6 +74,8 @@ struct px_ws {
 	time_t last;
 	unsigned long long frames_in, frames_out, refused;
 	int authenticated;       /* identity = require: a valid renew was seen */
+	time_t opened;
+	int close_code;          /* the first close code seen either way (0: none) */
 	struct parked *parked;   /* calls waiting for a fact */
 };
 
@@ -96,8 +98,18 @@ void
 px_ws_free(struct px_ws *ws)
 {
 	int i;
+	char in[24], out[24], refused[24], secs[24], code[8];
 	if (!ws)
 		return;
+	snprintf(in, sizeof in, "%llu", ws->frames_in);
+	snprintf(out, sizeof out, "%llu", ws->frames_out);
+	snprintf(refused, sizeof refused, "%llu", ws->refused);
+	snprintf(secs, sizeof secs, "%ld", (long)(time(NULL) - ws->opened));
+	snprintf(code, sizeof code, "%d", ws->close_code);
+	px_log(PX_LOG_INFO, "ws_closed", "peer", ws->c->peer, "app", ws->c->app, "user", ws->c->user,
+	       "frames_in", in, "frames_out", out, "refused", refused, "seconds", secs, "close_code",
+	       ws->close_code ? code : "none", NULL);
+	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_closed, 1, memory_order_relaxed);
 	evbuffer_free(ws->raw);
 	evbuffer_free(ws->msg);
 	evbuffer_free(ws->inject);
@@ -136,6 +148,8 @@ close_client(struct px_conn *c, int code, const char *why)
 	char scode[8];
 
 	snprintf(scode, sizeof scode, "%d", code);
+	if (c->ws && !c->ws->close_code)
+		c->ws->close_code = code;
 	px_log(PX_LOG_INFO, "ws_close", "peer", c->peer, "code", scode, "why", why, NULL);
 	f[h] = (uint8_t)(code >> 8);
 	f[h + 1] = (uint8_t)code;
@@ -184,6 +198,7 @@ queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const
 	if (n > 0 && (size_t)n < sizeof buf)
 		queue_text(ws, buf, (size_t)n);
 	ws->refused++;
+	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_refused, 1, memory_order_relaxed);
 }
 
 static void
@@ -307,12 +322,15 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 		}
 		if (d.verdict != POL_ALLOW || d.would_deny)
 			log_refusal(c, call, &d);
+		px_server_count_decision(c->srv, ctx->app->id[0] ? ctx->app->id : "*", call->op,
+		                         d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
 		m->act[i].allowed = d.verdict == POL_ALLOW;
 		if (!m->act[i].allowed) {
 			m->act[i].status = d.status;
 			m->act[i].code = d.error_code;
 			m->act[i].reason = strdup(d.reason);
 			ws->refused++;
+			atomic_fetch_add_explicit(&c->srv->stats.ws_refused, 1, memory_order_relaxed);
 		} else {
 			nallowed++;
 		}
@@ -392,11 +410,14 @@ unpark(struct px_ws *ws, struct parked *p)
 		}
 }
 
+/* The switches in force now (the admin API or a reload may have changed them since the
+ * socket opened); limits stay those the socket opened with. */
 static void
 policy_ctx(struct px_ws *ws, struct pol_ctx *ctx)
 {
 	struct px_conn *c = ws->c;
-	ctx->app = pol_config_app(c->cfg, c->app, strlen(c->app));
+	px_server_refresh(c->srv);
+	ctx->app = pol_config_app(c->srv->cfg, c->app, strlen(c->app));
 	ctx->me = c->user;
 	ctx->me_len = strlen(c->user);
 	ctx->authenticated = ctx->app->identity == POL_IDENTITY_REQUIRE ? ws->authenticated : 1;
@@ -444,12 +465,13 @@ settle(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
 	pol_decide(ctx, call, &facts, &d);
 	if (d.verdict != POL_ALLOW || d.would_deny)
 		log_refusal(c, call, &d);
+	px_server_count_decision(c->srv, ctx->app->id[0] ? ctx->app->id : "*", call->op,
+	                         d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
 	if (d.verdict == POL_ALLOW) {
 		forward_raw(ws, raw);
 		forget_facts(ws, call);
 		return;
 	}
-	c->srv->n_denied++;
 	drop_raw(raw);
 	queue_error(ws, call->seq, call->seq_len, d.status, d.error_code, d.reason);
 }
@@ -596,7 +618,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 	size_t total = h->hdr_len + h->len;
 
 	ws->frames_in++;
-	c->srv->n_frames++;
+	atomic_fetch_add_explicit(&c->srv->stats.ws_frames_in, 1, memory_order_relaxed);
 	if (h->opcode >= PX_WS_CLOSE) {
 		if (h->opcode == PX_WS_CLOSE) {
 			uint8_t p[PX_WS_MAX_CONTROL];
@@ -612,6 +634,8 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 				return -1;
 			}
 			ws->client_closed = 1;
+			if (!ws->close_code)
+				ws->close_code = code;
 		}
 		/* control frames pass at once, even between the fragments of a message */
 		evbuffer_remove_buffer(in, px_io_output(c->uio), total);
@@ -853,6 +877,7 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 		if (h.opcode == PX_WS_CLOSE)
 			ws->server_closed = 1;
 		ws->frames_out++;
+		atomic_fetch_add_explicit(&c->srv->stats.ws_frames_out, 1, memory_order_relaxed);
 		if (ws->nmerges && h.opcode == PX_WS_TEXT && h.fin && h.len <= 65536) {
 			if (n < h.hdr_len + h.len)
 				break; /* a candidate answer to a merged batch: wait for all of it */
@@ -940,7 +965,7 @@ px_ws_start(struct px_conn *c)
 	ws->raw = evbuffer_new();
 	ws->msg = evbuffer_new();
 	ws->inject = evbuffer_new();
-	ws->last = time(NULL);
+	ws->last = ws->opened = time(NULL);
 	if (!ws->raw || !ws->msg || !ws->inject) {
 		px_conn_close(c);
 		return;

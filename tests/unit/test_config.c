@@ -1,5 +1,6 @@
 /* Config loader: each error message with its line, each default. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "policy/config.h"
 #include "t.h"
@@ -117,6 +118,35 @@ main(void)
 	CHECK(c == NULL && strstr(err, "listen is required"));
 	c = pol_config_load("/nonexistent/syncgate.conf", err);
 	CHECK(c == NULL && strstr(err, "/nonexistent/syncgate.conf:0: cannot open"));
+
+	/* [admin]: a non-loopback address needs a token; the token comes from a file */
+	expect_error("[admin]\nlisten = 0.0.0.0:9901\n", "[admin] listen on a non-loopback address needs token_file");
+	expect_error("[admin]\nlisten = nowhere\n", "t.conf:5: [admin] listen: 'nowhere' is not HOST:PORT");
+	expect_error("[admin]\ntoken_file = /nonexistent/token\n", "token_file: cannot read");
+	expect_error("[admin]\ncolour = red\n", "unknown key 'colour' in [admin]");
+	c = load("[admin]\nlisten = 127.0.0.1:9901\n", err);
+	CHECK(c && !strcmp(c->admin_port, "9901") && c->admin_token == NULL);
+	pol_config_unref(c);
+	{
+		FILE *f = fopen("/tmp/sg_test_token", "w");
+		fputs("s3cret\n", f);
+		fclose(f);
+		c = load("[admin]\nlisten = 10.1.2.3:9901\ntoken_file = /tmp/sg_test_token\n", err);
+		CHECK(c && !strcmp(c->admin_token, "s3cret"));
+		/* runtime changes copy everything and change one app */
+		if (c) {
+			struct pol_app_change ch = {0, -1, POL_MODE_REPORT};
+			struct pol_config *n = pol_config_with_change(c, "newapp", &ch);
+			CHECK(n && pol_config_has_app(n, "newapp") && !pol_config_has_app(c, "newapp"));
+			a = pol_config_app(n, "newapp", 6);
+			CHECK(a->user_sync == 0 && a->conversation_sync == 1 && a->mode == POL_MODE_REPORT);
+			CHECK(!strcmp(n->admin_token, "s3cret"));
+			CHECK(pol_config_with_change(c, "bad id", &ch) == NULL);
+			pol_config_unref(n);
+		}
+		pol_config_unref(c);
+		unlink("/tmp/sg_test_token");
+	}
 
 	/* the shipped default config loads */
 	c = pol_config_load("conf/syncgate.conf", err);

@@ -1,0 +1,596 @@
+/*
+ * proxy/admin.c - the admin endpoint (contract in admin.h).
+ */
+#include "proxy/admin.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/listener.h>
+#include <llhttp.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/internal.h"
+#include "proxy/log.h"
+
+#define ADMIN_MAX_REQUEST (64 * 1024)
+
+struct px_admin {
+	struct px_main *m;
+	struct evconnlistener *listener;
+	struct admin_conn *conns;
+};
+
+struct admin_conn {
+	struct px_admin *a;
+	struct admin_conn *prev, *next;
+	struct px_io *io;
+	struct px_io *probe; /* /readyz: a connection attempt to the backend */
+	llhttp_t parser;
+	llhttp_settings_t settings;
+	char method[8];
+	char url[512];
+	size_t url_len;
+	char auth[512];
+	size_t auth_len;
+	int in_auth;         /* the header being read is Authorization */
+	char field[32];
+	size_t field_len;
+	struct evbuffer *body;
+	int complete, replied;
+	char peer[64];
+};
+
+static void
+conn_free(struct admin_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->a->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->probe)
+		px_io_free(c->probe);
+	px_io_free(c->io);
+	evbuffer_free(c->body);
+	free(c);
+}
+
+static void
+admin_writecb(struct px_io *io, void *arg)
+{
+	struct admin_conn *c = arg;
+	(void)io;
+	if (c->replied && evbuffer_get_length(px_io_output(c->io)) == 0)
+		conn_free(c);
+}
+
+static void
+reply(struct admin_conn *c, int status, const char *type, const char *body, size_t len)
+{
+	struct evbuffer *out = px_io_output(c->io);
+	const char *text = status == 200 ? "OK" : status == 400 ? "Bad Request" :
+	                   status == 401 ? "Unauthorized" : status == 404 ? "Not Found" :
+	                   status == 405 ? "Method Not Allowed" : status == 413 ? "Content Too Large" :
+	                   status == 503 ? "Service Unavailable" : "Error";
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+	                    status, text, type, len);
+	evbuffer_add(out, body, len);
+	c->replied = 1;
+	px_io_read(c->io, 0);
+	px_io_set_low_water(c->io, 0);
+	px_io_flush(c->io);
+	if (evbuffer_get_length(out) == 0)
+		conn_free(c);
+}
+
+static void
+reply_json(struct admin_conn *c, int status, cJSON *j)
+{
+	char *s = cJSON_PrintUnformatted(j);
+	if (s) {
+		size_t n = strlen(s);
+		char *b = malloc(n + 2);
+		if (b) {
+			memcpy(b, s, n);
+			b[n] = '\n';
+			reply(c, status, "application/json", b, n + 1);
+			free(b);
+		}
+		cJSON_free(s);
+	}
+	cJSON_Delete(j);
+}
+
+static void
+reply_error(struct admin_conn *c, int status, const char *why)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "error", why);
+	reply_json(c, status, j);
+}
+
+/* ---- /metrics ---- */
+
+static const double latency_bounds[PX_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                          0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+
+/* A counter summed over the workers (FIELD's offset in struct px_counters). */
+static unsigned long long
+sum_counter(const struct px_main *m, size_t off)
+{
+	unsigned long long s = 0;
+	int w;
+	for (w = 0; w < m->nworkers; w++)
+		s += atomic_load_explicit((_Atomic unsigned long long *)((char *)&m->workers[w]->stats + off),
+		                          memory_order_relaxed);
+	return s;
+}
+#define SUM(field) sum_counter(m, offsetof(struct px_counters, field))
+
+static void
+metrics(struct admin_conn *c)
+{
+	struct px_main *m = c->a->m;
+	struct evbuffer *b = evbuffer_new();
+	unsigned long long cum = 0;
+	int i, w;
+
+	if (!b) {
+		reply_error(c, 500, "out of memory");
+		return;
+	}
+#define COUNTER(name, help, value) \
+	evbuffer_add_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n", (value))
+#define GAUGE(name, help, value) \
+	evbuffer_add_printf(b, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %llu\n", (value))
+	COUNTER("syncgate_http_requests_total", "HTTP requests read (including upgrades)", SUM(http_requests));
+	COUNTER("syncgate_http_refused_total", "HTTP requests refused by policy", SUM(http_refused));
+	COUNTER("syncgate_http_bad_requests_total", "HTTP requests refused as malformed or over a limit", SUM(http_bad));
+	COUNTER("syncgate_upstream_errors_total", "backend failures (refused, reset, timeout, malformed)", SUM(upstream_errors));
+	GAUGE("syncgate_connections_open", "client connections open", SUM(connections_open));
+	COUNTER("syncgate_ws_opened_total", "WebSocket relays opened", SUM(ws_opened));
+	GAUGE("syncgate_ws_open", "WebSocket relays open", SUM(ws_opened) - SUM(ws_closed));
+	evbuffer_add_printf(b, "# HELP syncgate_ws_frames_total WebSocket frames relayed or answered\n"
+	                       "# TYPE syncgate_ws_frames_total counter\n"
+	                       "syncgate_ws_frames_total{direction=\"client\"} %llu\n"
+	                       "syncgate_ws_frames_total{direction=\"backend\"} %llu\n",
+	                    SUM(ws_frames_in), SUM(ws_frames_out));
+	COUNTER("syncgate_ws_refused_total", "realtime calls (or batch actions) answered by syncgate", SUM(ws_refused));
+	COUNTER("syncgate_lookups_total", "existence lookups sent to the backend", SUM(lookups));
+	COUNTER("syncgate_lookup_cache_hits_total", "facts answered from the cache", SUM(lookup_cache_hits));
+	COUNTER("syncgate_lookup_errors_total", "lookups that failed (the call failed closed)", SUM(lookup_errors));
+	evbuffer_add_printf(b, "# HELP syncgate_decisions_total policy decisions by app, operation and verdict\n"
+	                       "# TYPE syncgate_decisions_total counter\n");
+	{
+		/* merge the workers' tables */
+		struct px_decision_count *all = NULL;
+		int n = 0, cap = 0;
+		for (w = 0; w < m->nworkers; w++) {
+			struct px_server *s = m->workers[w];
+			pthread_mutex_lock(&s->dlock);
+			for (i = 0; i < s->ndecisions; i++) {
+				int k;
+				for (k = 0; k < n; k++)
+					if (all[k].op == s->decisions[i].op && all[k].verdict == s->decisions[i].verdict &&
+					    !strcmp(all[k].app, s->decisions[i].app))
+						break;
+				if (k == n) {
+					if (n == cap) {
+						int nc = cap ? cap * 2 : 64;
+						struct px_decision_count *na = realloc(all, (size_t)nc * sizeof *na);
+						if (!na)
+							break;
+						all = na;
+						cap = nc;
+					}
+					all[n] = s->decisions[i];
+					all[n++].n = 0;
+				}
+				all[k].n += s->decisions[i].n;
+			}
+			pthread_mutex_unlock(&s->dlock);
+		}
+		static const char *verdicts[] = {"allow", "refuse", "would_refuse"};
+		for (i = 0; i < n; i++) {
+			char esc[POL_APPID_MAX * 2 + 8];
+			px_json_escape(esc, sizeof esc, all[i].app, strlen(all[i].app));
+			evbuffer_add_printf(b, "syncgate_decisions_total{app=\"%s\",op=\"%s\",verdict=\"%s\"} %llu\n",
+			                    esc, pol_op_to_str((enum pol_op)all[i].op), verdicts[all[i].verdict % 3],
+			                    all[i].n);
+		}
+		free(all);
+	}
+	evbuffer_add_printf(b, "# HELP syncgate_http_request_duration_seconds time from a request's head to its answer\n"
+	                       "# TYPE syncgate_http_request_duration_seconds histogram\n");
+	for (i = 0; i < PX_LATENCY_BUCKETS; i++) {
+		cum += SUM(latency_bucket[i]);
+		evbuffer_add_printf(b, "syncgate_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+		                    latency_bounds[i], cum);
+	}
+	cum += SUM(latency_bucket[PX_LATENCY_BUCKETS]);
+	evbuffer_add_printf(b, "syncgate_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	                       "syncgate_http_request_duration_seconds_sum %.6f\n"
+	                       "syncgate_http_request_duration_seconds_count %llu\n",
+	                    cum, (double)SUM(latency_sum_us) / 1e6, cum);
+	GAUGE("syncgate_config_generation", "policy changes since start (reloads and admin changes)",
+	      (unsigned long long)atomic_load(&m->gen));
+	GAUGE("syncgate_workers", "worker threads", (unsigned long long)m->nworkers);
+	GAUGE("syncgate_uptime_seconds", "seconds since start", (unsigned long long)(time(NULL) - m->started));
+	{
+		size_t len = evbuffer_get_length(b);
+		reply(c, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1), len);
+	}
+	evbuffer_free(b);
+}
+
+/* ---- /apps ---- */
+
+static cJSON *
+app_json(const struct pol_app *a, const char *id)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "id", id);
+	cJSON_AddStringToObject(j, "user_sync", a->user_sync ? "on" : "off");
+	cJSON_AddStringToObject(j, "conversation_sync", a->conversation_sync ? "on" : "off");
+	cJSON_AddStringToObject(j, "mode", pol_mode_to_str(a->mode));
+	cJSON_AddStringToObject(j, "identity", pol_identity_to_str(a->identity));
+	cJSON_AddBoolToObject(j, "secret_key", a->secret_key != NULL); /* never the key itself */
+	return j;
+}
+
+static void
+apps(struct admin_conn *c)
+{
+	struct px_main *m = c->a->m;
+	cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+	int i;
+
+	pthread_mutex_lock(&m->lock);
+	cJSON_AddItemToObject(j, "defaults", app_json(&m->cfg->defaults, "*"));
+	for (i = 0; i < m->cfg->napps; i++)
+		cJSON_AddItemToArray(arr, app_json(&m->cfg->apps[i], m->cfg->apps[i].id));
+	pthread_mutex_unlock(&m->lock);
+	cJSON_AddItemToObject(j, "apps", arr);
+	reply_json(c, 200, j);
+}
+
+static int
+switch_value(cJSON *j, const char *name, const char *on, const char *off, int *out, char *why,
+             size_t whysz)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
+	*out = -1;
+	if (!v)
+		return 0;
+	if (cJSON_IsString(v) && !strcmp(v->valuestring, on))
+		*out = 1;
+	else if (cJSON_IsString(v) && !strcmp(v->valuestring, off))
+		*out = 0;
+	else {
+		snprintf(why, whysz, "%s must be \"%s\" or \"%s\"", name, on, off);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+put_app(struct admin_conn *c, const char *app)
+{
+	struct px_main *m = c->a->m;
+	size_t len = evbuffer_get_length(c->body);
+	cJSON *j = cJSON_ParseWithLength((const char *)evbuffer_pullup(c->body, -1), len), *item;
+	struct pol_app_change ch;
+	char why[128] = "", what[256];
+	int mode_report, rc;
+
+	if (!cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		reply_error(c, 400, "body must be a JSON object");
+		return;
+	}
+	cJSON_ArrayForEach(item, j) {
+		if (strcmp(item->string, "user_sync") && strcmp(item->string, "conversation_sync") &&
+		    strcmp(item->string, "mode")) {
+			snprintf(why, sizeof why, "unknown key \"%.40s\"", item->string);
+			break;
+		}
+	}
+	if (why[0] || switch_value(j, "user_sync", "on", "off", &ch.user_sync, why, sizeof why) ||
+	    switch_value(j, "conversation_sync", "on", "off", &ch.conversation_sync, why, sizeof why) ||
+	    switch_value(j, "mode", "report", "enforce", &mode_report, why, sizeof why)) {
+		cJSON_Delete(j);
+		reply_error(c, 400, why);
+		return;
+	}
+	cJSON_Delete(j);
+	ch.mode = mode_report < 0 ? -1 : mode_report ? POL_MODE_REPORT : POL_MODE_ENFORCE;
+	rc = px_main_change_app(m, app, &ch);
+	if (rc == 404) {
+		reply_error(c, 404, "no [app:...] section for this app id");
+		return;
+	}
+	if (rc) {
+		reply_error(c, 500, "out of memory");
+		return;
+	}
+	snprintf(what, sizeof what, "%s%s%s%s%s%s",
+	         ch.user_sync < 0 ? "" : ch.user_sync ? "user_sync=on " : "user_sync=off ",
+	         ch.conversation_sync < 0 ? "" : ch.conversation_sync ? "conversation_sync=on " : "conversation_sync=off ",
+	         ch.mode < 0 ? "" : ch.mode == POL_MODE_REPORT ? "mode=report" : "mode=enforce", "", "", "");
+	px_log(PX_LOG_INFO, "admin_change", "app", app, "change", what, "by", c->peer, NULL);
+	pthread_mutex_lock(&m->lock);
+	cJSON *out = app_json(pol_config_app(m->cfg, app, strlen(app)), app);
+	pthread_mutex_unlock(&m->lock);
+	reply_json(c, 200, out);
+}
+
+/* ---- /readyz ---- */
+
+static void
+probe_event(struct px_io *io, short what, void *arg)
+{
+	struct admin_conn *c = arg;
+	(void)io;
+	px_io_free(c->probe);
+	c->probe = NULL;
+	if (what & PX_IO_CONNECTED)
+		reply(c, 200, "application/json", "{\"ready\":true}\n", 15);
+	else
+		reply(c, 503, "application/json", "{\"ready\":false,\"why\":\"backend unreachable\"}\n", 44);
+}
+
+static void
+readyz(struct admin_conn *c)
+{
+	struct px_server *w = c->a->m->workers[0];
+	c->probe = px_io_connect(c->a->m->base, (struct sockaddr *)&w->up_addr, w->up_addrlen, 2000);
+	if (!c->probe) {
+		reply(c, 503, "application/json", "{\"ready\":false,\"why\":\"backend unreachable\"}\n", 44);
+		return;
+	}
+	px_io_setcb(c->probe, NULL, NULL, probe_event, c);
+}
+
+/* ---- requests ---- */
+
+static int
+authorized(struct admin_conn *c)
+{
+	const char *tok = c->a->m->cfg->admin_token;
+	size_t tl;
+	if (!tok)
+		return 1; /* loopback without a token_file */
+	tl = strlen(tok);
+	return c->auth_len == 7 + tl && !strncasecmp(c->auth, "Bearer ", 7) &&
+	       CRYPTO_memcmp(c->auth + 7, tok, tl) == 0;
+}
+
+static void
+route(struct admin_conn *c)
+{
+	const char *u = c->url;
+	int get = !strcmp(c->method, "GET"), put = !strcmp(c->method, "PUT");
+
+	if (!authorized(c)) {
+		px_log(PX_LOG_WARN, "admin_unauthorized", "peer", c->peer, "path", c->url, NULL);
+		reply_error(c, 401, "Authorization: Bearer <admin token> required");
+		return;
+	}
+	if (!strcmp(u, "/healthz") && get)
+		reply(c, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+	else if (!strcmp(u, "/readyz") && get)
+		readyz(c);
+	else if (!strcmp(u, "/metrics") && get)
+		metrics(c);
+	else if (!strcmp(u, "/apps") && get)
+		apps(c);
+	else if (!strncmp(u, "/apps/", 6) && u[6] && !strchr(u + 6, '/')) {
+		if (put)
+			put_app(c, u + 6);
+		else
+			reply_error(c, 405, "use PUT");
+	} else
+		reply_error(c, 404, "no such endpoint");
+}
+
+static int
+on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct admin_conn *c = p->data;
+	if (c->url_len + len >= sizeof c->url)
+		return -1;
+	memcpy(c->url + c->url_len, at, len);
+	c->url_len += len;
+	c->url[c->url_len] = 0;
+	return 0;
+}
+
+static int
+on_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct admin_conn *c = p->data;
+	if (c->field_len + len < sizeof c->field) {
+		memcpy(c->field + c->field_len, at, len);
+		c->field_len += len;
+	} else {
+		c->field_len = sizeof c->field; /* too long to be Authorization */
+	}
+	return 0;
+}
+
+static int
+on_field_done(llhttp_t *p)
+{
+	struct admin_conn *c = p->data;
+	c->in_auth = c->field_len == 13 && !strncasecmp(c->field, "authorization", 13);
+	c->field_len = 0;
+	return 0;
+}
+
+static int
+on_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct admin_conn *c = p->data;
+	if (!c->in_auth)
+		return 0;
+	if (c->auth_len + len >= sizeof c->auth)
+		return -1;
+	memcpy(c->auth + c->auth_len, at, len);
+	c->auth_len += len;
+	return 0;
+}
+
+static int
+on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct admin_conn *c = p->data;
+	if (evbuffer_get_length(c->body) + len > ADMIN_MAX_REQUEST)
+		return -1;
+	evbuffer_add(c->body, at, len);
+	return 0;
+}
+
+static int
+on_headers_complete(llhttp_t *p)
+{
+	struct admin_conn *c = p->data;
+	snprintf(c->method, sizeof c->method, "%s", llhttp_method_name((llhttp_method_t)p->method));
+	return 0;
+}
+
+static int
+on_complete(llhttp_t *p)
+{
+	struct admin_conn *c = p->data;
+	c->complete = 1;
+	return HPE_PAUSED;
+}
+
+static void
+admin_readcb(struct px_io *io, void *arg)
+{
+	struct admin_conn *c = arg;
+	struct evbuffer *in = px_io_input(io);
+	size_t n = evbuffer_get_length(in);
+	llhttp_errno_t e;
+
+	if (c->complete || c->replied) {
+		evbuffer_drain(in, n);
+		return;
+	}
+	e = llhttp_execute(&c->parser, (const char *)evbuffer_pullup(in, -1), n);
+	evbuffer_drain(in, n);
+	if (e != HPE_OK && e != HPE_PAUSED) {
+		reply_error(c, 400, "malformed request");
+		return;
+	}
+	if (c->complete)
+		route(c);
+}
+
+static void
+admin_eventcb(struct px_io *io, short what, void *arg)
+{
+	(void)io;
+	(void)what;
+	conn_free(arg);
+}
+
+static void
+admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct px_admin *a = arg;
+	struct admin_conn *c = calloc(1, sizeof *c);
+	(void)l;
+	(void)salen;
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->a = a;
+	c->io = px_io_new(a->m->base, fd);
+	c->body = evbuffer_new();
+	if (!c->io || !c->body) {
+		if (c->io)
+			px_io_free(c->io);
+		if (c->body)
+			evbuffer_free(c->body);
+		free(c);
+		return;
+	}
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+	else
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
+	c->next = a->conns;
+	if (a->conns)
+		a->conns->prev = c;
+	a->conns = c;
+	llhttp_settings_init(&c->settings);
+	c->settings.on_url = on_url;
+	c->settings.on_header_field = on_field;
+	c->settings.on_header_field_complete = on_field_done;
+	c->settings.on_header_value = on_value;
+	c->settings.on_headers_complete = on_headers_complete;
+	c->settings.on_body = on_body;
+	c->settings.on_message_complete = on_complete;
+	llhttp_init(&c->parser, HTTP_REQUEST, &c->settings);
+	c->parser.data = c;
+	px_io_setcb(c->io, admin_readcb, admin_writecb, admin_eventcb, c);
+	px_io_set_read_max(c->io, ADMIN_MAX_REQUEST + 8192);
+	px_io_set_timeout(c->io, 10000);
+	px_io_read(c->io, 1);
+}
+
+struct px_admin *
+px_admin_new(struct px_main *m, const struct pol_config *cfg)
+{
+	struct px_admin *a = calloc(1, sizeof *a);
+	struct addrinfo hints, *ai = NULL;
+
+	if (!a)
+		return NULL;
+	a->m = m;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if (getaddrinfo(cfg->admin_host, cfg->admin_port, &hints, &ai) || !ai) {
+		px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve [admin] listen", NULL);
+		free(a);
+		return NULL;
+	}
+	a->listener = evconnlistener_new_bind(m->base, admin_accept, a,
+	                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+	                                          LEV_OPT_CLOSE_ON_EXEC,
+	                                      64, ai->ai_addr, (int)ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (!a->listener) {
+		px_log(PX_LOG_ERROR, "startup", "why", "cannot listen on [admin] listen", "addr",
+		       cfg->admin_listen, NULL);
+		free(a);
+		return NULL;
+	}
+	px_log(PX_LOG_INFO, "admin_listen", "addr", cfg->admin_listen, "auth",
+	       cfg->admin_token ? "token" : "none (loopback)", NULL);
+	return a;
+}
+
+void
+px_admin_free(struct px_admin *a)
+{
+	if (!a)
+		return;
+	while (a->conns)
+		conn_free(a->conns);
+	evconnlistener_free(a->listener);
+	free(a);
+}

@@ -1,0 +1,158 @@
+// Operating syncgate: the admin API (auth, health, readiness, runtime switches taking effect
+// on open sockets), reload semantics with runtime overrides, /metrics counting exactly what
+// happened, report mode, access lines, and workers = 2 (the SDK suite, and reloads under
+// load dropping no request).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startBackend, startSyncgate, rawExchange, parseResponses, freePort, sleep, waitFor } from '../lib/harness.mjs';
+import { RawWs, userToken } from '../lib/rawws.mjs';
+import { session, uniqueUser, settle } from './sdk.mjs';
+import { defineScenarios } from './sdk_scenarios.mjs';
+
+const KEY = 'sk_test_demo', TOKEN = 'admin-token-123';
+const cleanup = [];
+after(async () => { for (const f of cleanup.reverse()) await f(); setTimeout(() => process.exit(), 200).unref(); });
+
+async function setup(appConf, { workers = 1, extra = '' } = {}) {
+  const be = await startBackend({ apps: { demo: KEY } });
+  cleanup.push(() => be.stop());
+  const adminPort = await freePort();
+  const tokenFile = path.join(fs.mkdtempSync('/tmp/sgtok-'), 'token');
+  fs.writeFileSync(tokenFile, TOKEN + '\n');
+  const conf = (app) => `workers = ${workers}\n[admin]\nlisten = 127.0.0.1:${adminPort}\ntoken_file = ${tokenFile}\n[app:demo]\nsecret_key = ${KEY}\n${app}\n${extra}`;
+  const sg = await startSyncgate(be.port, conf(appConf));
+  cleanup.push(() => sg.stop());
+  const admin = async (method, p, body, token = TOKEN) => {
+    const r = await fetch(`http://127.0.0.1:${adminPort}${p}`, { method, headers: token ? { Authorization: `Bearer ${token}` } : {}, body: body ? JSON.stringify(body) : undefined });
+    return { status: r.status, text: await r.text() };
+  };
+  return { be, sg, admin, reconf: (app) => sg.writeConf(conf(app).replace(/^/, '')) };
+}
+
+test('admin API: token required; health and readiness; unknown app 404; bad value 400', async () => {
+  const { be, admin } = await setup('user_sync = on');
+  assert.equal((await admin('GET', '/healthz', null, null)).status, 401);
+  assert.equal((await admin('GET', '/healthz', null, 'wrong')).status, 401);
+  assert.equal((await admin('GET', '/healthz')).status, 200);
+  assert.equal((await admin('GET', '/readyz')).status, 200);
+  assert.equal((await admin('PUT', '/apps/nosuchapp', { user_sync: 'off' })).status, 404);
+  assert.equal((await admin('PUT', '/apps/demo', { user_sync: 'maybe' })).status, 400);
+  assert.equal((await admin('PUT', '/apps/demo', { colour: 'red' })).status, 400);
+  const apps = JSON.parse((await admin('GET', '/apps')).text);
+  const demo = apps.apps.find((a) => a.id === 'demo');
+  assert.deepEqual([demo.user_sync, demo.secret_key], ['on', true]);
+  assert.ok(!JSON.stringify(apps).includes(KEY), 'the key itself is never shown');
+  await be.stop();
+  assert.equal((await admin('GET', '/readyz')).status, 503);
+});
+
+test('a switch flipped over the admin API applies to the next call on an open SDK socket', async () => {
+  const { sg, admin } = await setup('user_sync = on\nconversation_sync = on');
+  const me = uniqueUser('flip');
+  const s = session({ host: `127.0.0.1:${sg.port}`, appId: 'demo', userId: me, key: KEY });
+  assert.ok((await settle(() => s.currentUser.set({ name: 'one' }))).ok);
+  assert.equal((await admin('PUT', '/apps/demo', { user_sync: 'off' })).status, 200);
+  const r = await settle(() => s.currentUser.set({ name: 'two' }));
+  assert.equal(r.ok, false);
+  assert.match(r.message, /USER_SYNC_DISABLED/);
+  assert.equal((await admin('PUT', '/apps/demo', { user_sync: 'on' })).status, 200);
+  assert.ok((await settle(() => s.currentUser.set({ name: 'three' }))).ok);
+  const line = sg.logs().find((l) => l.event === 'admin_change');
+  assert.equal(line.app, 'demo');
+  assert.match(line.change, /user_sync=off/);
+  assert.equal(line.by, '127.0.0.1');
+});
+
+test('reload: the file wins where it changed a switch; a runtime flip of another switch survives', async () => {
+  const { sg, admin, reconf } = await setup('user_sync = off\nconversation_sync = on');
+  const state = async () => JSON.parse((await admin('GET', '/apps')).text).apps.find((a) => a.id === 'demo');
+  await admin('PUT', '/apps/demo', { user_sync: 'on', conversation_sync: 'off' });
+  const reload = async (conf) => {
+    const n = sg.logs().filter((l) => l.event === 'reload').length;
+    reconf(conf);
+    sg.signal('SIGHUP');
+    await waitFor(() => sg.logs().filter((l) => l.event === 'reload').length > n);
+  };
+  await reload('user_sync = on\nconversation_sync = on'); // the file changed user_sync only
+  let a = await state();
+  assert.deepEqual([a.user_sync, a.conversation_sync], ['on', 'off'], 'runtime conversation_sync kept');
+  await reload('user_sync = off\nconversation_sync = on'); // the override of user_sync is gone
+  a = await state();
+  assert.deepEqual([a.user_sync, a.conversation_sync], ['off', 'off']);
+});
+
+test('/metrics counts exactly the calls of a scripted scenario', async () => {
+  const { be, sg, admin } = await setup('user_sync = off');
+  const ws = await RawWs.open(sg.port, '/v1/demo/realtime/alice');
+  ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken('demo', 'alice', KEY) }, {}]));
+  await ws.json(0);
+  for (let i = 1; i <= 3; i++) { ws.sendText(`[${i},"GET","/ping",{},{}]`); await ws.json(i); }
+  for (let i = 4; i <= 5; i++) { ws.sendText(`[${i},"PUT","/users/alice",{"name":"x"},{}]`); await ws.json(i); }
+  for (let i = 0; i < 4; i++) await rawExchange(sg.port, 'GET /bytes/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { idle: 500 });
+  await rawExchange(sg.port, 'PUT /v1/demo/users/bob HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', { idle: 500 });
+  const m = (await admin('GET', '/metrics')).text;
+  const val = (re) => { const x = m.match(re); return x ? Number(x[1]) : NaN; };
+  assert.equal(val(/^syncgate_decisions_total\{app="demo",op="ping",verdict="allow"\} (\d+)$/m), 3);
+  assert.equal(val(/^syncgate_decisions_total\{app="demo",op="auth",verdict="allow"\} (\d+)$/m), 1);
+  assert.equal(val(/^syncgate_decisions_total\{app="demo",op="user-set",verdict="refuse"\} (\d+)$/m), 3); // 2 ws + 1 http
+  assert.equal(val(/^syncgate_ws_refused_total (\d+)$/m), 2);
+  assert.equal(val(/^syncgate_http_refused_total (\d+)$/m), 1);
+  assert.equal(val(/^syncgate_ws_frames_total\{direction="client"\} (\d+)$/m), 6);
+  assert.equal(val(/^syncgate_http_requests_total (\d+)$/m), 6); // upgrade + 4 GET + 1 PUT
+  assert.equal(val(/^syncgate_ws_open (\d+)$/m), 1);
+  assert.equal(val(/^syncgate_http_request_duration_seconds_count (\d+)$/m), 6);
+  assert.match(m, /# TYPE syncgate_http_request_duration_seconds histogram/);
+  ws.destroy();
+  // access lines: one per request, no query strings, no tokens
+  const access = sg.logs().filter((l) => l.event === 'access');
+  assert.equal(access.filter((l) => l.request === 'GET /bytes/5' && l.status === '200').length, 4);
+  assert.ok(access.some((l) => l.request === 'GET /v1/demo/realtime/alice' && l.status === '101'));
+  await waitFor(() => sg.logs().some((l) => l.event === 'ws_closed'));
+  const closed = sg.logs().find((l) => l.event === 'ws_closed');
+  assert.deepEqual([closed.frames_in, closed.refused], ['6', '2']);
+  assert.ok(!sg.stderr().includes(KEY) && !sg.stderr().includes(userToken('demo', 'alice', KEY)), 'no keys or tokens in logs');
+  void be;
+});
+
+test('report mode: the forbidden call reaches the backend and a would_refuse line is logged', async () => {
+  const { be, sg } = await setup('user_sync = off\nmode = report');
+  await be.clearLog();
+  const ws = await RawWs.open(sg.port, '/v1/demo/realtime/alice');
+  ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken('demo', 'alice', KEY) }, {}]));
+  await ws.json(0);
+  ws.sendText('[1,"PUT","/users/alice",{"name":"reported"},{}]');
+  assert.equal((await ws.json(1))[1], 200, 'the backend answered');
+  assert.equal((await be.state('demo')).users.alice.name, 'reported');
+  const line = sg.logs().find((l) => l.event === 'would_refuse');
+  assert.deepEqual([line.app, line.op, line.errorCode, line.mode], ['demo', 'user-set', 'USER_SYNC_DISABLED', 'report']);
+  ws.destroy();
+});
+
+test('workers = 2: the SDK suite passes and reloads under load drop no request', async () => {
+  const { sg } = await setup('user_sync = on\nconversation_sync = on', { workers: 2 });
+  const sessions = [];
+  for (let i = 0; i < 6; i++) {
+    const s = session({ host: `127.0.0.1:${sg.port}`, appId: 'demo', userId: uniqueUser('w'), key: KEY });
+    sessions.push(settle(() => s.currentUser.set({ name: `w${i}` })));
+  }
+  assert.ok((await Promise.all(sessions)).every((r) => r.ok));
+  const wrk = spawn('wrk', ['-t2', '-c20', '-d3s', `http://127.0.0.1:${sg.port}/bytes/10`]);
+  let out = '';
+  wrk.stdout.on('data', (d) => { out += d; });
+  for (let i = 0; i < 5; i++) { await sleep(400); sg.signal('SIGHUP'); }
+  await new Promise((r) => wrk.on('exit', r));
+  assert.match(out, /requests in/);
+  assert.ok(!/Non-2xx|Socket errors/.test(out), out);
+  assert.ok(sg.logs().filter((l) => l.event === 'reload').length >= 5);
+  assert.equal(sg.logs().find((l) => l.event === 'ready').workers, '2');
+});
+
+let shared;
+test('workers = 2: start for the SDK suite', async () => {
+  const { sg } = await setup('user_sync = on\nconversation_sync = on', { workers: 2 });
+  shared = { host: `127.0.0.1:${sg.port}`, appId: 'demo', key: KEY };
+});
+defineScenarios('workers = 2', () => shared, 'token');
