@@ -207,6 +207,7 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	}
 	c->srv = srv;
 	c->cfg = pol_config_ref(srv->cfg);
+	snprintf(c->id, sizeof c->id, "w%d-%llu", srv->id, ++srv->next_conn_id);
 	if (sa->sa_family == AF_INET6) {
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
 		c->peer_v6 = 1;
@@ -538,7 +539,7 @@ log_decision(struct px_conn *c, const struct pol_call *call, const struct pol_de
 	memcpy(path, target, pl);
 	path[pl] = 0;
 	px_log(PX_LOG_INFO, d->would_deny ? "would_refuse" : "refuse", "transport", "http",
-	       "peer", c->peer, "app", app, "op", pol_op_to_str(call->op), "path", path,
+	       "socket", c->id, "peer", c->peer, "app", app, "op", pol_op_to_str(call->op), "path", path,
 	       "status", status, "errorCode", d->error_code ? d->error_code : "", "rule",
 	       d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
 }

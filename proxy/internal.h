@@ -63,6 +63,7 @@ struct px_conn {
 	int peer_v6;
 	char fwd[200];                  /* the X-Forwarded-* / Forwarded lines for this peer */
 	int counted;                    /* in stats.connections_open */
+	char id[24];                    /* "w<worker>-<n>": the socket in decision and close lines */
 	size_t fwd_len;
 	struct event *timer;            /* header deadline / keep-alive idle / response timeout */
 	int timer_kind;
@@ -152,6 +153,7 @@ struct px_server {
 	struct px_decision_count *decisions;
 	int ndecisions, cdecisions;
 	pthread_t thread;
+	unsigned long long next_conn_id;
 };
 
 /*

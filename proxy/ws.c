@@ -75,6 +75,8 @@ struct px_ws {
 	unsigned long long frames_in, frames_out, refused;
 	int authenticated;       /* identity = require: a valid renew was seen */
 	time_t opened;
+	unsigned long long bytes_in, bytes_out; /* as read from each side */
+	size_t seen_in, seen_out;      /* input bytes already counted (left for a later read) */
 	int close_code;          /* the first close code seen either way (0: none) */
 	struct parked *parked;   /* calls waiting for a fact */
 };
@@ -98,7 +100,7 @@ void
 px_ws_free(struct px_ws *ws)
 {
 	int i;
-	char in[24], out[24], refused[24], secs[24], code[8];
+	char in[24], out[24], refused[24], secs[24], code[8], bin[24], bout[24];
 	if (!ws)
 		return;
 	snprintf(in, sizeof in, "%llu", ws->frames_in);
@@ -106,9 +108,12 @@ px_ws_free(struct px_ws *ws)
 	snprintf(refused, sizeof refused, "%llu", ws->refused);
 	snprintf(secs, sizeof secs, "%ld", (long)(time(NULL) - ws->opened));
 	snprintf(code, sizeof code, "%d", ws->close_code);
-	px_log(PX_LOG_INFO, "ws_closed", "peer", ws->c->peer, "app", ws->c->app, "user", ws->c->user,
-	       "frames_in", in, "frames_out", out, "refused", refused, "seconds", secs, "close_code",
-	       ws->close_code ? code : "none", NULL);
+	snprintf(bin, sizeof bin, "%llu", ws->bytes_in);
+	snprintf(bout, sizeof bout, "%llu", ws->bytes_out);
+	px_log(PX_LOG_INFO, "ws_closed", "socket", ws->c->id, "peer", ws->c->peer, "app", ws->c->app,
+	       "user", ws->c->user, "frames_in", in, "frames_out", out, "bytes_in", bin, "bytes_out",
+	       bout, "refused", refused, "seconds", secs, "close_code", ws->close_code ? code : "none",
+	       NULL);
 	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_closed, 1, memory_order_relaxed);
 	evbuffer_free(ws->raw);
 	evbuffer_free(ws->msg);
@@ -233,7 +238,7 @@ log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_dec
 	if (pl < 0)
 		strcpy(path, "(long)");
 	px_log(PX_LOG_INFO, d->would_deny ? "would_refuse" : "refuse", "transport", "ws",
-	       "peer", c->peer, "app", c->app, "user", c->user, "op", pol_op_to_str(call->op),
+	       "socket", c->id, "peer", c->peer, "app", c->app, "user", c->user, "op", pol_op_to_str(call->op),
 	       "method", method,
 	       "path", path, "status", status, "errorCode", d->error_code ? d->error_code : "",
 	       "rule", d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
@@ -732,6 +737,7 @@ ws_client_readcb(struct px_io *io, void *arg)
 	struct evbuffer *in = px_io_input(io);
 
 	ws->last = time(NULL);
+	ws->bytes_in += evbuffer_get_length(in) - ws->seen_in;
 	if (ws->tunnel) {
 		evbuffer_add_buffer(px_io_output(c->uio), in);
 	} else {
@@ -757,6 +763,7 @@ ws_client_readcb(struct px_io *io, void *arg)
 				break; /* closing; C stays valid until the loop closes it */
 		}
 	}
+	ws->seen_in = evbuffer_get_length(in);
 	flush_both(c);
 	if (c->uio && evbuffer_get_length(px_io_output(c->uio)) > PX_HIGH_WATER)
 		px_io_read(c->cio, 0);
@@ -841,6 +848,7 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 	struct evbuffer *out = px_io_output(c->cio);
 
 	ws->last = time(NULL);
+	ws->bytes_out += evbuffer_get_length(in) - ws->seen_out;
 	if (ws->tunnel) {
 		evbuffer_add_buffer(out, in);
 		goto bp;
@@ -900,6 +908,7 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 		ws->s_remaining = h.len;
 	}
 bp:
+	ws->seen_out = evbuffer_get_length(in);
 	flush_both(c);
 	if (ws->server_closed && ws->client_closed && ws->s_remaining == 0) {
 		/* both close frames relayed: the TCP connections end once the last is written */

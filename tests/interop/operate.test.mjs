@@ -113,6 +113,9 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   await waitFor(() => sg.logs().some((l) => l.event === 'ws_closed'));
   const closed = sg.logs().find((l) => l.event === 'ws_closed');
   assert.deepEqual([closed.frames_in, closed.refused], ['6', '2']);
+  assert.ok(Number(closed.bytes_in) > 150 && Number(closed.bytes_out) > 50, JSON.stringify(closed));
+  assert.match(closed.socket, /^w0-\d+$/);
+  assert.ok(sg.logs().some((l) => l.event === 'refuse' && l.socket === closed.socket));
   assert.ok(!sg.stderr().includes(KEY) && !sg.stderr().includes(userToken('demo', 'alice', KEY)), 'no keys or tokens in logs');
   void be;
 });
