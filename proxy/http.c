@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "policy/jwt.h"
@@ -43,6 +44,7 @@ static void relay_request(struct px_conn *c);
 static void handle_response(struct px_conn *c);
 static void finish_transaction(struct px_conn *c);
 static void arm_timer(struct px_conn *c, int kind, uint32_t ms);
+static void linger_close(struct px_conn *c);
 
 static void
 ms_to_tv(uint32_t ms, struct timeval *tv)
@@ -168,11 +170,14 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct px_conn *c = arg;
 	(void)fd;
 	(void)what;
-	if (c->timer_kind == T_CLOSE && c->state == PX_C_CLOSING &&
-	    evbuffer_get_length(px_io_output(c->cio)) > 0) {
-		/* still flushing: the write callback closes it; a client that never reads is cut
-		 * off at the keep-alive timeout */
-		arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
+	if (c->timer_kind == T_CLOSE && c->state == PX_C_CLOSING) {
+		if (evbuffer_get_length(px_io_output(c->cio)) > 0) {
+			/* still flushing: the write callback goes on from there; a client that
+			 * never reads is cut off at the keep-alive timeout */
+			arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
+			return;
+		}
+		linger_close(c);
 		return;
 	}
 	if (c->timer_kind == T_HEADER && evbuffer_get_length(px_io_input(c->cio)) > 0) {
@@ -298,6 +303,62 @@ px_conn_close(struct px_conn *c)
 	srv->nconns--;
 	free(c);
 	px_server_conn_gone(srv);
+}
+
+/*
+ * The lingering close (nginx's lingering_close): once the last answer is written, stop
+ * writing (FIN) but keep reading and discarding for up to PX_LINGER_MS / PX_LINGER_BYTES.
+ * Closing while the client still sends would make the kernel answer with RST, and a client
+ * that gets RST may lose the answer we just wrote (a 413 during an upload, a close frame).
+ */
+static void
+linger_readcb(struct px_io *io, void *arg)
+{
+	struct px_conn *c = arg;
+	struct evbuffer *in = px_io_input(io);
+	c->linger_bytes += evbuffer_get_length(in);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if (c->linger_bytes > PX_LINGER_BYTES)
+		px_conn_close(c);
+}
+
+static void
+linger_eventcb(struct px_io *io, short what, void *arg)
+{
+	(void)io;
+	(void)what;
+	px_conn_close(arg); /* EOF: the client is done too */
+}
+
+static void
+linger_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	px_conn_close(arg);
+}
+
+static void
+linger_close(struct px_conn *c)
+{
+	struct timeval tv = {PX_LINGER_MS / 1000, (PX_LINGER_MS % 1000) * 1000};
+	struct evbuffer *in = px_io_input(c->cio);
+
+	if (c->lingering || c->srv->draining) {
+		px_conn_close(c);
+		return;
+	}
+	c->lingering = 1;
+	free_upstream(c);
+	shutdown(px_io_fd(c->cio), SHUT_WR);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	px_io_setcb(c->cio, linger_readcb, NULL, linger_eventcb, c);
+	px_io_set_timeout(c->cio, 0);
+	px_io_set_read_max(c->cio, 65536);
+	px_io_read(c->cio, 1);
+	evtimer_del(c->timer);
+	evtimer_assign(c->timer, c->srv->base, linger_timeout, c);
+	evtimer_add(c->timer, &tv);
 }
 
 void
@@ -1100,7 +1161,7 @@ finish_transaction(struct px_conn *c)
 	px_io_set_timeout(c->cio, 0);
 	if (c->close_after || c->srv->draining || c->state == PX_C_CLOSING) {
 		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
-			px_conn_close(c);
+			linger_close(c);
 		else
 			px_conn_close_when_flushed(c); /* the write callback closes it once drained */
 		return;
@@ -1148,7 +1209,7 @@ client_writecb(struct px_io *io, void *arg)
 	(void)io;
 	if (c->state == PX_C_CLOSING) {
 		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
-			px_conn_close(c);
+			linger_close(c);
 		return;
 	}
 	/* drained below the low watermark: resume the response */

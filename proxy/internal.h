@@ -32,6 +32,9 @@
  * that a malformed chunked body is refused with not one byte forwarded (proxy_request_buffering). */
 #define PX_REQUEST_BUFFER (64 * 1024)
 #define PX_MAX_LISTENERS POL_MAX_LISTEN
+/* The lingering close: how long, and how much, a closing connection keeps reading. */
+#define PX_LINGER_MS 2000
+#define PX_LINGER_BYTES (1024 * 1024)
 /* Chunk-extension bytes allowed per chunk (RFC 9112 §7.1.1 sets no bound; llhttp 8.1 none). */
 #define PX_MAX_CHUNK_EXT 4096
 
@@ -63,6 +66,8 @@ struct px_conn {
 	int peer_v6;
 	char fwd[200];                  /* the X-Forwarded-* / Forwarded lines for this peer */
 	int counted;                    /* in stats.connections_open */
+	int lingering;                  /* answer written, FIN sent, discarding input */
+	size_t linger_bytes;
 	char id[24];                    /* "w<worker>-<n>": the socket in decision and close lines */
 	size_t fwd_len;
 	struct event *timer;            /* header deadline / keep-alive idle / response timeout */

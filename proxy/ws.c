@@ -928,7 +928,7 @@ ws_client_writecb(struct px_io *io, void *arg)
 	(void)io;
 	if (c->state == PX_C_CLOSING) {
 		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
-			px_conn_close(c);
+			px_conn_close_when_flushed(c); /* from the loop, with the lingering close */
 		return;
 	}
 	if (c->uio)

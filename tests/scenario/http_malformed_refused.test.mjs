@@ -78,3 +78,15 @@ test('refusals are logged with a reason', async () => {
   assert.ok(lines.length >= 10);
   assert.ok(lines.every((l) => l.why && l.peer === '127.0.0.1'));
 });
+
+test('a client still uploading reads its 413 (lingering close, no RST)', async () => {
+  const body = Buffer.alloc(3 * 1024 * 1024, 0x61);
+  const req = Buffer.concat([Buffer.from(`POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`), body]);
+  for (let i = 0; i < 5; i++) {
+    const res = await rawExchange(sg.port, req, { idle: 3000 });
+    const rs = parseResponses(res.data);
+    assert.equal(rs.length, 1, 'the answer arrived');
+    assert.equal(rs[0].status, 413);
+    assert.ok(res.closed);
+  }
+});
