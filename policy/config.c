@@ -45,6 +45,7 @@ static const struct lim_def lim_defs[] = {
 	{"json_tokens", L32(json_tokens), LIM_COUNT, 16, 4000000, 100000},
 	{"batch_actions", L32(batch_actions), LIM_COUNT, 1, 10000, 100},
 	{"max_connections", L32(max_connections), LIM_COUNT, 1, 1000000, 9000},
+	{"max_connections_per_client", L32(max_connections_per_client), LIM_COUNT, 0, 1000000, 1000},
 	{"header_timeout", L32(header_timeout_ms), LIM_MS, 100, 3600000, 10000},
 	{"body_idle", L32(body_idle_ms), LIM_MS, 100, 3600000, 30000},
 	{"keepalive_idle", L32(keepalive_idle_ms), LIM_MS, 100, 3600000, 60000},

@@ -48,6 +48,7 @@ struct pol_limits {
 	uint32_t json_tokens;           /* values in one realtime frame; 400 */
 	uint32_t batch_actions;         /* participant actions per batch; 400 */
 	uint32_t max_connections;       /* client connections per worker; accept paused past it */
+	uint32_t max_connections_per_client; /* per client address, all workers; 0: no cap */
 	uint32_t header_timeout_ms;     /* absolute deadline for a request head (slowloris, 408) */
 	uint32_t body_idle_ms;          /* longest gap inside a request body (408) */
 	uint32_t keepalive_idle_ms;     /* idle client connection between requests */

@@ -219,6 +219,18 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	} else {
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
 	}
+	if (px_main_peer_add(srv->main, c->peer, c->cfg->limits.max_connections_per_client)) {
+		static const char busy[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+		                           "Content-Length: 86\r\nConnection: close\r\n\r\n"
+		                           "{\"errorCode\":\"TOO_MANY_CONNECTIONS\",\"reasons\":[\"max_connections_per_client reached\"]}\n";
+		px_log(PX_LOG_WARN, "max_connections_per_client", "peer", c->peer, NULL);
+		(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		evutil_closesocket(fd);
+		pol_config_unref(c->cfg);
+		free(c);
+		return;
+	}
+	c->peer_counted = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->fwd_len = (size_t)snprintf(c->fwd, sizeof c->fwd,
 	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
@@ -294,6 +306,8 @@ px_conn_close(struct px_conn *c)
 	c->cfg = NULL;
 	if (c->counted)
 		atomic_fetch_sub_explicit(&srv->stats.connections_open, 1, memory_order_relaxed);
+	if (c->peer_counted)
+		px_main_peer_remove(srv->main, c->peer);
 	if (c->prev)
 		c->prev->next = c->next;
 	else

@@ -66,6 +66,7 @@ struct px_conn {
 	int peer_v6;
 	char fwd[200];                  /* the X-Forwarded-* / Forwarded lines for this peer */
 	int counted;                    /* in stats.connections_open */
+	int peer_counted;               /* in px_main's per-address table */
 	int lingering;                  /* answer written, FIN sent, discarding input */
 	size_t linger_bytes;
 	char id[24];                    /* "w<worker>-<n>": the socket in decision and close lines */
@@ -185,7 +186,20 @@ struct px_main {
 	int nworkers;
 	struct px_admin *admin;
 	time_t started;
+	/* connections per client address, across workers (max_connections_per_client) */
+	pthread_mutex_t peers_lock;
+	struct px_peer_count *peers[1024];
 };
+
+struct px_peer_count {
+	struct px_peer_count *next;
+	unsigned count;
+	char addr[64];
+};
+
+/* Counts a connection from ADDR; returns 0, or -1 (not counted) if ADDR is at CAP. */
+int px_main_peer_add(struct px_main *m, const char *addr, unsigned cap);
+void px_main_peer_remove(struct px_main *m, const char *addr);
 
 /* proxy/http.c */
 void px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen);

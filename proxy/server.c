@@ -30,6 +30,57 @@
 #include "proxy/log.h"
 #include "proxy/lookup.h"
 
+/* ---- connections per client address ---- */
+
+static unsigned
+peer_hash(const char *a)
+{
+	unsigned h = 2166136261u;
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 16777619u;
+	return h % 1024;
+}
+
+int
+px_main_peer_add(struct px_main *m, const char *addr, unsigned cap)
+{
+	struct px_peer_count **pp, *p;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->peers_lock);
+	for (pp = &m->peers[peer_hash(addr)]; *pp && strcmp((*pp)->addr, addr); pp = &(*pp)->next)
+		;
+	p = *pp;
+	if (!p) {
+		p = calloc(1, sizeof *p);
+		if (p) {
+			snprintf(p->addr, sizeof p->addr, "%s", addr);
+			*pp = p;
+		}
+	}
+	if (p && cap && p->count >= cap)
+		rc = -1;
+	else if (p)
+		p->count++;
+	pthread_mutex_unlock(&m->peers_lock);
+	return rc;
+}
+
+void
+px_main_peer_remove(struct px_main *m, const char *addr)
+{
+	struct px_peer_count **pp, *p;
+
+	pthread_mutex_lock(&m->peers_lock);
+	for (pp = &m->peers[peer_hash(addr)]; *pp && strcmp((*pp)->addr, addr); pp = &(*pp)->next)
+		;
+	if ((p = *pp) && --p->count == 0) {
+		*pp = p->next;
+		free(p);
+	}
+	pthread_mutex_unlock(&m->peers_lock);
+}
+
 /* ---- workers ---- */
 
 void
@@ -413,6 +464,7 @@ px_main_new(struct pol_config *cfg, const char *path)
 	if (!m)
 		return NULL;
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_mutex_init(&m->peers_lock, NULL);
 	m->path = strdup(path);
 	m->file_cfg = pol_config_ref(cfg);
 	m->cfg = pol_config_ref(cfg);
@@ -503,6 +555,13 @@ px_main_free(struct px_main *m)
 	pol_config_unref(m->file_cfg);
 	free(m->ov);
 	free(m->path);
+	for (i = 0; i < 1024; i++)
+		while (m->peers[i]) {
+			struct px_peer_count *p = m->peers[i];
+			m->peers[i] = p->next;
+			free(p);
+		}
+	pthread_mutex_destroy(&m->peers_lock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
