@@ -45,6 +45,7 @@ test('5,000 idle connections: memory per connection within 16 KiB, others still 
 test('max_connections_per_client: past it, 429 and close; other addresses unaffected', async () => {
   const sg = await startSyncgate(be.port, '[limits]\nmax_connections_per_client = 10\n');
   try {
+    await sleep(500); // the harness's own port probe (also from 127.0.0.1) must be closed first
     const socks = [];
     for (let i = 0; i < 10; i++) { const s = net.connect(sg.port, '127.0.0.1'); s.on('error', () => {}); socks.push(s); await new Promise((r) => s.on('connect', r)); }
     await sleep(100);
