@@ -411,6 +411,13 @@ handler(void *user, const char *section, const char *name, const char *value)
 			return parse_listen(ld, value);
 		if (!strcmp(name, "upstream"))
 			return parse_upstream(ld, value);
+		if (!strcmp(name, "access_log")) {
+			int b = parse_bool(value);
+			if (b == UNSET)
+				return fail(ld, "access_log: '%s' is not on or off%s", value, "");
+			ld->c->access_log = b;
+			return 1;
+		}
 		if (!strcmp(name, "workers")) {
 			uint64_t n;
 			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)
@@ -471,6 +478,7 @@ set_defaults(struct pol_config *c)
 
 	c->refs = 1;
 	c->workers = 1;
+	c->access_log = 1;
 	for (i = 0; i < sizeof lim_defs / sizeof lim_defs[0]; i++) {
 		const struct lim_def *d = &lim_defs[i];
 		if (d->is64)

@@ -79,6 +79,7 @@ struct pol_config {
 	char upstream_host[256];
 	char upstream_port[8];
 	int workers;
+	int access_log;          /* [syncgate] access_log = on | off (default on) */
 	struct pol_app defaults; /* [app:*] */
 	struct pol_app *apps;    /* sorted by id for bsearch */
 	int napps;

@@ -3,7 +3,7 @@
  *
  *   GET /healthz        200 while the process runs
  *   GET /readyz         200 if the backend accepts a connection now, else 503
- *   GET /metrics        Prometheus text format
+ *   GET /metrics        Prometheus text format (decision counts lag by at most 250 ms)
  *   GET /apps           the effective switches of every configured app and [app:*]
  *   PUT /apps/{appId}   {"user_sync": "on|off", "conversation_sync": "on|off",
  *                        "mode": "enforce|report"}: applies to the next call on every socket

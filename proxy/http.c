@@ -20,6 +20,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -78,12 +79,16 @@ access_log(struct px_conn *c, int status)
 		;
 	atomic_fetch_add_explicit(&c->srv->stats.latency_bucket[b], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->srv->stats.latency_sum_us, us, memory_order_relaxed);
-	snprintf(st, sizeof st, "%d", status);
-	snprintf(dur, sizeof dur, "%.3f", (double)us / 1000.0);
-	snprintf(in, sizeof in, "%llu", (unsigned long long)c->req_body_bytes);
-	snprintf(out, sizeof out, "%llu", (unsigned long long)c->resp_bytes);
-	px_log(PX_LOG_INFO, "access", "peer", c->peer, "request", c->req_line, "status", st,
-	       "body_in", in, "body_out", out, "ms", dur, NULL);
+	if (c->cfg->access_log) {
+		snprintf(st, sizeof st, "%d", status);
+		snprintf(dur, sizeof dur, "%.3f", (double)us / 1000.0);
+		snprintf(in, sizeof in, "%llu", (unsigned long long)c->req_body_bytes);
+		snprintf(out, sizeof out, "%llu", (unsigned long long)c->resp_bytes);
+		px_log_to(c->srv->access, PX_LOG_INFO, "access", "peer", c->peer, "request", c->req_line,
+		          "status", st, "body_in", in, "body_out", out, "ms", dur, NULL);
+		if (evbuffer_get_length(c->srv->access) >= PIPE_BUF)
+			px_log_flush(c->srv->access);
+	}
 	c->req_line[0] = 0;
 }
 
@@ -876,8 +881,8 @@ handle_head(struct px_conn *c)
 		/* hold every byte after the upgrade request until the backend's 101 */
 		c->req_done = 1;
 		px_io_read(c->cio, 0);
-	} else {
-		px_io_set_timeout(c->cio, lim->body_idle_ms);
+	} else if (!c->req_done) {
+		px_io_set_timeout(c->cio, lim->body_idle_ms); /* a body is still to come */
 	}
 	relay_request(c);
 }

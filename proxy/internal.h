@@ -34,7 +34,7 @@
 #define PX_MAX_LISTENERS POL_MAX_LISTEN
 /* The lingering close: how long, and how much, a closing connection keeps reading. */
 #define PX_LINGER_MS 2000
-#define PX_LINGER_BYTES (1024 * 1024)
+#define PX_LINGER_BYTES (64 * 1024 * 1024) /* time is the real bound; this is a backstop */
 /* Chunk-extension bytes allowed per chunk (RFC 9112 §7.1.1 sets no bound; llhttp 8.1 none). */
 #define PX_MAX_CHUNK_EXT 4096
 
@@ -155,11 +155,20 @@ struct px_server {
 	int draining;
 	struct event *stop_ev, *drain_timer;
 	struct px_counters stats;
-	pthread_mutex_t dlock;          /* guards decisions */
-	struct px_decision_count *decisions;
+	/* decision counts: the worker's own table (no lock on the hot path), copied to the
+	 * snapshot the admin thread reads every 250 ms, under dlock */
+	struct px_decision_count *dc;
+	int ndc, cdc;
+	int *dc_index;                  /* open addressing over dc, DC_SLOTS entries */
+	pthread_mutex_t dlock;
+	struct px_decision_count *decisions; /* the snapshot */
 	int ndecisions, cdecisions;
 	pthread_t thread;
 	unsigned long long next_conn_id;
+	evutil_socket_t stop_fd[2];     /* main writes to [1] to stop this worker (no libevent
+	                                 * locking: no other thread ever touches this base) */
+	struct evbuffer *access;        /* access lines, written every 250 ms or 4 KiB */
+	struct event *access_timer;
 };
 
 /*

@@ -203,6 +203,8 @@ px_io_set_low_water(struct px_io *io, size_t low)
 void
 px_io_set_timeout(struct px_io *io, unsigned ms)
 {
+	if (ms == io->timeout_ms)
+		return; /* the pending event already has it (re-armed by every read) */
 	io->timeout_ms = ms;
 	if (io->rev_added)
 		arm(io->rev, ms); /* re-adding a pending event only moves its timer */

@@ -4,6 +4,8 @@
  */
 #include "proxy/log.h"
 
+#include <event2/buffer.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,40 +51,80 @@ px_json_escape(char *out, size_t sz, const char *s, size_t n)
 	return o;
 }
 
-void
-px_log(enum px_log_level level, const char *event, ...)
+static size_t
+format_line(char *line, size_t size, enum px_log_level level, const char *event, va_list ap)
 {
 	static const char *names[] = {"debug", "info", "warn", "error"};
-	char line[4096];
 	size_t o;
 	struct timeval tv;
 	struct tm tm;
-	va_list ap;
 	const char *k;
 
-	if (level < min_level)
-		return;
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	o = (size_t)snprintf(line, sizeof line,
+	o = (size_t)snprintf(line, size,
 	                     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":\"%s\",\"event\":\"%s\"",
 	                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 	                     tm.tm_sec, (int)(tv.tv_usec / 1000), names[level], event);
-	va_start(ap, event);
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		const char *v = va_arg(ap, const char *);
-		if (o + 16 >= sizeof line)
+		if (o + 16 >= size)
 			break;
-		o += (size_t)snprintf(line + o, sizeof line - o, ",\"%s\":\"", k);
-		if (o >= sizeof line - 8)
+		o += (size_t)snprintf(line + o, size - o, ",\"%s\":\"", k);
+		if (o >= size - 8)
 			break;
-		o += px_json_escape(line + o, sizeof line - o - 4, v ? v : "", v ? strlen(v) : 0);
+		o += px_json_escape(line + o, size - o - 4, v ? v : "", v ? strlen(v) : 0);
 		line[o++] = '"';
 	}
-	va_end(ap);
-	if (o > sizeof line - 3)
-		o = sizeof line - 3;
+	if (o > size - 3)
+		o = size - 3;
 	line[o++] = '}';
 	line[o++] = '\n';
-	(void)!write(2, line, o);
+	return o;
+}
+
+void
+px_log(enum px_log_level level, const char *event, ...)
+{
+	char line[4096];
+	va_list ap;
+	size_t n;
+
+	if (level < min_level)
+		return;
+	va_start(ap, event);
+	n = format_line(line, sizeof line, level, event, ap);
+	va_end(ap);
+	(void)!write(2, line, n);
+}
+
+void
+px_log_to(struct evbuffer *buf, enum px_log_level level, const char *event, ...)
+{
+	char line[4096];
+	va_list ap;
+	size_t n;
+
+	if (level < min_level)
+		return;
+	va_start(ap, event);
+	n = format_line(line, sizeof line, level, event, ap);
+	va_end(ap);
+	evbuffer_add(buf, line, n);
+}
+
+void
+px_log_flush(struct evbuffer *buf)
+{
+	while (evbuffer_get_length(buf) > 0) {
+		size_t len = evbuffer_get_length(buf), take = len < PIPE_BUF ? len : PIPE_BUF;
+		const char *p = (const char *)evbuffer_pullup(buf, (ev_ssize_t)take);
+		/* whole lines only: back up to the last newline in the chunk */
+		while (take > 0 && p[take - 1] != '\n')
+			take--;
+		if (take == 0)
+			take = len < PIPE_BUF ? len : PIPE_BUF; /* a line longer than PIPE_BUF */
+		(void)!write(2, p, take);
+		evbuffer_drain(buf, take);
+	}
 }

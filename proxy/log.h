@@ -17,6 +17,15 @@ void px_log_set_level(enum px_log_level l);
  */
 void px_log(enum px_log_level level, const char *event, ...);
 
+/* The same line appended to BUF instead of written at once (access lines: see
+ * px_log_flush). */
+struct evbuffer;
+void px_log_to(struct evbuffer *buf, enum px_log_level level, const char *event, ...);
+
+/* Writes BUF's whole lines to stderr in writes of at most PIPE_BUF bytes (each atomic on a
+ * pipe, so lines of several threads never interleave). */
+void px_log_flush(struct evbuffer *buf);
+
 /* Appends S (N bytes) JSON-escaped into OUT (SZ bytes, NUL-terminated); returns bytes used. */
 size_t px_json_escape(char *out, size_t sz, const char *s, size_t n);
 

@@ -18,7 +18,8 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -96,38 +97,69 @@ px_server_refresh_slow(struct px_server *srv)
 	pol_config_unref(old);
 }
 
+#define DC_MAX 4096  /* label sets per worker: app ids come from clients, so they are capped */
+#define DC_SLOTS 8192
+
+static unsigned
+dc_hash(const char *app, enum pol_op op, int verdict)
+{
+	unsigned h = 2166136261u ^ (unsigned)op * 31u ^ (unsigned)verdict * 7u;
+	for (; *app; app++)
+		h = (h ^ (unsigned char)*app) * 16777619u;
+	return h;
+}
+
 void
 px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op, int verdict)
 {
+	unsigned slot = dc_hash(app, op, verdict) % DC_SLOTS;
 	int i;
 
-	pthread_mutex_lock(&srv->dlock);
-	for (i = 0; i < srv->ndecisions; i++) {
-		struct px_decision_count *d = &srv->decisions[i];
+	if (!srv->dc_index)
+		return;
+	while ((i = srv->dc_index[slot]) >= 0) {
+		struct px_decision_count *d = &srv->dc[i];
 		if (d->op == op && d->verdict == verdict && !strcmp(d->app, app)) {
 			d->n++;
+			return;
+		}
+		slot = (slot + 1) % DC_SLOTS;
+	}
+	if (srv->ndc >= DC_MAX)
+		return;
+	if (srv->ndc == srv->cdc) {
+		int nc = srv->cdc ? srv->cdc * 2 : 64;
+		struct px_decision_count *nd = realloc(srv->dc, (size_t)nc * sizeof *nd);
+		if (!nd)
+			return;
+		srv->dc = nd;
+		srv->cdc = nc;
+	}
+	i = srv->ndc++;
+	snprintf(srv->dc[i].app, sizeof srv->dc[i].app, "%s", app);
+	srv->dc[i].op = (unsigned char)op;
+	srv->dc[i].verdict = (unsigned char)verdict;
+	srv->dc[i].n = 1;
+	srv->dc_index[slot] = i;
+}
+
+/* Publishes the decision counts for the admin thread. */
+static void
+publish_decisions(struct px_server *srv)
+{
+	pthread_mutex_lock(&srv->dlock);
+	if (srv->ndc > srv->cdecisions) {
+		struct px_decision_count *n = realloc(srv->decisions, (size_t)srv->cdc * sizeof *n);
+		if (!n) {
 			pthread_mutex_unlock(&srv->dlock);
 			return;
 		}
+		srv->decisions = n;
+		srv->cdecisions = srv->cdc;
 	}
-	/* a new label set; bounded so that app ids from clients cannot grow it without end */
-	if (srv->ndecisions < 4096) {
-		if (srv->ndecisions == srv->cdecisions) {
-			int nc = srv->cdecisions ? srv->cdecisions * 2 : 64;
-			struct px_decision_count *nd = realloc(srv->decisions, (size_t)nc * sizeof *nd);
-			if (!nd) {
-				pthread_mutex_unlock(&srv->dlock);
-				return;
-			}
-			srv->decisions = nd;
-			srv->cdecisions = nc;
-		}
-		struct px_decision_count *d = &srv->decisions[srv->ndecisions++];
-		snprintf(d->app, sizeof d->app, "%s", app);
-		d->op = (unsigned char)op;
-		d->verdict = (unsigned char)verdict;
-		d->n = 1;
-	}
+	if (srv->ndc)
+		memcpy(srv->decisions, srv->dc, (size_t)srv->ndc * sizeof *srv->dc);
+	srv->ndecisions = srv->ndc;
 	pthread_mutex_unlock(&srv->dlock);
 }
 
@@ -186,14 +218,26 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* In the worker's thread: stop accepting, close idle connections, let the rest finish. */
 static void
+access_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_server *srv = arg;
+	(void)fd;
+	(void)what;
+	px_log_flush(srv->access);
+	publish_decisions(srv);
+}
+
+static void
 worker_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_server *srv = arg;
 	struct px_conn *c, *next;
 	struct timeval tv;
+	char b;
 	int i;
-	(void)fd;
 	(void)what;
+
+	(void)!read(fd, &b, 1);
 
 	if (srv->draining)
 		return;
@@ -209,6 +253,7 @@ worker_stop_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->state == PX_C_HEAD && evbuffer_get_length(px_io_input(c->cio)) == 0)
 			px_conn_close(c);
 	}
+	event_del(srv->access_timer); /* a pending timer would keep the loop alive */
 	if (srv->nconns == 0) {
 		event_base_loopexit(srv->base, NULL);
 		return;
@@ -234,11 +279,23 @@ server_free(struct px_server *srv)
 	px_upstream_pool_free(srv);
 	if (srv->stop_ev)
 		event_free(srv->stop_ev);
+	if (srv->access_timer)
+		event_free(srv->access_timer);
+	if (srv->access) {
+		px_log_flush(srv->access);
+		evbuffer_free(srv->access);
+	}
+	if (srv->stop_fd[0] >= 0)
+		evutil_closesocket(srv->stop_fd[0]);
+	if (srv->stop_fd[1] >= 0)
+		evutil_closesocket(srv->stop_fd[1]);
 	if (srv->drain_timer)
 		event_free(srv->drain_timer);
 	pol_classifier_free(srv->classifier);
 	free(srv->ws_scratch);
 	free(srv->decisions);
+	free(srv->dc);
+	free(srv->dc_index);
 	pthread_mutex_destroy(&srv->dlock);
 	pol_config_unref(srv->cfg);
 	if (srv->base)
@@ -265,11 +322,29 @@ server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen
 	srv->classifier = pol_classifier_new(&cfg->limits);
 	srv->ws_scratch_size = cfg->limits.ws_message_bytes;
 	srv->ws_scratch = malloc(srv->ws_scratch_size);
-	srv->stop_ev = srv->base ? event_new(srv->base, -1, 0, worker_stop_cb, srv) : NULL;
-	if (!srv->base || !srv->classifier || !srv->ws_scratch || !srv->stop_ev) {
+	srv->stop_fd[0] = srv->stop_fd[1] = -1;
+	if (evutil_socketpair(AF_UNIX, SOCK_STREAM, 0, srv->stop_fd) == 0) {
+		evutil_make_socket_nonblocking(srv->stop_fd[0]);
+		evutil_make_socket_closeonexec(srv->stop_fd[0]);
+		evutil_make_socket_closeonexec(srv->stop_fd[1]);
+	}
+	srv->stop_ev = srv->base && srv->stop_fd[0] >= 0
+	                   ? event_new(srv->base, srv->stop_fd[0], EV_READ, worker_stop_cb, srv) : NULL;
+	srv->access = evbuffer_new();
+	srv->dc_index = malloc(DC_SLOTS * sizeof *srv->dc_index);
+	if (srv->dc_index)
+		memset(srv->dc_index, 0xff, DC_SLOTS * sizeof *srv->dc_index);
+	srv->access_timer = srv->base ? event_new(srv->base, -1, EV_PERSIST, access_flush_cb, srv) : NULL;
+	if (!srv->base || !srv->classifier || !srv->ws_scratch || !srv->stop_ev || !srv->access ||
+	    !srv->access_timer) {
 		px_log(PX_LOG_ERROR, "startup", "why", "out of memory", NULL);
 		server_free(srv);
 		return NULL;
+	}
+	event_add(srv->stop_ev, NULL);
+	{
+		struct timeval tv = {0, 250000};
+		event_add(srv->access_timer, &tv);
 	}
 	memcpy(&srv->up_addr, up, uplen);
 	srv->up_addrlen = uplen;
@@ -443,9 +518,16 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 
 	px_log(PX_LOG_INFO, "shutdown", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
 	for (i = 0; i < m->nworkers; i++)
-		event_active(m->workers[i]->stop_ev, 0, 0);
+		(void)!write(m->workers[i]->stop_fd[1], "x", 1);
 	px_admin_free(m->admin);
 	m->admin = NULL;
+	if (m->nworkers == 1) {
+		/* the worker's own drain ends the shared loop; signals are no longer wanted */
+		event_del(m->sig_term);
+		event_del(m->sig_int);
+		event_del(m->sig_hup);
+		return;
+	}
 	event_base_loopexit(m->base, NULL);
 }
 
@@ -458,8 +540,6 @@ px_main_new(struct pol_config *cfg, const char *path)
 	struct addrinfo hints, *res = NULL;
 	int i, rc;
 
-	if (evthread_use_pthreads() < 0)
-		return NULL;
 	m = calloc(1, sizeof *m);
 	if (!m)
 		return NULL;
@@ -469,8 +549,7 @@ px_main_new(struct pol_config *cfg, const char *path)
 	m->file_cfg = pol_config_ref(cfg);
 	m->cfg = pol_config_ref(cfg);
 	m->started = time(NULL);
-	m->base = event_base_new();
-	if (!m->base || !m->path)
+	if (!m->path)
 		goto bad;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -495,6 +574,11 @@ px_main_new(struct pol_config *cfg, const char *path)
 		m->nworkers++;
 	}
 	freeaddrinfo(res);
+	/* one worker: its loop is the main loop, and the process stays single-threaded (glibc's
+	 * syscall wrappers then skip the cancellation bookkeeping a second thread would cost) */
+	m->base = m->nworkers == 1 ? m->workers[0]->base : event_base_new();
+	if (!m->base)
+		goto bad;
 	if (cfg->admin_listen[0]) {
 		m->admin = px_admin_new(m, cfg);
 		if (!m->admin)
@@ -518,7 +602,7 @@ px_main_run(struct px_main *m)
 	char up[300], nw[8];
 	int i;
 
-	for (i = 0; i < m->nworkers; i++)
+	for (i = 0; m->nworkers > 1 && i < m->nworkers; i++)
 		if (pthread_create(&m->workers[i]->thread, NULL, worker_main, m->workers[i])) {
 			px_log(PX_LOG_ERROR, "startup", "why", "cannot start a worker thread", NULL);
 			return 1;
@@ -527,7 +611,7 @@ px_main_run(struct px_main *m)
 	snprintf(nw, sizeof nw, "%d", m->nworkers);
 	px_log(PX_LOG_INFO, "ready", "upstream", up, "workers", nw, "version", SYNCGATE_VERSION, NULL);
 	event_base_dispatch(m->base);
-	for (i = 0; i < m->nworkers; i++)
+	for (i = 0; m->nworkers > 1 && i < m->nworkers; i++)
 		pthread_join(m->workers[i]->thread, NULL);
 	px_log(PX_LOG_INFO, "exit", NULL);
 	return 0;
@@ -540,17 +624,17 @@ px_main_free(struct px_main *m)
 	if (!m)
 		return;
 	px_admin_free(m->admin);
-	for (i = 0; i < m->nworkers; i++)
-		server_free(m->workers[i]);
-	free(m->workers);
 	if (m->sig_term)
 		event_free(m->sig_term);
 	if (m->sig_int)
 		event_free(m->sig_int);
 	if (m->sig_hup)
 		event_free(m->sig_hup);
-	if (m->base)
+	if (m->base && (m->nworkers != 1 || m->base != m->workers[0]->base))
 		event_base_free(m->base);
+	for (i = 0; i < m->nworkers; i++)
+		server_free(m->workers[i]);
+	free(m->workers);
 	pol_config_unref(m->cfg);
 	pol_config_unref(m->file_cfg);
 	free(m->ov);

@@ -35,6 +35,7 @@ cat >"$dir/syncgate.conf" <<CONF
 listen = 127.0.0.1:$SG
 upstream = http://127.0.0.1:$BE
 workers = 1
+access_log = off                 ; as the nginx proxy above (access_log off)
 [app:*]
 user_sync = off
 conversation_sync = off

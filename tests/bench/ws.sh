@@ -33,11 +33,13 @@ cat >"$dir/syncgate.conf" <<CONF
 [syncgate]
 listen = 127.0.0.1:$SG
 upstream = http://127.0.0.1:$BE
+access_log = off
 [app:bench]
 user_sync = off
 conversation_sync = off
 [limits]
 max_connections = 19000
+max_connections_per_client = 0
 ws_idle = 1h
 CONF
 "$tool" server $BE & echo $! >"$dir/a.pid"
@@ -45,12 +47,17 @@ nginx -c "$dir/proxy.conf" -p "$dir" & echo $! >"$dir/b.pid"
 "$bin" -c "$dir/syncgate.conf" 2>"$dir/syncgate.log" & echo $! >"$dir/c.pid"
 sleep 1
 
-echo "WebSocket relay benchmark: 100 sockets, [seq,\"GET\",\"/ping\",{},{}] round trips, ${secs}s each (nproc=$(nproc))"
-d=$("$tool" rtt $BE 100 "$secs" $path)
-n=$("$tool" rtt $NG 100 "$secs" $path)
-s=$("$tool" rtt $SG 100 "$secs" $path)
-printf '%-10s %14s\n' target round-trips/s direct "$d" nginx "$n" syncgate "$s"
-awk -v a="$s" -v b="$n" 'BEGIN { printf "syncgate/nginx: %.2fx\n", a / b }'
+echo "WebSocket relay benchmark: 100 sockets, [seq,\"GET\",\"/ping\",{},{}] round trips, ${secs}s per run, 3 runs each alternating, medians (nproc=$(nproc))"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+d=""; n=""; s=""
+for run in 1 2 3; do
+	d="$d $("$tool" rtt $BE 100 "$secs" $path)"
+	n="$n $("$tool" rtt $NG 100 "$secs" $path)"
+	s="$s $("$tool" rtt $SG 100 "$secs" $path)"
+done
+dm=$(tr ' ' '\n' <<<"$d" | grep . | median); nm=$(tr ' ' '\n' <<<"$n" | grep . | median); sm=$(tr ' ' '\n' <<<"$s" | grep . | median)
+printf '%-10s %14s   %s\n' target round-trips/s runs direct "$dm" "$d" nginx "$nm" "$n" syncgate "$sm" "$s"
+awk -v a="$sm" -v b="$nm" 'BEGIN { printf "syncgate/nginx (medians): %.2fx\n", a / b }'
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)

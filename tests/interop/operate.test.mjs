@@ -93,6 +93,7 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   for (let i = 4; i <= 5; i++) { ws.sendText(`[${i},"PUT","/users/alice",{"name":"x"},{}]`); await ws.json(i); }
   for (let i = 0; i < 4; i++) await rawExchange(sg.port, 'GET /bytes/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { idle: 500 });
   await rawExchange(sg.port, 'PUT /v1/demo/users/bob HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', { idle: 500 });
+  await sleep(400); // decision counts are published every 250 ms
   const m = (await admin('GET', '/metrics')).text;
   const val = (re) => { const x = m.match(re); return x ? Number(x[1]) : NaN; };
   assert.equal(val(/^syncgate_decisions_total\{app="demo",op="ping",verdict="allow"\} (\d+)$/m), 3);
@@ -107,6 +108,7 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   assert.match(m, /# TYPE syncgate_http_request_duration_seconds histogram/);
   ws.destroy();
   // access lines: one per request, no query strings, no tokens
+  await waitFor(() => sg.logs().filter((l) => l.event === 'access').length >= 6); // written every 250 ms
   const access = sg.logs().filter((l) => l.event === 'access');
   assert.equal(access.filter((l) => l.request === 'GET /bytes/5' && l.status === '200').length, 4);
   assert.ok(access.some((l) => l.request === 'GET /v1/demo/realtime/alice' && l.status === '101'));
