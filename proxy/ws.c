@@ -60,8 +60,8 @@ struct px_ws {
 	/* client -> backend */
 	struct evbuffer *raw;   /* the current message's data frames, as received */
 	struct evbuffer *msg;   /* its unmasked payload */
-	int in_msg, msg_opcode;
-	uint32_t nfrag;
+	struct px_ws_assembler asm_; /* the message rules (wsframe.c) */
+	int msg_opcode;         /* of the message being reassembled, once complete */
 	int client_closed;      /* client sent close */
 	/* backend -> client */
 	uint64_t s_remaining;   /* payload bytes of the current backend frame still to relay */
@@ -619,7 +619,6 @@ static int
 client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h)
 {
 	struct px_conn *c = ws->c;
-	const struct pol_limits *lim = &c->cfg->limits;
 	size_t total = h->hdr_len + h->len;
 
 	ws->frames_in++;
@@ -648,36 +647,33 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 			px_io_read(c->cio, 0);
 		return ws->client_closed ? -1 : 0;
 	}
-	if (h->opcode == PX_WS_TEXT && h->fin && !ws->in_msg && h->len <= c->srv->ws_scratch_size) {
-		/* the common case, a whole message in one frame: unmask a copy into the worker's
-		 * scratch, decide, and move the frame to the backend (or drop it) in one step */
-		struct evbuffer_ptr pos;
-		struct raw_src raw = {in, total};
-		char *text = c->srv->ws_scratch;
-		evbuffer_ptr_set(in, &pos, h->hdr_len, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &pos, text, h->len);
-		px_ws_mask((uint8_t *)text, h->len, h->mask, 0);
-		if (!px_utf8_valid((const uint8_t *)text, h->len)) {
-			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+	{
+		int code, opcode = 0;
+		const char *why;
+		int r = px_ws_assemble(&ws->asm_, h, &opcode, &code, &why);
+		if (r < 0) {
+			close_client(c, code, why);
 			return -1;
 		}
-		police_message(ws, text, h->len, &raw);
-		return c->state == PX_C_CLOSING ? -1 : 0;
-	}
-	if ((h->opcode == PX_WS_CONT) != ws->in_msg) {
-		close_client(c, PX_WS_CLOSE_PROTOCOL, ws->in_msg ? "new message inside a fragmented one"
-		                                                  : "continuation without a message");
-		return -1;
-	}
-	if (!ws->in_msg) {
-		ws->in_msg = 1;
-		ws->msg_opcode = h->opcode;
-		ws->nfrag = 0;
-	}
-	if (++ws->nfrag > lim->ws_fragments ||
-	    evbuffer_get_length(ws->msg) + h->len > lim->ws_message_bytes) {
-		close_client(c, PX_WS_CLOSE_TOO_BIG, "message over the size or fragment limit");
-		return -1;
+		if (r == PX_WS_LAST && ws->asm_.nfrag == 1 && opcode == PX_WS_TEXT &&
+		    h->len <= c->srv->ws_scratch_size) {
+			/* the common case, a whole message in one frame: unmask a copy into the
+			 * worker's scratch, decide, and move the frame on (or drop it) in one step */
+			struct evbuffer_ptr pos;
+			struct raw_src raw = {in, total};
+			char *text = c->srv->ws_scratch;
+			evbuffer_ptr_set(in, &pos, h->hdr_len, EVBUFFER_PTR_SET);
+			evbuffer_copyout_from(in, &pos, text, h->len);
+			px_ws_mask((uint8_t *)text, h->len, h->mask, 0);
+			if (!px_utf8_valid((const uint8_t *)text, h->len)) {
+				close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+				return -1;
+			}
+			police_message(ws, text, h->len, &raw);
+			return c->state == PX_C_CLOSING ? -1 : 0;
+		}
+		if (r == PX_WS_LAST)
+			ws->msg_opcode = opcode;
 	}
 	{
 		/* unmask a copy of the payload for policy; keep the frame as received */
@@ -709,7 +705,6 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 	}
 	if (!h->fin)
 		return 0;
-	ws->in_msg = 0;
 	{
 		size_t len = evbuffer_get_length(ws->msg);
 		const char *text = len ? (const char *)evbuffer_pullup(ws->msg, -1) : "";
@@ -973,6 +968,7 @@ px_ws_start(struct px_conn *c)
 	ws->tunnel = !c->ws_realtime;
 	ws->raw = evbuffer_new();
 	ws->msg = evbuffer_new();
+	px_ws_assembler_init(&ws->asm_, c->cfg->limits.ws_message_bytes, c->cfg->limits.ws_fragments);
 	ws->inject = evbuffer_new();
 	ws->last = ws->opened = time(NULL);
 	if (!ws->raw || !ws->msg || !ws->inject) {

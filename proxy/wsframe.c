@@ -204,3 +204,41 @@ px_ws_key_valid(const char *key, size_t klen)
 	}
 	return EVP_DecodeBlock(out, (const unsigned char *)key, 24) == 18;
 }
+
+void
+px_ws_assembler_init(struct px_ws_assembler *a, uint64_t max_size, uint32_t max_frags)
+{
+	memset(a, 0, sizeof *a);
+	a->max_size = max_size;
+	a->max_frags = max_frags;
+}
+
+int
+px_ws_assemble(struct px_ws_assembler *a, const struct px_ws_header *h, int *opcode, int *code,
+               const char **why)
+{
+	if (h->opcode >= PX_WS_CLOSE)
+		return PX_WS_CONTROL;
+	*code = PX_WS_CLOSE_PROTOCOL;
+	if ((h->opcode == PX_WS_CONT) != a->in_msg) {
+		*why = a->in_msg ? "new message inside a fragmented one" : "continuation without a message";
+		return -1;
+	}
+	if (!a->in_msg) {
+		a->in_msg = 1;
+		a->opcode = h->opcode;
+		a->nfrag = 0;
+		a->size = 0;
+	}
+	if (++a->nfrag > a->max_frags || h->len > a->max_size - a->size) {
+		*code = PX_WS_CLOSE_TOO_BIG;
+		*why = "message over the size or fragment limit";
+		return -1;
+	}
+	a->size += h->len;
+	if (!h->fin)
+		return PX_WS_PART;
+	a->in_msg = 0;
+	*opcode = a->opcode;
+	return PX_WS_LAST;
+}

@@ -48,6 +48,33 @@ struct px_ws_header {
 int px_ws_parse_header(const uint8_t *buf, size_t len, int from_client, uint64_t max_payload,
                        struct px_ws_header *h, int *code, const char **why);
 
+/*
+ * Message reassembly rules (RFC 6455 §5.4), apart from the bytes: which frames start, continue
+ * and end a message, and the caps on a message's size and fragment count. Control frames may
+ * come between fragments and do not touch the state.
+ */
+struct px_ws_assembler {
+	int in_msg;          /* a fragmented message is open */
+	int opcode;          /* its opcode (TEXT or BINARY) */
+	uint32_t nfrag;      /* data frames in it so far */
+	uint64_t size;       /* payload bytes in it so far */
+	uint64_t max_size;
+	uint32_t max_frags;
+};
+
+enum { PX_WS_CONTROL = 1, PX_WS_PART, PX_WS_LAST };
+
+void px_ws_assembler_init(struct px_ws_assembler *a, uint64_t max_size, uint32_t max_frags);
+
+/*
+ * Accounts for the frame with header H. Returns PX_WS_CONTROL for a control frame, PX_WS_PART
+ * for a data frame that leaves its message open, PX_WS_LAST for the frame that completes a
+ * message (its opcode in *OPCODE, its fragment count in A->nfrag until the next call), or -1
+ * with *CODE (1002 or 1009) and *WHY for a frame that breaks the rules or a cap.
+ */
+int px_ws_assemble(struct px_ws_assembler *a, const struct px_ws_header *h, int *opcode,
+                   int *code, const char **why);
+
 /* Writes a header into OUT (PX_WS_MAX_HEADER bytes) with minimal length encoding; returns its
  * length. MASK NULL: unmasked. */
 size_t px_ws_write_header(uint8_t *out, int fin, int opcode, const uint8_t *mask, uint64_t len);

@@ -1,6 +1,7 @@
-/* libFuzzer: the WebSocket frame parser and reassembly, over a byte stream split at
+/* libFuzzer: the WebSocket frame parser and the reassembler, over a byte stream split at
  * fuzzer-chosen points. Properties: the header sequence read from split input equals the one
- * read whole (restartable parsing); accepted headers obey RFC 6455 §5.2; the caps hold. */
+ * read whole (restartable parsing); accepted headers obey RFC 6455 §5.2; the reassembler's
+ * verdicts equal those of an independent model of RFC 6455 §5.4 with the caps. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,48 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 			abort();
 		if ((h->opcode > 2 && h->opcode < 8) || h->opcode > 10)
 			abort();
+	}
+	/* the reassembler against a model: small caps so that the fuzzer reaches them */
+	{
+		struct px_ws_assembler a;
+		int open = 0, mop = 0;
+		unsigned count = 0;
+		uint64_t msize = 0;
+		px_ws_assembler_init(&a, 1000, 5);
+		for (i = 0; i < whole.n; i++) {
+			const struct px_ws_header *h = &whole.h[i];
+			int opcode = -1, code = 0, want, wcode = 0;
+			const char *why;
+			int r = px_ws_assemble(&a, h, &opcode, &code, &why);
+			if (h->opcode >= PX_WS_CLOSE) {
+				want = PX_WS_CONTROL;
+			} else if ((h->opcode == PX_WS_CONT) != open) {
+				want = -1;
+				wcode = PX_WS_CLOSE_PROTOCOL;
+			} else {
+				if (!open) {
+					open = 1;
+					mop = h->opcode;
+					count = 0;
+					msize = 0;
+				}
+				count++;
+				msize += h->len;
+				if (count > 5 || msize > 1000) {
+					want = -1;
+					wcode = PX_WS_CLOSE_TOO_BIG;
+				} else if (h->fin) {
+					want = PX_WS_LAST;
+					open = 0;
+				} else {
+					want = PX_WS_PART;
+				}
+			}
+			if (r != want || (r < 0 && code != wcode) || (r == PX_WS_LAST && opcode != mop))
+				abort();
+			if (r < 0)
+				break; /* the relay closes the socket here */
+		}
 	}
 	/* close payload and UTF-8 checks on the raw bytes */
 	{

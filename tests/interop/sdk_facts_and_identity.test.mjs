@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startBackend, startSyncgate, rawExchange, parseResponses, sleep } from '../lib/harness.mjs';
+import { startBackend, startSyncgate, rawExchange, parseResponses, sleep, waitFor } from '../lib/harness.mjs';
 import { RawWs, userToken } from '../lib/rawws.mjs';
 import { session, uniqueUser, settle } from './sdk.mjs';
 
@@ -187,4 +187,21 @@ test('identity = require: a bad signature at U3 gets 401 from syncgate; a good o
   // and the SDK's signature flow works end to end through syncgate
   const s = session({ host: host(), appId: 'ident', userId: uniqueUser('sig'), key: IKEY, auth: 'signature' });
   assert.ok((await settle(() => s.currentUser.set({ name: 'Signed' }))).ok);
+});
+
+test('identity = verify: a forged token is logged as invalid but not enforced', async () => {
+  const be2 = await startBackend({ apps: { ver: 'sk_test_ver' } });
+  const sg2 = await startSyncgate(be2.port, '[app:ver]\nidentity = verify\nsecret_key = sk_test_ver\n');
+  try {
+    const ws = await RawWs.open(sg2.port, '/v1/ver/realtime/alice');
+    ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken('ver', 'alice', 'sk_test_forged') }, {}]));
+    assert.equal((await ws.json(0))[1], 401, 'the backend itself refused it: syncgate forwarded the renew');
+    await waitFor(() => sg2.logs().some((l) => l.event === 'identity'));
+    const line = sg2.logs().find((l) => l.event === 'identity');
+    assert.deepEqual([line.result, line.why, line.mode], ['invalid', 'bad signature', 'verify']);
+    ws.destroy();
+  } finally {
+    await sg2.stop();
+    await be2.stop();
+  }
 });
