@@ -37,6 +37,38 @@ test('UserRef.createIfNotExists resolves for an existing user, rejects for a new
   assert.equal((await be.state('facts')).users[known].name, 'Known');
 });
 
+test('concurrent calls needing the same fact share one lookup in flight', async () => {
+  // no cache at all, and the backend stalled while the four calls arrive: only the in-flight
+  // deduplication can make this one lookup
+  const be2 = await startBackend({ apps: { facts: KEY } });
+  const sg2 = await startSyncgate(be2.port, `[app:facts]\nuser_sync = off\nsecret_key = ${KEY}\n[limits]\nlookup_cache_ttl = 0ms\nlookup_negative_ttl = 0ms\n`);
+  try {
+    const users = ['a', 'b', 'c', 'd'];
+    await be2.seed({ appId: 'facts', users: Object.fromEntries(['known', ...users].map((u) => [u, {}])) });
+    const socks = [];
+    for (const u of users) {
+      const ws = await RawWs.open(sg2.port, `/v1/facts/realtime/${u}`);
+      ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken('facts', u, KEY) }, {}]));
+      await ws.json(0);
+      socks.push(ws);
+    }
+    await be2.clearLog();
+    be2.proc.kill('SIGSTOP');
+    socks.forEach((ws) => ws.sendText('[1,"POST","/users/known",{},{}]'));
+    await sleep(300);
+    be2.proc.kill('SIGCONT');
+    const answers = await Promise.all(socks.map((ws) => ws.json(1)));
+    assert.deepEqual(answers.map((a) => a[1]), [409, 409, 409, 409]);
+    const n = (await be2.log()).filter((e) => e.kind === 'http' && e.url === '/v1/facts/users/known').length;
+    assert.equal(n, 1, 'four calls, one lookup');
+    socks.forEach((ws) => ws.destroy());
+  } finally {
+    be2.proc.kill('SIGCONT');
+    await sg2.stop();
+    await be2.stop();
+  }
+});
+
 test('conversations: createIfNotExists and set({notify}) follow participation', async () => {
   const me = uniqueUser('me'), bob = uniqueUser('bob'), mine = uniqueUser('c'), theirs = uniqueUser('c');
   await be.seed({ appId: 'facts', users: { [me]: {}, [bob]: {} }, conversations: { [mine]: { participants: { [me]: {}, [bob]: {} } }, [theirs]: { participants: { [bob]: {} } } } });
