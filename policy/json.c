@@ -4,6 +4,8 @@
  */
 #include "policy/json.h"
 
+#include "policy/text.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,48 +58,12 @@ pol_json_tokens(const struct pol_json *j)
 }
 
 static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 hex4(const unsigned char *p)
 {
-	int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]), d = hexval(p[3]);
+	int a = pol_hexval(p[0]), b = pol_hexval(p[1]), c = pol_hexval(p[2]), d = pol_hexval(p[3]);
 	if ((a | b | c | d) < 0)
 		return -1;
 	return a << 12 | b << 8 | c << 4 | d;
-}
-
-/*
- * Length of the valid UTF-8 sequence at P (at most N bytes available), 0 if invalid.
- * Table 3-7 of the Unicode standard.
- */
-static size_t
-utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-		return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-		return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 &&
-		       (p[3] & 0xc0) == 0x80 ? 4 : 0;
-	}
-	return 0;
 }
 
 /* Scans a string whose opening quote is at *POS; leaves *POS after the closing quote. */
@@ -125,7 +91,7 @@ scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t,
 			return -1;
 		}
 		if (c >= 0x80) {
-			size_t n = utf8_seq(s + i, len - i);
+			size_t n = pol_utf8_seq(s + i, len - i);
 			if (!n) {
 				*why = "invalid UTF-8";
 				return -1;

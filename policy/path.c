@@ -3,6 +3,8 @@
  */
 #include "policy/path.h"
 
+#include "policy/text.h"
+
 #include <string.h>
 
 /* Characters encodeURIComponent leaves as they are (ECMA-262 uriUnreserved). */
@@ -20,49 +22,6 @@ is_pchar(unsigned char c)
 {
 	return is_uri_component(c) || c == '$' || c == '&' || c == '+' || c == ',' || c == ';' ||
 	       c == '=' || c == ':' || c == '@';
-}
-
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* 1 if the LEN bytes at S are valid UTF-8 (RFC 3629). */
-static int
-valid_utf8(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-	while (i < len) {
-		unsigned char c = s[i];
-		if (c < 0x80) {
-			i++;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			if (i + 1 >= len || (s[i + 1] & 0xc0) != 0x80)
-				return 0;
-			i += 2;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-			if (i + 2 >= len || s[i + 1] < lo || s[i + 1] > hi || (s[i + 2] & 0xc0) != 0x80)
-				return 0;
-			i += 3;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-			if (i + 3 >= len || s[i + 1] < lo || s[i + 1] > hi ||
-			    (s[i + 2] & 0xc0) != 0x80 || (s[i + 3] & 0xc0) != 0x80)
-				return 0;
-			i += 4;
-		} else {
-			return 0;
-		}
-	}
-	return 1;
 }
 
 int
@@ -93,8 +52,8 @@ pol_path_parse(const char *path, size_t len, enum pol_path_charset cs, struct po
 			}
 			if (c == '%') {
 				int hi, lo;
-				if (i + 2 >= len || (hi = hexval(s[i + 1])) < 0 ||
-				    (lo = hexval(s[i + 2])) < 0) {
+				if (i + 2 >= len || (hi = pol_hexval(s[i + 1])) < 0 ||
+				    (lo = pol_hexval(s[i + 2])) < 0) {
 					*why = "malformed percent-escape";
 					return -1;
 				}
@@ -128,7 +87,7 @@ pol_path_parse(const char *path, size_t len, enum pol_path_charset cs, struct po
 			*why = "dot segment in path";
 			return -1;
 		}
-		if (!valid_utf8((const unsigned char *)out->buf + start, sl)) {
+		if (!pol_utf8_valid((const unsigned char *)out->buf + start, sl)) {
 			*why = "path segment is not UTF-8";
 			return -1;
 		}

@@ -27,6 +27,7 @@
 #include "proxy/internal.h"
 #include "proxy/log.h"
 #include "proxy/lookup.h"
+#include "policy/text.h"
 #include "proxy/wsframe.h"
 
 #define MAX_MERGES 32
@@ -665,7 +666,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 			evbuffer_ptr_set(in, &pos, h->hdr_len, EVBUFFER_PTR_SET);
 			evbuffer_copyout_from(in, &pos, text, h->len);
 			px_ws_mask((uint8_t *)text, h->len, h->mask, 0);
-			if (!px_utf8_valid((const uint8_t *)text, h->len)) {
+			if (!pol_utf8_valid((const uint8_t *)text, h->len)) {
 				close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
 				return -1;
 			}
@@ -712,7 +713,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 			close_client(c, PX_WS_CLOSE_UNSUPPORTED, "binary message on the realtime socket");
 			return -1;
 		}
-		if (!px_utf8_valid((const uint8_t *)text, len)) {
+		if (!pol_utf8_valid((const uint8_t *)text, len)) {
 			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
 			return -1;
 		}

@@ -3,6 +3,8 @@
  */
 #include "proxy/wsframe.h"
 
+#include "policy/text.h"
+
 #include <openssl/evp.h>
 #include <string.h>
 
@@ -112,38 +114,6 @@ px_ws_mask(uint8_t *buf, size_t len, const uint8_t mask[4], uint64_t offset)
 }
 
 int
-px_utf8_valid(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-	while (i < len) {
-		uint8_t c = s[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			if (i + 1 >= len || (s[i + 1] & 0xc0) != 0x80)
-				return 0;
-			i += 2;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			uint8_t lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-			if (i + 2 >= len || s[i + 1] < lo || s[i + 1] > hi || (s[i + 2] & 0xc0) != 0x80)
-				return 0;
-			i += 3;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			uint8_t lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-			if (i + 3 >= len || s[i + 1] < lo || s[i + 1] > hi || (s[i + 2] & 0xc0) != 0x80 ||
-			    (s[i + 3] & 0xc0) != 0x80)
-				return 0;
-			i += 4;
-		} else {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-int
 px_ws_check_close(const uint8_t *p, size_t len, int *code_out)
 {
 	int code;
@@ -162,7 +132,7 @@ px_ws_check_close(const uint8_t *p, size_t len, int *code_out)
 		*code_out = PX_WS_CLOSE_PROTOCOL;
 		return -1;
 	}
-	if (!px_utf8_valid(p + 2, len - 2)) {
+	if (!pol_utf8_valid(p + 2, len - 2)) {
 		*code_out = PX_WS_CLOSE_BAD_DATA;
 		return -1;
 	}

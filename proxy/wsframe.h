@@ -82,9 +82,6 @@ size_t px_ws_write_header(uint8_t *out, int fin, int opcode, const uint8_t *mask
 /* XORs LEN bytes with MASK, the first byte being payload byte OFFSET. */
 void px_ws_mask(uint8_t *buf, size_t len, const uint8_t mask[4], uint64_t offset);
 
-/* 1 if the LEN bytes are valid UTF-8 (RFC 3629). */
-int px_utf8_valid(const uint8_t *s, size_t len);
-
 /*
  * Checks an (unmasked) close payload: empty, or a valid code plus UTF-8 reason. Returns 0 and
  * the code (1005 if none) in *CODE_OUT, or -1 with the close code to answer in *CODE_OUT.

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/text.h"
 #include "proxy/wsframe.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
@@ -125,7 +126,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		if (px_ws_check_close(data + 1, size - 1 > 125 ? 125 : size - 1, &code) == 0 &&
 		    size > 3 && !(code >= 1000 && code <= 4999))
 			abort();
-		(void)px_utf8_valid(data, size);
+		(void)pol_utf8_valid(data, size);
 	}
 	return 0;
 }

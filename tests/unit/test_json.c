@@ -1,6 +1,7 @@
 /* The strict JSON scanner: what it accepts, what it refuses, and that it never over-reads. */
 #include "guard.h"
 #include "policy/json.h"
+#include "policy/text.h"
 #include "t.h"
 
 static struct pol_json *J;
@@ -129,6 +130,30 @@ main(void)
 		}
 		CHECK(bad == 0);
 		CHECK(ok(s) > 0);
+	}
+	/* the shared UTF-8 rules (policy/text.c), at every boundary of Table 3-7 */
+	{
+		static const struct {
+			const char *s;
+			size_t n;
+			int ok;
+		} u[] = {
+			{"", 0, 1}, {"abc", 3, 1}, {"\x7f", 1, 1}, {"\xc2\x80", 2, 1}, {"\xdf\xbf", 2, 1},
+			{"\xe0\xa0\x80", 3, 1}, {"\xed\x9f\xbf", 3, 1}, {"\xee\x80\x80", 3, 1},
+			{"\xf0\x90\x80\x80", 4, 1}, {"\xf4\x8f\xbf\xbf", 4, 1},
+			{"\x80", 1, 0}, {"\xc0\x80", 2, 0}, {"\xc1\xbf", 2, 0}, {"\xe0\x9f\xbf", 3, 0},
+			{"\xed\xa0\x80", 3, 0}, {"\xf0\x8f\xbf\xbf", 4, 0}, {"\xf4\x90\x80\x80", 4, 0},
+			{"\xf5\x80\x80\x80", 4, 0}, {"\xff", 1, 0}, {"a\xe2\x82", 3, 0}, {"\xc2", 1, 0},
+		};
+		size_t i;
+		for (i = 0; i < sizeof u / sizeof u[0]; i++)
+			if (pol_utf8_valid((const unsigned char *)u[i].s, u[i].n) != u[i].ok) {
+				fprintf(stderr, "utf8 case %zu\n", i);
+				t_fail++;
+			} else {
+				t_pass++;
+			}
+		CHECK(pol_hexval('f') == 15 && pol_hexval('A') == 10 && pol_hexval('g') == -1);
 	}
 	pol_json_free(J);
 	return t_done("test_json");
