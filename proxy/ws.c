@@ -538,7 +538,7 @@ check_identity(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_cal
 	struct px_conn *c = ws->c;
 	const struct pol_jtok *t = pol_json_tokens(pol_classifier_json(c->srv->classifier));
 	int ti = pol_json_obj_get(text, t, call->data_tok, "token");
-	static char token[POL_JWT_MAX_BYTES];
+	char token[POL_JWT_MAX_BYTES]; /* per call: workers run this concurrently */
 	long tl = ti >= 0 ? pol_json_str_decode(text, &t[ti], token, sizeof token) : -1;
 	const char *why = "no token";
 	int ok = tl > 0 && pol_jwt_verify(token, (size_t)tl, ctx->app->secret_key, ctx->app->id,
