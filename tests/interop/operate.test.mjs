@@ -93,8 +93,12 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   for (let i = 4; i <= 5; i++) { ws.sendText(`[${i},"PUT","/users/alice",{"name":"x"},{}]`); await ws.json(i); }
   for (let i = 0; i < 4; i++) await rawExchange(sg.port, 'GET /bytes/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { idle: 500 });
   await rawExchange(sg.port, 'PUT /v1/demo/users/bob HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', { idle: 500 });
-  await sleep(400); // decision counts are published every 250 ms
-  const m = (await admin('GET', '/metrics')).text;
+  // decision counts are published every 250 ms: poll until the scenario's last one is there
+  let m = '';
+  await waitFor(async () => {
+    m = (await admin('GET', '/metrics')).text;
+    return /^syncgate_decisions_total\{app="demo",op="user-set",verdict="refuse"\} 3$/m.test(m);
+  }, { timeout: 10000, every: 100 });
   const val = (re) => { const x = m.match(re); return x ? Number(x[1]) : NaN; };
   assert.equal(val(/^syncgate_decisions_total\{app="demo",op="ping",verdict="allow"\} (\d+)$/m), 3);
   assert.equal(val(/^syncgate_decisions_total\{app="demo",op="auth",verdict="allow"\} (\d+)$/m), 1);
@@ -144,7 +148,8 @@ test('workers = 2: the SDK suite passes and reloads under load drop no request',
     sessions.push(settle(() => s.currentUser.set({ name: `w${i}` })));
   }
   assert.ok((await Promise.all(sessions)).every((r) => r.ok));
-  const wrk = spawn('wrk', ['-t2', '-c20', '-d3s', `http://127.0.0.1:${sg.port}/bytes/10`]);
+  // (a generous request timeout: under ASan on two cores a slow answer is not a dropped one)
+  const wrk = spawn('wrk', ['-t2', '-c20', '-d3s', '--timeout', '10s', `http://127.0.0.1:${sg.port}/bytes/10`]);
   let out = '';
   wrk.stdout.on('data', (d) => { out += d; });
   for (let i = 0; i < 5; i++) { await sleep(400); sg.signal('SIGHUP'); }

@@ -117,7 +117,7 @@ test('clients disconnecting mid-upload and mid-fragment leave nothing behind', a
 test('SIGTERM under load: in-flight requests complete, the process exits 0', async () => {
   const be = await startBackend({ apps: { demo: 'sk_test_demo' } });
   const sg = await startSyncgate(be.port, 'workers = 2\n');
-  const wrk = spawn('wrk', ['-t2', '-c20', '-d4s', `http://127.0.0.1:${sg.port}/bytes/100`]);
+  const wrk = spawn('wrk', ['-t2', '-c20', '-d4s', '--timeout', '10s', `http://127.0.0.1:${sg.port}/bytes/100`]);
   let out = '';
   wrk.stdout.on('data', (d) => { out += d; });
   await sleep(1500);
