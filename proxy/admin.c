@@ -119,9 +119,6 @@ reply_error(struct admin_conn *c, int status, const char *why)
 
 /* ---- /metrics ---- */
 
-static const double latency_bounds[PX_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                          0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
-
 /* A counter summed over the workers (FIELD's offset in struct px_counters). */
 static unsigned long long
 sum_counter(const struct px_main *m, size_t off)
@@ -213,7 +210,7 @@ metrics(struct admin_conn *c)
 	for (i = 0; i < PX_LATENCY_BUCKETS; i++) {
 		cum += SUM(latency_bucket[i]);
 		evbuffer_add_printf(b, "syncgate_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-		                    latency_bounds[i], cum);
+		                    px_latency_bounds[i], cum);
 	}
 	cum += SUM(latency_bucket[PX_LATENCY_BUCKETS]);
 	evbuffer_add_printf(b, "syncgate_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"

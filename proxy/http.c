@@ -54,28 +54,18 @@ ms_to_tv(uint32_t ms, struct timeval *tv)
 	tv->tv_usec = (ms % 1000) * 1000;
 }
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* The access line of the current request, once, and its latency in the histogram. */
 static void
 access_log(struct px_conn *c, int status)
 {
-	static const double bounds[PX_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-	                                                  0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
 	char st[8], dur[24], in[24], out[24];
 	uint64_t us;
 	int b;
 
 	if (!c->req_line[0])
 		return;
-	us = now_us() - c->req_start_us;
-	for (b = 0; b < PX_LATENCY_BUCKETS && (double)us / 1e6 > bounds[b]; b++)
+	us = px_now_us() - c->req_start_us;
+	for (b = 0; b < PX_LATENCY_BUCKETS && (double)us / 1e6 > px_latency_bounds[b]; b++)
 		;
 	atomic_fetch_add_explicit(&c->srv->stats.latency_bucket[b], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->srv->stats.latency_sum_us, us, memory_order_relaxed);
@@ -814,7 +804,7 @@ handle_head(struct px_conn *c)
 		size_t tl = strcspn(t, " ?");
 		snprintf(c->req_line, sizeof c->req_line, "%.*s %.*s", (int)(sp - p), p,
 		         (int)(tl > 256 ? 256 : tl), t);
-		c->req_start_us = now_us();
+		c->req_start_us = px_now_us();
 	}
 	/* llhttp, strict and with no lenient flag, must agree that this is one valid head */
 	llhttp_settings_init(&c->req_settings);

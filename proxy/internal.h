@@ -115,6 +115,8 @@ struct px_conn {
 
 /* Prometheus counters of one worker: written by it, read by the admin thread (atomics). */
 #define PX_LATENCY_BUCKETS 12
+/* Upper bounds (seconds) of the request-latency buckets: http.c fills them, admin.c labels them. */
+extern const double px_latency_bounds[PX_LATENCY_BUCKETS];
 struct px_counters {
 	_Atomic unsigned long long http_requests, http_refused, http_bad, upstream_errors;
 	_Atomic unsigned long long ws_opened, ws_closed, ws_frames_in, ws_frames_out, ws_refused;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_CHUNK 16384
@@ -413,6 +414,14 @@ px_io_flush(struct px_io *io)
 	}
 	if (evbuffer_get_length(io->out) > io->low_water)
 		io->above_low = 1; /* the WRITE callback follows when it drains */
+}
+
+uint64_t
+px_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 void

@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #define PX_IO_CONNECTED 0x01
@@ -57,6 +58,9 @@ void px_io_set_timeout(struct px_io *io, unsigned ms);
 
 /* Writes the output now, as far as the socket takes it. */
 void px_io_flush(struct px_io *io);
+
+/* Microseconds on the monotonic clock (timeouts, latencies, cache expiry). */
+uint64_t px_now_us(void);
 
 /* Moves SRC to the output and flushes. */
 void px_io_send(struct px_io *io, struct evbuffer *src);

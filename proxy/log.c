@@ -83,34 +83,38 @@ format_line(char *line, size_t size, enum px_log_level level, const char *event,
 	return o;
 }
 
-void
-px_log(enum px_log_level level, const char *event, ...)
+/* Formats one line and writes it to stderr, or appends it to BUF when BUF is not NULL. */
+static void
+emit(struct evbuffer *buf, enum px_log_level level, const char *event, va_list ap)
 {
 	char line[4096];
-	va_list ap;
 	size_t n;
 
 	if (level < min_level)
 		return;
-	va_start(ap, event);
 	n = format_line(line, sizeof line, level, event, ap);
+	if (buf)
+		evbuffer_add(buf, line, n);
+	else
+		(void)!write(2, line, n);
+}
+
+void
+px_log(enum px_log_level level, const char *event, ...)
+{
+	va_list ap;
+	va_start(ap, event);
+	emit(NULL, level, event, ap);
 	va_end(ap);
-	(void)!write(2, line, n);
 }
 
 void
 px_log_to(struct evbuffer *buf, enum px_log_level level, const char *event, ...)
 {
-	char line[4096];
 	va_list ap;
-	size_t n;
-
-	if (level < min_level)
-		return;
 	va_start(ap, event);
-	n = format_line(line, sizeof line, level, event, ap);
+	emit(buf, level, event, ap);
 	va_end(ap);
-	evbuffer_add(buf, line, n);
 }
 
 void

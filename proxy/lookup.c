@@ -76,9 +76,7 @@ struct px_lookups {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return px_now_us() / 1000;
 }
 
 static uint32_t

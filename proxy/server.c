@@ -31,6 +31,9 @@
 #include "proxy/log.h"
 #include "proxy/lookup.h"
 
+const double px_latency_bounds[PX_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05, 0.1, 0.25, 0.5, 1, 5};
+
 /* ---- connections per client address ---- */
 
 static unsigned
