@@ -6,7 +6,9 @@
  * An edge is only lost if we stop reading with bytes still queued in the kernel; that happens
  * when a read fills all the room we gave it (more may be queued: read again from the loop) or
  * when reading is paused (re-registering the event on resume makes epoll report the pending
- * bytes at once).
+ * bytes at once). A short read does not prove the queue empty when the peer's FIN came with
+ * the bytes: both are one edge. The event therefore also asks for EV_CLOSED (EPOLLRDHUP, as
+ * nginx's pending_eof), and a short read that saw it reads again to collect the EOF.
  */
 #include "proxy/io.h"
 
@@ -70,7 +72,7 @@ px_io_new(struct event_base *base, evutil_socket_t fd)
 	}
 	io->fd = fd;
 	evutil_make_socket_nonblocking(fd);
-	io->rev = event_new(base, fd, EV_READ | EV_PERSIST | EV_ET, io_readable, io);
+	io->rev = event_new(base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, io_readable, io);
 	io->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, io_writable, io);
 	io->in = evbuffer_new();
 	io->out = evbuffer_new();
@@ -318,8 +320,8 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 		if (!call_read(io))
 			return;
 		update_read(io);
-		if (full && io->rev_added)
-			event_active(io->rev, EV_READ, 1); /* more may be queued: no new edge comes */
+		if ((full || (what & EV_CLOSED)) && io->rev_added)
+			event_active(io->rev, EV_READ | (what & EV_CLOSED), 1); /* no new edge comes */
 	}
 }
 
