@@ -60,6 +60,7 @@ static const struct lim_def lim_defs[] = {
 	{"lookup_negative_ttl", L32(lookup_negative_ttl_ms), LIM_MS, 0, 600000, 1000},
 	{"lookup_max_inflight", L32(lookup_max_inflight), LIM_COUNT, 1, 100000, 256},
 	{"jwt_clock_skew", L32(jwt_clock_skew_s), LIM_SECONDS, 0, 3600, 60},
+	{"tls_handshake", L32(tls_handshake_ms), LIM_MS, 100, 600000, 10000},
 };
 
 /* An app section while loading: UNSET fields inherit [app:*] once the whole file is read. */
@@ -79,7 +80,14 @@ struct loader {
 	struct app_draft *apps;
 	int napps, capps;
 	int seen_upstream;
+	int seen_up_tls_key;   /* an upstream_* TLS key was written (needs https://) */
 };
+
+#define DEFAULT_CIPHERS                                                                   \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                       \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                       \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 
 static int
 fail(struct loader *ld, const char *fmt, const char *a, const char *b)
@@ -212,13 +220,23 @@ parse_listen(struct loader *ld, const char *value)
 		return fail(ld, "listen: value too long%s%s", "", "");
 	strcpy(buf, value);
 	c->nlisten = 0;
+	c->tls_listeners = 0;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *t = trim(tok);
+		char *t = trim(tok), *sp;
+		int tls = 0;
 		if (c->nlisten == POL_MAX_LISTEN)
 			return fail(ld, "listen: at most 8 addresses%s%s", "", "");
+		if ((sp = strpbrk(t, " \t"))) {
+			*sp = 0;
+			if (strcmp(trim(sp + 1), "tls"))
+				return fail(ld, "listen: '%s' has an unknown flag '%s' (only 'tls')", t, trim(sp + 1));
+			tls = 1;
+		}
 		if (parse_hostport(t, c->listen[c->nlisten].host, sizeof c->listen[0].host,
 		                   c->listen[c->nlisten].port))
 			return fail(ld, "listen: '%s' is not HOST:PORT%s", t, "");
+		c->listen[c->nlisten].tls = tls;
+		c->tls_listeners += tls;
 		c->nlisten++;
 	}
 	if (!c->nlisten)
@@ -236,9 +254,14 @@ parse_upstream(struct loader *ld, const char *v)
 
 	if (!strncmp(v, "http://", 7)) {
 		strcpy(c->upstream_scheme, "http");
+		c->upstream_tls = 0;
 		rest = v + 7;
+	} else if (!strncmp(v, "https://", 8)) {
+		strcpy(c->upstream_scheme, "https");
+		c->upstream_tls = 1;
+		rest = v + 8;
 	} else {
-		return fail(ld, "upstream: '%s' must be http://HOST:PORT%s", v, "");
+		return fail(ld, "upstream: '%s' must be http://HOST:PORT or https://HOST:PORT%s", v, "");
 	}
 	n = strcspn(rest, "/");
 	if (rest[n] && strcmp(rest + n, "/"))
@@ -248,7 +271,7 @@ parse_upstream(struct loader *ld, const char *v)
 	memcpy(hp, rest, n);
 	hp[n] = 0;
 	if (parse_hostport(hp, c->upstream_host, sizeof c->upstream_host, c->upstream_port))
-		return fail(ld, "upstream: '%s' must be http://HOST:PORT%s", v, "");
+		return fail(ld, "upstream: '%s' must be http(s)://HOST:PORT%s", v, "");
 	ld->seen_upstream = 1;
 	return 1;
 }
@@ -399,6 +422,72 @@ limits_key(struct loader *ld, const char *name, const char *value)
 	return fail(ld, "unknown key '%s' in [limits]%s", name, "");
 }
 
+/* Copies a file path (checked for size, not existence: proxy/tls.c reads and reports). */
+static int
+set_path(struct loader *ld, char *dst, size_t size, const char *name, const char *value)
+{
+	if (!value[0])
+		return fail(ld, "%s: empty value%s", name, "");
+	if (strlen(value) >= size)
+		return fail(ld, "%s: path too long%s", name, "");
+	strcpy(dst, value);
+	return 1;
+}
+
+static int
+upstream_tls_key(struct loader *ld, const char *name, const char *value)
+{
+	struct pol_upstream_tls *u = &ld->c->up_tls;
+
+	ld->seen_up_tls_key = 1;
+	if (!strcmp(name, "upstream_verify")) {
+		if ((u->verify = parse_bool(value)) == UNSET)
+			return fail(ld, "upstream_verify: '%s' is not on or off%s", value, "");
+		return 1;
+	}
+	if (!strcmp(name, "upstream_ca_file"))
+		return set_path(ld, u->ca_file, sizeof u->ca_file, name, value);
+	if (!strcmp(name, "upstream_cert"))
+		return set_path(ld, u->cert, sizeof u->cert, name, value);
+	if (!strcmp(name, "upstream_key"))
+		return set_path(ld, u->key, sizeof u->key, name, value);
+	if (!strcmp(name, "upstream_server_name"))
+		return set_path(ld, u->server_name, sizeof u->server_name, name, value);
+	return -1;
+}
+
+static int
+tls_key(struct loader *ld, const char *name, const char *value)
+{
+	struct pol_tls *t = &ld->c->tls;
+	int b;
+
+	if (!strcmp(name, "cert"))
+		return set_path(ld, t->cert, sizeof t->cert, "[tls] cert", value);
+	if (!strcmp(name, "key"))
+		return set_path(ld, t->key, sizeof t->key, "[tls] key", value);
+	if (!strcmp(name, "min_version")) {
+		if (!strcmp(value, "1.2"))
+			t->min_version = 12;
+		else if (!strcmp(value, "1.3"))
+			t->min_version = 13;
+		else
+			return fail(ld, "min_version: '%s' is not 1.2 or 1.3%s", value, "");
+		return 1;
+	}
+	if (!strcmp(name, "ciphers"))
+		return set_path(ld, t->ciphers, sizeof t->ciphers, "ciphers", value);
+	if (!strcmp(name, "ciphersuites"))
+		return set_path(ld, t->ciphersuites, sizeof t->ciphersuites, "ciphersuites", value);
+	if (!strcmp(name, "session_resumption")) {
+		if ((b = parse_bool(value)) == UNSET)
+			return fail(ld, "session_resumption: '%s' is not on or off%s", value, "");
+		t->session_resumption = b;
+		return 1;
+	}
+	return fail(ld, "unknown key '%s' in [tls]%s", name, "");
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -418,6 +507,11 @@ handler(void *user, const char *section, const char *name, const char *value)
 			ld->c->access_log = b;
 			return 1;
 		}
+		if (!strncmp(name, "upstream_", 9)) {
+			int r = upstream_tls_key(ld, name, value);
+			if (r >= 0)
+				return r;
+		}
 		if (!strcmp(name, "workers")) {
 			uint64_t n;
 			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)
@@ -429,6 +523,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	if (!strcmp(section, "limits"))
 		return limits_key(ld, name, value);
+	if (!strcmp(section, "tls"))
+		return tls_key(ld, name, value);
 	if (!strcmp(section, "admin")) {
 		if (!strcmp(name, "listen")) {
 			if (parse_hostport(value, ld->c->admin_host, sizeof ld->c->admin_host,
@@ -479,6 +575,10 @@ set_defaults(struct pol_config *c)
 	c->refs = 1;
 	c->workers = 1;
 	c->access_log = 1;
+	c->up_tls.verify = 1;
+	c->tls.min_version = 12;
+	c->tls.session_resumption = 1;
+	strcpy(c->tls.ciphers, DEFAULT_CIPHERS);
 	for (i = 0; i < sizeof lim_defs / sizeof lim_defs[0]; i++) {
 		const struct lim_def *d = &lim_defs[i];
 		if (d->is64)
@@ -537,6 +637,18 @@ load(ini_runner run, const void *src, const char *name, char *err)
 	}
 	if (!ld.seen_upstream) {
 		snprintf(err, POL_ERR_MAX, "%s:0: [syncgate] upstream is required", name);
+		goto bad;
+	}
+	if (c->tls_listeners && (!c->tls.cert[0] || !c->tls.key[0])) {
+		snprintf(err, POL_ERR_MAX, "%s:0: a listen address is marked tls: [tls] needs cert and key", name);
+		goto bad;
+	}
+	if (ld.seen_up_tls_key && !c->upstream_tls) {
+		snprintf(err, POL_ERR_MAX, "%s:0: upstream_* TLS settings need an https:// upstream", name);
+		goto bad;
+	}
+	if (!c->up_tls.cert[0] != !c->up_tls.key[0]) {
+		snprintf(err, POL_ERR_MAX, "%s:0: upstream_cert and upstream_key go together", name);
 		goto bad;
 	}
 	if (c->admin_listen[0] && !c->admin_token && strcmp(c->admin_host, "localhost") &&

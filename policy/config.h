@@ -18,6 +18,7 @@
 #define POL_MAX_APPS 4096
 #define POL_APPID_MAX 128
 #define POL_ERR_MAX 512
+#define POL_PATH_MAX 512
 
 enum pol_mode { POL_MODE_ENFORCE, POL_MODE_REPORT };
 enum pol_identity { POL_IDENTITY_OFF, POL_IDENTITY_VERIFY, POL_IDENTITY_REQUIRE };
@@ -63,11 +64,32 @@ struct pol_limits {
 	uint32_t lookup_negative_ttl_ms;
 	uint32_t lookup_max_inflight;   /* concurrent lookups per worker; past it: fail closed */
 	uint32_t jwt_clock_skew_s;
+	uint32_t tls_handshake_ms;      /* accept -> TLS handshake done; closed past it */
 };
 
 struct pol_listen {
 	char host[256];
 	char port[8];
+	int tls;                /* "HOST:PORT tls": terminate TLS with [tls] cert/key */
+};
+
+/* [tls]: the listeners' certificate and protocol floor. Files are read by proxy/tls.c. */
+struct pol_tls {
+	char cert[POL_PATH_MAX];        /* PEM, leaf first then the chain; "" when unset */
+	char key[POL_PATH_MAX];
+	int min_version;                /* 12 or 13 (TLS 1.2 / 1.3) */
+	char ciphers[512];              /* TLS 1.2 cipher list (OpenSSL syntax) */
+	char ciphersuites[256];         /* TLS 1.3 suites; "" = OpenSSL's */
+	int session_resumption;         /* session cache and tickets */
+};
+
+/* Upstream TLS (upstream = https://...): verification is on unless switched off. */
+struct pol_upstream_tls {
+	int verify;                     /* check the chain and the name (default 1) */
+	char ca_file[POL_PATH_MAX];     /* "" = the system store */
+	char cert[POL_PATH_MAX];        /* client certificate for mutual TLS, "" = none */
+	char key[POL_PATH_MAX];
+	char server_name[256];          /* SNI and name checked; "" = upstream host */
 };
 
 struct pol_config {
@@ -75,7 +97,11 @@ struct pol_config {
 	char *path;             /* file it was read from */
 	struct pol_listen listen[POL_MAX_LISTEN];
 	int nlisten;
-	char upstream_scheme[8]; /* "http" */
+	char upstream_scheme[8]; /* "http" or "https" */
+	int upstream_tls;        /* scheme is https: HTTP and WebSocket (wss) go over TLS */
+	struct pol_upstream_tls up_tls;
+	struct pol_tls tls;
+	int tls_listeners;       /* how many listen addresses are marked tls */
 	char upstream_host[256];
 	char upstream_port[8];
 	int workers;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "proxy/internal.h"
+#include "proxy/tls.h"
 #include "proxy/log.h"
 
 #define ADMIN_MAX_REQUEST (64 * 1024)
@@ -153,6 +154,7 @@ metrics(struct admin_conn *c)
 	COUNTER("syncgate_http_bad_requests_total", "HTTP requests refused as malformed or over a limit", SUM(http_bad));
 	COUNTER("syncgate_upstream_errors_total", "backend failures (refused, reset, timeout, malformed)", SUM(upstream_errors));
 	GAUGE("syncgate_connections_open", "client connections open", SUM(connections_open));
+	COUNTER("syncgate_tls_handshake_failures_total", "client TLS handshakes refused, failed or timed out", SUM(tls_handshake_failures));
 	COUNTER("syncgate_ws_opened_total", "WebSocket relays opened", SUM(ws_opened));
 	GAUGE("syncgate_ws_open", "WebSocket relays open", SUM(ws_opened) - SUM(ws_closed));
 	evbuffer_add_printf(b, "# HELP syncgate_ws_frames_total WebSocket frames relayed or answered\n"
@@ -335,20 +337,40 @@ static void
 probe_event(struct px_io *io, short what, void *arg)
 {
 	struct admin_conn *c = arg;
-	(void)io;
+	char body[300], esc[200];
+	int n;
+
+	if (what & PX_IO_CONNECTED) {
+		px_io_free(c->probe);
+		c->probe = NULL;
+		reply(c, 200, "application/json", "{\"ready\":true}\n", 15);
+		return;
+	}
+	if (what & PX_IO_TLS) {
+		px_json_escape(esc, sizeof esc, px_io_why(io), strlen(px_io_why(io)));
+		n = snprintf(body, sizeof body, "{\"ready\":false,\"why\":\"backend TLS handshake failed: %s\"}\n", esc);
+	} else {
+		n = snprintf(body, sizeof body, "{\"ready\":false,\"why\":\"backend unreachable\"}\n");
+	}
 	px_io_free(c->probe);
 	c->probe = NULL;
-	if (what & PX_IO_CONNECTED)
-		reply(c, 200, "application/json", "{\"ready\":true}\n", 15);
-	else
-		reply(c, 503, "application/json", "{\"ready\":false,\"why\":\"backend unreachable\"}\n", 44);
+	reply(c, 503, "application/json", body, (size_t)n);
 }
 
 static void
 readyz(struct admin_conn *c)
 {
-	struct px_server *w = c->a->m->workers[0];
-	c->probe = px_io_connect(c->a->m->base, (struct sockaddr *)&w->up_addr, w->up_addrlen, 2000);
+	struct px_main *m = c->a->m;
+	struct px_server *w = m->workers[0];
+	/* m->tls_client and m->cfg change only on this (the main) thread */
+	c->probe = px_io_connect(m->base, (struct sockaddr *)&w->up_addr, w->up_addrlen, 2000);
+	if (c->probe && m->tls_client) {
+		SSL *ssl = px_tls_client_new(m->tls_client, m->cfg, NULL);
+		if (!ssl || px_io_tls_connect(c->probe, ssl)) {
+			px_io_free(c->probe);
+			c->probe = NULL;
+		}
+	}
 	if (!c->probe) {
 		reply(c, 503, "application/json", "{\"ready\":false,\"why\":\"backend unreachable\"}\n", 44);
 		return;

@@ -195,8 +195,9 @@ arm_timer(struct px_conn *c, int kind, uint32_t ms)
 /* ---- lifecycle ---- */
 
 void
-px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen)
+px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int tls)
 {
+	const char *proto = tls ? "https" : "http";
 	struct px_conn *c = calloc(1, sizeof *c);
 	int one = 1;
 
@@ -219,7 +220,8 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 		                           "Content-Length: 86\r\nConnection: close\r\n\r\n"
 		                           "{\"errorCode\":\"TOO_MANY_CONNECTIONS\",\"reasons\":[\"max_connections_per_client reached\"]}\n";
 		px_log(PX_LOG_WARN, "max_connections_per_client", "peer", c->peer, NULL);
-		(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (!tls) /* over TLS there is no cheap way to say it: the close alone must do */
+			(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		evutil_closesocket(fd);
 		pol_config_unref(c->cfg);
 		free(c);
@@ -228,9 +230,10 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	c->peer_counted = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->fwd_len = (size_t)snprintf(c->fwd, sizeof c->fwd,
-	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
-	                              "Forwarded: for=%s%s%s;proto=http\r\n\r\n",
-	                              c->peer, c->peer_v6 ? "\"[" : "", c->peer, c->peer_v6 ? "]\"" : "");
+	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
+	                              "Forwarded: for=%s%s%s;proto=%s\r\n\r\n",
+	                              c->peer, proto, c->peer_v6 ? "\"[" : "", c->peer,
+	                              c->peer_v6 ? "]\"" : "", proto);
 	c->cio = px_io_new(srv->base, fd); /* takes the fd, even on failure */
 	c->timer = evtimer_new(srv->base, timer_cb, c);
 	c->resp_buf = evbuffer_new();
@@ -242,6 +245,15 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	if (!c->cio || !c->timer || !c->resp_buf) {
 		px_conn_close(c);
 		return;
+	}
+	if (tls) {
+		SSL *ssl = srv->tls_server ? SSL_new(srv->tls_server) : NULL;
+		if (!ssl || px_io_tls_accept(c->cio, ssl, c->cfg->limits.tls_handshake_ms)) {
+			if (!ssl)
+				px_log(PX_LOG_ERROR, "tls", "why", "cannot create a TLS session", NULL);
+			px_conn_close(c);
+			return;
+		}
 	}
 	px_io_setcb(c->cio, client_readcb, client_writecb, client_eventcb, c);
 	px_io_set_read_max(c->cio, c->cfg->limits.header_bytes + PX_LOW_WATER);
@@ -359,7 +371,7 @@ linger_close(struct px_conn *c)
 	}
 	c->lingering = 1;
 	free_upstream(c);
-	shutdown(px_io_fd(c->cio), SHUT_WR);
+	px_io_shutdown(c->cio);
 	evbuffer_drain(in, evbuffer_get_length(in));
 	px_io_setcb(c->cio, linger_readcb, NULL, linger_eventcb, c);
 	px_io_set_timeout(c->cio, 0);
@@ -1226,11 +1238,38 @@ client_writecb(struct px_io *io, void *arg)
 		px_io_read(c->uio, 1);
 }
 
+/*
+ * A client whose TLS handshake failed or timed out. One that spoke plain HTTP to the TLS port
+ * gets a plain 400 saying so (nginx's "plain HTTP request was sent to HTTPS port"): it is the
+ * only answer such a client can read. Nothing reached the backend either way.
+ */
+static void
+tls_refused(struct px_conn *c)
+{
+	static const char plain[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+	                            "Content-Length: 87\r\nConnection: close\r\n\r\n"
+	                            "{\"errorCode\":\"TLS_REQUIRED\",\"reasons\":[\"a plain HTTP request was sent to a TLS port\"]}\n";
+
+	const char *why = px_io_why(c->cio);
+
+	atomic_fetch_add_explicit(&c->srv->stats.tls_handshake_failures, 1, memory_order_relaxed);
+	/* a connect-and-close (port scans, TCP health checks) is not worth an info line */
+	px_log(strncmp(why, "the peer closed", 15) ? PX_LOG_INFO : PX_LOG_DEBUG, "tls_handshake_failed",
+	       "peer", c->peer, "why", why, NULL);
+	if (px_io_tls_plain_http(c->cio))
+		(void)!send(px_io_fd(c->cio), plain, sizeof plain - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	px_conn_close(c);
+}
+
 static void
 client_eventcb(struct px_io *io, short what, void *arg)
 {
 	struct px_conn *c = arg;
 	(void)io;
+	if (what & PX_IO_TLS) {
+		tls_refused(c);
+		return;
+	}
 	if ((what & PX_IO_TIMEOUT) && c->state == PX_C_REQUEST && !c->req_done) {
 		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "body idle", NULL);
 		px_conn_reply(c, 408, "REQUEST_TIMEOUT", "request body stalled", 1);
@@ -1280,6 +1319,13 @@ up_eventcb(struct px_io *io, short what, void *arg)
 	if (what & PX_IO_CONNECTED) {
 		c->upstream_connected = 1;
 		flush_request(c);
+		return;
+	}
+	if (what & PX_IO_TLS) {
+		/* the detail (verify result, alert) is for the operator's log, not the client */
+		px_log(PX_LOG_WARN, "upstream_tls_failed", "peer", c->peer, "why", px_io_why(io), NULL);
+		upstream_failed(c, 502, (what & PX_IO_TIMEOUT) ? "backend TLS handshake timed out"
+		                                               : "backend TLS handshake failed");
 		return;
 	}
 	if (what & PX_IO_TIMEOUT) {

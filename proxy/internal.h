@@ -122,6 +122,7 @@ struct px_counters {
 	_Atomic unsigned long long ws_opened, ws_closed, ws_frames_in, ws_frames_out, ws_refused;
 	_Atomic unsigned long long lookups, lookup_cache_hits, lookup_errors;
 	_Atomic unsigned long long connections_open;
+	_Atomic unsigned long long tls_handshake_failures; /* client side */
 	_Atomic unsigned long long latency_bucket[PX_LATENCY_BUCKETS + 1]; /* HTTP, +Inf last */
 	_Atomic unsigned long long latency_sum_us;
 };
@@ -152,6 +153,9 @@ struct px_server {
 	struct px_lookups *lookups;     /* lookup.c: cache and requests in flight */
 	struct sockaddr_storage up_addr;
 	socklen_t up_addrlen;
+	SSL_CTX *tls_server;            /* listeners' TLS context (NULL: no tls listener) */
+	SSL_CTX *tls_client;            /* upstream TLS context (NULL: plain upstream) */
+	SSL_SESSION *up_session;        /* the last upstream session, resumed by new connections */
 	struct px_io **pool;            /* idle upstream connections */
 	int npool, cpool;
 	int draining;
@@ -187,6 +191,7 @@ struct px_main {
 	pthread_mutex_t lock;
 	struct pol_config *file_cfg;
 	struct pol_config *cfg;
+	SSL_CTX *tls_server, *tls_client; /* built from file_cfg; swapped with it on reload */
 	_Atomic unsigned long gen;
 	struct px_override *ov;
 	int nov;
@@ -212,8 +217,9 @@ struct px_peer_count {
 int px_main_peer_add(struct px_main *m, const char *addr, unsigned cap);
 void px_main_peer_remove(struct px_main *m, const char *addr);
 
-/* proxy/http.c */
-void px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen);
+/* proxy/http.c: TLS says the listener terminates TLS (srv->tls_server). */
+void px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                    int tls);
 void px_conn_close(struct px_conn *c);
 /* Enters CLOSING: the connection is closed from the loop once its output is written. */
 void px_conn_close_when_flushed(struct px_conn *c);

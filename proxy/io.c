@@ -11,8 +11,11 @@
  * nginx's pending_eof), and a short read that saw it reads again to collect the EOF.
  */
 #include "proxy/io.h"
+#include "proxy/tls.h"
 
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -22,6 +25,8 @@
 #include <unistd.h>
 
 #define READ_CHUNK 16384
+#define TLS_WRITE_CHUNK 16384  /* one TLS record's worth per SSL_write */
+#define TLS_READ_BURST (4 * READ_CHUNK) /* per loop turn, then the other sockets get theirs */
 
 struct px_io {
 	evutil_socket_t fd;
@@ -40,14 +45,38 @@ struct px_io {
 	int above_low;  /* output went above the low watermark: WRITE callback owed */
 	int busy;       /* inside one of our handlers */
 	int dead;       /* px_io_free() was called while busy */
+	/* TLS (NULL ssl: a plain socket). While HANDSHAKING, px_io drives SSL_do_handshake()
+	 * from both events and delivers nothing; the owner's input starts after it. */
+	SSL *ssl;
+	struct event *hs_timer;        /* handshake deadline */
+	unsigned connect_ms;           /* client side: the handshake gets the connect timeout too */
+	unsigned char handshaking;
+	unsigned char tls_client;      /* report PX_IO_CONNECTED when the handshake is done */
+	unsigned char tls_failed;      /* no close_notify on the way out */
+	unsigned char read_wants_write; /* SSL_read() must write first (TLS 1.3 key update) */
+	unsigned char plain_http;      /* the handshake failed on a plain HTTP request */
+	char *why;                     /* the last TLS failure, for the owner's log line */
 };
 
 static void io_readable(evutil_socket_t fd, short what, void *arg);
 static void io_writable(evutil_socket_t fd, short what, void *arg);
+static void write_done(struct px_io *io);
+static void tls_readable(struct px_io *io);
 
 static void
 destroy(struct px_io *io)
 {
+	if (io->ssl) {
+		/* best effort close_notify (RFC 8446 §6.1) on a healthy session */
+		if (SSL_is_init_finished(io->ssl) && !io->tls_failed &&
+		    !(SSL_get_shutdown(io->ssl) & SSL_SENT_SHUTDOWN))
+			SSL_shutdown(io->ssl);
+		ERR_clear_error();
+		SSL_free(io->ssl);
+	}
+	if (io->hs_timer)
+		event_free(io->hs_timer);
+	free(io->why);
 	if (io->rev)
 		event_free(io->rev);
 	if (io->wev)
@@ -120,6 +149,7 @@ px_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t len,
 		return io;
 	}
 	io->connecting = 1;
+	io->connect_ms = timeout_ms;
 	io->wev_added = 1;
 	arm(io->wev, timeout_ms);
 	return io;
@@ -170,11 +200,15 @@ px_io_fd(const struct px_io *io)
 static void
 update_read(struct px_io *io)
 {
-	int want = io->reading && !io->connecting && !io->dead &&
-	           evbuffer_get_length(io->in) < io->read_max;
+	int want = !io->dead && (io->handshaking ||
+	                         (io->reading && !io->connecting &&
+	                          evbuffer_get_length(io->in) < io->read_max));
 	if (want && !io->rev_added) {
 		arm(io->rev, io->timeout_ms);
 		io->rev_added = 1;
+		/* bytes OpenSSL already took off the socket raise no epoll edge */
+		if (io->ssl && !io->handshaking && SSL_has_pending(io->ssl))
+			event_active(io->rev, EV_READ, 1);
 	} else if (!want && io->rev_added) {
 		event_del(io->rev);
 		io->rev_added = 0;
@@ -257,6 +291,254 @@ call_write(struct px_io *io)
 	return finish_call(io);
 }
 
+/* ---- TLS transport ---- */
+
+static void
+tls_fail(struct px_io *io, int sslerr)
+{
+	char buf[160];
+	int e = errno;
+
+	io->tls_failed = 1;
+	io->plain_http = (unsigned char)px_tls_why(io->ssl, sslerr, buf, sizeof buf);
+	free(io->why);
+	io->why = strdup(buf);
+	errno = e ? e : EPROTO;
+}
+
+/*
+ * One step of the handshake. 1: done; 0: waiting for the socket (events set); -1: failed and
+ * reported (IO may be gone).
+ */
+static int
+handshake(struct px_io *io)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(io->ssl);
+	if (r == 1) {
+		io->handshaking = 0;
+		evtimer_del(io->hs_timer);
+		write_done(io); /* a WANT_WRITE may have left the write event on */
+		return 1;
+	}
+	e = SSL_get_error(io->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		if (io->wev_added) { /* owner output waits for the handshake, not for the socket */
+			event_del(io->wev);
+			io->wev_added = 0;
+		}
+		update_read(io);
+		return 0;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		if (!io->wev_added) {
+			event_add(io->wev, NULL);
+			io->wev_added = 1;
+		}
+		return 0;
+	}
+	tls_fail(io, e);
+	report(io, PX_IO_ERROR | PX_IO_TLS);
+	return -1;
+}
+
+/* After the handshake: input flows to the owner; a client learns it is connected. 0 if IO
+ * is gone. */
+static int
+handshake_done(struct px_io *io)
+{
+	update_read(io);
+	if (io->tls_client && !report(io, PX_IO_CONNECTED))
+		return 0;
+	px_io_flush(io); /* what the owner queued meanwhile */
+	return !io->dead;
+}
+
+static void
+hs_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_io *io = arg;
+	(void)fd;
+	(void)what;
+	io->tls_failed = 1;
+	free(io->why);
+	io->why = strdup("TLS handshake timed out");
+	report(io, PX_IO_TIMEOUT | PX_IO_TLS);
+}
+
+static int
+tls_start(struct px_io *io, SSL *ssl)
+{
+	io->ssl = ssl;
+	io->hs_timer = evtimer_new(event_get_base(io->rev), hs_timeout, io);
+	if (!io->hs_timer || SSL_set_fd(ssl, io->fd) != 1)
+		return -1;
+	io->handshaking = 1;
+	return 0;
+}
+
+int
+px_io_tls_accept(struct px_io *io, SSL *ssl, unsigned timeout_ms)
+{
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+	if (tls_start(io, ssl))
+		return -1;
+	SSL_set_accept_state(ssl);
+	evtimer_add(io->hs_timer, &tv);
+	update_read(io); /* a ClientHello already queued is reported at once */
+	return 0;
+}
+
+int
+px_io_tls_connect(struct px_io *io, SSL *ssl)
+{
+	if (tls_start(io, ssl))
+		return -1;
+	SSL_set_connect_state(ssl);
+	io->tls_client = 1;
+	return 0; /* the handshake starts once the TCP connect completes */
+}
+
+const char *
+px_io_why(const struct px_io *io)
+{
+	return io->why ? io->why : "";
+}
+
+int
+px_io_tls_plain_http(const struct px_io *io)
+{
+	return io->plain_http;
+}
+
+int
+px_io_is_tls(const struct px_io *io)
+{
+	return io->ssl != NULL;
+}
+
+/*
+ * Reads records until OpenSSL wants the socket again (SSL_read's WANT_READ means recv(2) saw
+ * EAGAIN, so the edge is re-armed) or the owner's room is used up, then hands the input over
+ * once. A record's plaintext can sit in OpenSSL after a short read, which is why the plain
+ * path's "short read = drained" shortcut does not apply here.
+ */
+static void
+tls_readable(struct px_io *io)
+{
+	struct evbuffer_iovec v;
+	size_t total = 0, room;
+	int n, e = SSL_ERROR_NONE;
+
+	if (io->handshaking) {
+		if (handshake(io) <= 0 || !handshake_done(io))
+			return;
+		if (!io->rev_added)
+			return; /* the owner does not read yet: update_read resumes it */
+	}
+	for (;;) {
+		room = READ_CHUNK;
+		if (io->read_max != (size_t)-1) {
+			size_t have = evbuffer_get_length(io->in);
+			room = have < io->read_max ? io->read_max - have : 0;
+			if (room > READ_CHUNK)
+				room = READ_CHUNK;
+		}
+		if (room == 0 || total >= TLS_READ_BURST)
+			break;
+		if (evbuffer_reserve_space(io->in, (ev_ssize_t)room, &v, 1) < 1) {
+			e = SSL_ERROR_SSL;
+			break;
+		}
+		ERR_clear_error();
+		n = SSL_read(io->ssl, v.iov_base, (int)(v.iov_len < room ? v.iov_len : room));
+		if (n > 0) {
+			v.iov_len = (size_t)n;
+			evbuffer_commit_space(io->in, &v, 1);
+			total += (size_t)n;
+			continue;
+		}
+		evbuffer_commit_space(io->in, &v, 0);
+		e = SSL_get_error(io->ssl, n);
+		break;
+	}
+	if (e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL)
+		tls_fail(io, e);
+	if (total && !call_read(io))
+		return;
+	switch (e) {
+	case SSL_ERROR_NONE: /* room or burst used up: more may be waiting */
+		update_read(io);
+		if (io->rev_added)
+			event_active(io->rev, EV_READ, 1);
+		return;
+	case SSL_ERROR_WANT_READ:
+		update_read(io);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		io->read_wants_write = 1;
+		if (!io->wev_added) {
+			event_add(io->wev, NULL);
+			io->wev_added = 1;
+		}
+		return;
+	case SSL_ERROR_ZERO_RETURN: /* close_notify, or a bare FIN (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+		event_del(io->rev);
+		io->rev_added = 0;
+		report(io, PX_IO_EOF);
+		return;
+	default:
+		report(io, PX_IO_ERROR);
+		return;
+	}
+}
+
+/* Encrypts and writes IO's output as far as the socket takes it. -1 on a real error. */
+static int
+tls_write_out(struct px_io *io)
+{
+	size_t len;
+
+	while ((len = evbuffer_get_length(io->out)) > 0) {
+		unsigned char *p;
+		int n, e;
+
+		if (len > TLS_WRITE_CHUNK)
+			len = TLS_WRITE_CHUNK;
+		p = evbuffer_pullup(io->out, (ev_ssize_t)len);
+		if (!p) {
+			errno = ENOMEM;
+			return -1;
+		}
+		ERR_clear_error();
+		n = SSL_write(io->ssl, p, (int)len);
+		if (n > 0) {
+			evbuffer_drain(io->out, (size_t)n);
+			continue;
+		}
+		e = SSL_get_error(io->ssl, n);
+		if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+			return 0;
+		tls_fail(io, e);
+		return -1;
+	}
+	return 0;
+}
+
+void
+px_io_shutdown(struct px_io *io)
+{
+	if (io->ssl && !io->handshaking && !io->tls_failed) {
+		ERR_clear_error();
+		SSL_shutdown(io->ssl); /* close_notify; the peer's is not waited for */
+		ERR_clear_error();
+	}
+	shutdown(io->fd, SHUT_WR);
+}
+
 static void
 io_readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -269,6 +551,10 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 
 	if (what & EV_TIMEOUT) {
 		report(io, PX_IO_TIMEOUT);
+		return;
+	}
+	if (io->ssl) {
+		tls_readable(io);
 		return;
 	}
 	if (io->read_max != (size_t)-1) {
@@ -334,9 +620,12 @@ static int
 write_out(struct px_io *io)
 {
 	struct evbuffer_iovec v[2];
-	int nv = evbuffer_peek(io->out, -1, NULL, v, 2);
+	int nv;
 	ssize_t n;
 
+	if (io->ssl)
+		return tls_write_out(io);
+	nv = evbuffer_peek(io->out, -1, NULL, v, 2);
 	if (nv == 1) {
 		n = send(io->fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL);
 		if (n > 0)
@@ -381,10 +670,28 @@ io_writable(evutil_socket_t fd, short what, void *arg)
 		io->connecting = 0;
 		event_del(io->wev);
 		io->wev_added = 0;
+		if (io->ssl) {
+			struct timeval tv = {io->connect_ms / 1000, (io->connect_ms % 1000) * 1000};
+			if (io->connect_ms)
+				evtimer_add(io->hs_timer, &tv);
+			if (handshake(io) <= 0)
+				return;
+			handshake_done(io);
+			return;
+		}
 		update_read(io);
 		if (report(io, PX_IO_CONNECTED))
 			px_io_flush(io);
 		return;
+	}
+	if (io->handshaking) {
+		if (handshake(io) > 0)
+			handshake_done(io);
+		return;
+	}
+	if (io->read_wants_write) {
+		io->read_wants_write = 0;
+		event_active(io->rev, EV_READ, 1);
 	}
 	if (write_out(io) < 0) {
 		report(io, PX_IO_ERROR);
@@ -400,7 +707,8 @@ io_writable(evutil_socket_t fd, short what, void *arg)
 void
 px_io_flush(struct px_io *io)
 {
-	if (io->connecting || io->pending_err || io->dead || evbuffer_get_length(io->out) == 0)
+	if (io->connecting || io->handshaking || io->pending_err || io->dead ||
+	    evbuffer_get_length(io->out) == 0)
 		return;
 	if (!io->wev_added) {
 		if (write_out(io) < 0) {

@@ -15,6 +15,7 @@
 #define SG_PROXY_IO_H
 
 #include <event2/buffer.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@
 #define PX_IO_EOF 0x02
 #define PX_IO_ERROR 0x04
 #define PX_IO_TIMEOUT 0x08
+#define PX_IO_TLS 0x10 /* with ERROR or TIMEOUT: the TLS handshake failed (px_io_why) */
 
 struct px_io;
 
@@ -58,6 +60,25 @@ void px_io_set_timeout(struct px_io *io, unsigned ms);
 
 /* Writes the output now, as far as the socket takes it. */
 void px_io_flush(struct px_io *io);
+
+/*
+ * TLS. px_io_tls_accept() makes IO (from px_io_new) the server side of SSL, which it takes
+ * over: the handshake runs inside px_io within TIMEOUT_MS, and the owner's READ callback sees
+ * only plaintext after it. px_io_tls_connect() does the same for a px_io_connect()ed IO as the
+ * client: PX_IO_CONNECTED comes after the handshake (which gets the connect timeout again).
+ * A failed or late handshake is PX_IO_ERROR|PX_IO_TLS or PX_IO_TIMEOUT|PX_IO_TLS. Both return
+ * 0, or -1 (the owner frees IO; SSL is IO's either way).
+ */
+int px_io_tls_accept(struct px_io *io, SSL *ssl, unsigned timeout_ms);
+int px_io_tls_connect(struct px_io *io, SSL *ssl);
+int px_io_is_tls(const struct px_io *io);
+/* Why the last TLS operation failed ("" if none): "certificate verify failed: ...". */
+const char *px_io_why(const struct px_io *io);
+/* 1 if the handshake failed because the client sent a plain HTTP request. */
+int px_io_tls_plain_http(const struct px_io *io);
+
+/* Ends our direction: close_notify on TLS, then FIN. Reading continues (lingering close). */
+void px_io_shutdown(struct px_io *io);
 
 /* Microseconds on the monotonic clock (timeouts, latencies, cache expiry). */
 uint64_t px_now_us(void);

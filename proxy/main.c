@@ -9,6 +9,7 @@
 #include "policy/config.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 
 static void
 usage(FILE *f)
@@ -72,6 +73,18 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (test) {
+		/* the certificates and keys are part of the configuration: load them too */
+		int failed_s, failed_c;
+		char terr[POL_ERR_MAX];
+		SSL_CTX *s = px_tls_server_ctx_new(cfg, err, sizeof err, &failed_s);
+		SSL_CTX *c = failed_s ? NULL : px_tls_client_ctx_new(cfg, terr, sizeof terr, &failed_c);
+		SSL_CTX_free(s);
+		SSL_CTX_free(c);
+		if (failed_s || (!failed_s && failed_c)) {
+			fprintf(stderr, "%s:0: %s\n", file, failed_s ? err : terr);
+			pol_config_unref(cfg);
+			return 1;
+		}
 		printf("%s: configuration ok\n", file);
 		pol_config_unref(cfg);
 		return 0;

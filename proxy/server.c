@@ -30,6 +30,7 @@
 #include "proxy/internal.h"
 #include "proxy/log.h"
 #include "proxy/lookup.h"
+#include "proxy/tls.h"
 
 const double px_latency_bounds[PX_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                       0.05, 0.1, 0.25, 0.5, 1, 5};
@@ -93,11 +94,30 @@ px_server_refresh_slow(struct px_server *srv)
 	struct px_main *m = srv->main;
 	struct pol_config *old = srv->cfg;
 
+	SSL_CTX *old_server = NULL, *old_client = NULL;
+
 	pthread_mutex_lock(&m->lock);
 	srv->cfg = pol_config_ref(m->cfg);
 	srv->gen = atomic_load(&m->gen);
+	if (srv->tls_server != m->tls_server) {
+		old_server = srv->tls_server;
+		srv->tls_server = m->tls_server;
+		SSL_CTX_up_ref(srv->tls_server);
+	}
+	if (srv->tls_client != m->tls_client) {
+		old_client = srv->tls_client;
+		srv->tls_client = m->tls_client;
+		SSL_CTX_up_ref(srv->tls_client);
+	}
 	pthread_mutex_unlock(&m->lock);
 	pol_config_unref(old);
+	SSL_CTX_free(old_server); /* connections made with it hold their own references */
+	if (old_client) {
+		/* a session verified under the old CA or client certificate is not resumed */
+		SSL_CTX_free(old_client);
+		SSL_SESSION_free(srv->up_session);
+		srv->up_session = NULL;
+	}
 }
 
 #define DC_MAX 4096  /* label sets per worker: app ids come from clients, so they are capped */
@@ -167,22 +187,35 @@ publish_decisions(struct px_server *srv)
 }
 
 static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+accept_conn(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int tls)
 {
-	struct px_server *srv = arg;
-	(void)l;
 	if (srv->draining) {
 		evutil_closesocket(fd);
 		return;
 	}
-	px_server_refresh(srv);
-	px_conn_accept(srv, fd, sa, salen);
+	px_server_refresh(srv); /* a reloaded certificate serves the next connection */
+	px_conn_accept(srv, fd, sa, salen, tls);
 	if ((unsigned)srv->nconns >= srv->cfg->limits.max_connections) {
 		int i;
 		px_log(PX_LOG_WARN, "max_connections", "why", "accept paused", NULL);
 		for (i = 0; i < srv->nlisteners; i++)
 			evconnlistener_disable(srv->listeners[i]);
 	}
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	(void)l;
+	accept_conn(arg, fd, sa, salen, 0);
+}
+
+static void
+accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+              void *arg)
+{
+	(void)l;
+	accept_conn(arg, fd, sa, salen, 1);
 }
 
 static void
@@ -301,6 +334,9 @@ server_free(struct px_server *srv)
 	free(srv->dc_index);
 	pthread_mutex_destroy(&srv->dlock);
 	pol_config_unref(srv->cfg);
+	SSL_CTX_free(srv->tls_server);
+	SSL_CTX_free(srv->tls_client);
+	SSL_SESSION_free(srv->up_session);
 	if (srv->base)
 		event_base_free(srv->base);
 	free(srv);
@@ -321,6 +357,10 @@ server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen
 	srv->id = id;
 	srv->cfg = pol_config_ref(cfg);
 	srv->gen = atomic_load(&m->gen);
+	if ((srv->tls_server = m->tls_server))
+		SSL_CTX_up_ref(srv->tls_server);
+	if ((srv->tls_client = m->tls_client))
+		SSL_CTX_up_ref(srv->tls_client);
 	srv->base = event_base_new();
 	srv->classifier = pol_classifier_new(&cfg->limits);
 	srv->ws_scratch_size = cfg->limits.ws_message_bytes;
@@ -367,7 +407,7 @@ server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen
 		}
 		/* SO_REUSEPORT: each worker has its own listening socket on the same address */
 		srv->listeners[i] = evconnlistener_new_bind(
-			srv->base, accept_cb, srv,
+			srv->base, cfg->listen[i].tls ? accept_tls_cb : accept_cb, srv,
 			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
 				LEV_OPT_CLOSE_ON_EXEC,
 			1024, ai->ai_addr, (int)ai->ai_addrlen);
@@ -381,7 +421,8 @@ server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen
 		evconnlistener_set_error_cb(srv->listeners[i], accept_error_cb);
 		srv->nlisteners++;
 		if (id == 0)
-			px_log(PX_LOG_INFO, "listen", "addr", addr, NULL);
+			px_log(PX_LOG_INFO, "listen", "addr", addr, "tls", cfg->listen[i].tls ? "on" : "off",
+			       NULL);
 	}
 	return srv;
 }
@@ -486,12 +527,56 @@ rebase_overrides(struct px_main *m, const struct pol_config *old, const struct p
 	m->nov = j;
 }
 
+/*
+ * Listen addresses, the upstream and the worker count are bound at start (sockets, threads,
+ * the resolved address): a reload that changes them says so and keeps the running ones, so
+ * the published config always describes what the process does.
+ */
+static void
+keep_running_shape(const struct pol_config *run, struct pol_config *n)
+{
+	if (strcmp(n->upstream_scheme, run->upstream_scheme) || strcmp(n->upstream_host, run->upstream_host) ||
+	    strcmp(n->upstream_port, run->upstream_port) || n->workers != run->workers ||
+	    n->nlisten != run->nlisten || memcmp(n->listen, run->listen, sizeof n->listen))
+		px_log(PX_LOG_WARN, "reload", "note",
+		       "upstream, listen and workers changes need a restart: kept the running ones", NULL);
+	memcpy(n->listen, run->listen, sizeof n->listen);
+	n->nlisten = run->nlisten;
+	n->tls_listeners = run->tls_listeners;
+	memcpy(n->upstream_scheme, run->upstream_scheme, sizeof n->upstream_scheme);
+	memcpy(n->upstream_host, run->upstream_host, sizeof n->upstream_host);
+	memcpy(n->upstream_port, run->upstream_port, sizeof n->upstream_port);
+	n->upstream_tls = run->upstream_tls;
+	n->workers = run->workers;
+}
+
+/* Both TLS contexts for CFG (NULL where not needed); -1 with ERR if a file is unusable. */
+static int
+build_tls(const struct pol_config *cfg, SSL_CTX **srv_ctx, SSL_CTX **cli_ctx, char *err,
+          size_t errlen)
+{
+	int failed;
+
+	*cli_ctx = NULL;
+	*srv_ctx = px_tls_server_ctx_new(cfg, err, errlen, &failed);
+	if (failed)
+		return -1;
+	*cli_ctx = px_tls_client_ctx_new(cfg, err, errlen, &failed);
+	if (failed) {
+		SSL_CTX_free(*srv_ctx);
+		*srv_ctx = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static void
 reload_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct px_main *m = arg;
 	char err[POL_ERR_MAX];
 	struct pol_config *n;
+	SSL_CTX *srv_ctx, *cli_ctx;
 	(void)sig;
 	(void)what;
 
@@ -500,10 +585,18 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept", "previous policy", NULL);
 		return;
 	}
-	if (strcmp(n->upstream_host, m->file_cfg->upstream_host) ||
-	    strcmp(n->upstream_port, m->file_cfg->upstream_port) || n->workers != m->file_cfg->workers)
-		px_log(PX_LOG_WARN, "reload", "note", "upstream, listen and workers changes need a restart", NULL);
+	keep_running_shape(m->file_cfg, n);
+	if (build_tls(n, &srv_ctx, &cli_ctx, err, sizeof err)) {
+		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept",
+		       "previous policy and certificates", NULL);
+		pol_config_unref(n);
+		return;
+	}
 	pthread_mutex_lock(&m->lock);
+	SSL_CTX_free(m->tls_server);
+	SSL_CTX_free(m->tls_client);
+	m->tls_server = srv_ctx;
+	m->tls_client = cli_ctx;
 	rebase_overrides(m, m->file_cfg, n);
 	pol_config_unref(m->file_cfg);
 	m->file_cfg = n;
@@ -554,6 +647,16 @@ px_main_new(struct pol_config *cfg, const char *path)
 	m->started = time(NULL);
 	if (!m->path)
 		goto bad;
+	{
+		char err[POL_ERR_MAX];
+		if (build_tls(cfg, &m->tls_server, &m->tls_client, err, sizeof err)) {
+			px_log(PX_LOG_ERROR, "startup", "why", err, NULL);
+			goto bad;
+		}
+		if (cfg->upstream_tls && !cfg->up_tls.verify)
+			px_log(PX_LOG_WARN, "startup", "note",
+			       "upstream_verify = off: the backend's certificate is not checked", NULL);
+	}
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -610,7 +713,8 @@ px_main_run(struct px_main *m)
 			px_log(PX_LOG_ERROR, "startup", "why", "cannot start a worker thread", NULL);
 			return 1;
 		}
-	snprintf(up, sizeof up, "http://%s:%s", m->cfg->upstream_host, m->cfg->upstream_port);
+	snprintf(up, sizeof up, "%s://%s:%s", m->cfg->upstream_scheme, m->cfg->upstream_host,
+	         m->cfg->upstream_port);
 	snprintf(nw, sizeof nw, "%d", m->nworkers);
 	px_log(PX_LOG_INFO, "ready", "upstream", up, "workers", nw, "version", SYNCGATE_VERSION, NULL);
 	event_base_dispatch(m->base);
@@ -640,6 +744,8 @@ px_main_free(struct px_main *m)
 	free(m->workers);
 	pol_config_unref(m->cfg);
 	pol_config_unref(m->file_cfg);
+	SSL_CTX_free(m->tls_server);
+	SSL_CTX_free(m->tls_client);
 	free(m->ov);
 	free(m->path);
 	for (i = 0; i < 1024; i++)

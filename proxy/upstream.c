@@ -2,7 +2,8 @@
  * proxy/upstream.c - the upstream connection pool of one worker.
  *
  * px_upstream_get() hands out an idle keep-alive connection when there is one, else a new
- * connecting px_io (the caller sees PX_IO_CONNECTED). Idle connections sit with callbacks
+ * connecting px_io (the caller sees PX_IO_CONNECTED; with an https upstream, after the TLS
+ * handshake, resuming the worker's last session when the backend allows). Idle connections sit with callbacks
  * that free them on any event: data from an idle backend, EOF, error or the idle timeout all
  * mean it is no longer safe to reuse.
  */
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include "proxy/internal.h"
+#include "proxy/log.h"
+#include "proxy/tls.h"
 
 static void
 pool_remove(struct px_server *srv, struct px_io *io)
@@ -53,8 +56,18 @@ px_upstream_get(struct px_server *srv, int *reused)
 		px_io_free(io);
 	}
 	*reused = 0;
-	return px_io_connect(srv->base, (struct sockaddr *)&srv->up_addr, srv->up_addrlen,
-	                     srv->cfg->limits.upstream_connect_ms);
+	io = px_io_connect(srv->base, (struct sockaddr *)&srv->up_addr, srv->up_addrlen,
+	                   srv->cfg->limits.upstream_connect_ms);
+	if (io && srv->tls_client) {
+		SSL *ssl = px_tls_client_new(srv->tls_client, srv->cfg, &srv->up_session);
+		if (!ssl || px_io_tls_connect(io, ssl)) {
+			if (!ssl)
+				px_log(PX_LOG_ERROR, "tls", "why", "cannot create an upstream TLS session", NULL);
+			px_io_free(io);
+			return NULL;
+		}
+	}
+	return io;
 }
 
 void

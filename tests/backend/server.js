@@ -4,6 +4,8 @@
 //
 //   node tests/backend/server.js --listen 127.0.0.1:PORT --control 127.0.0.1:PORT2 \
 //        --app APPID=SECRET_KEY [--app ...] [--keepalive-ms N]
+//        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]   (https and wss; with a client
+//        CA, a client certificate signed by it is required)
 //
 // Control interface (on --control only): GET /log (every HTTP request and WebSocket message
 // received, in order, raw bytes base64), GET /raw (every byte received per TCP connection),
@@ -11,6 +13,8 @@
 // GET /state?appId=.
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
+import fs from 'node:fs';
 import crypto from 'node:crypto';
 import { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
@@ -23,6 +27,9 @@ function parseArgs(argv) {
     else if (a === '--control') { o.control = v; i++; }
     else if (a === '--app') { const [id, key] = v.split('='); o.apps[id] = key; i++; }
     else if (a === '--keepalive-ms') { o.keepaliveMs = Number(v); i++; }
+    else if (a === '--tls-cert') { o.tlsCert = v; i++; }
+    else if (a === '--tls-key') { o.tlsKey = v; i++; }
+    else if (a === '--tls-client-ca') { o.tlsClientCa = v; i++; }
     else { console.error(`unknown argument ${a}`); process.exit(2); }
   }
   if (!o.listen || !o.control) { console.error('usage: server.js --listen H:P --control H:P --app ID=KEY'); process.exit(2); }
@@ -376,12 +383,26 @@ server.on('upgrade', (req, socket, head) => {
   if (!isRt || !state[appId]) { socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'); return; }
   wss.handleUpgrade(req, socket, head, (ws) => onRealtime(ws, appId, seg[base + 2], socket.id));
 });
-const listener = net.createServer((sock) => {
+// Plain: every TCP connection is tapped. TLS: every handshake is logged (resumed? which name
+// was asked for? which client certificate?) and the plaintext is tapped.
+function accept(sock) {
   const id = ++sockSeq;
   raw.set(id, []);
   const tap = new Tap(sock, id);
   server.emit('connection', tap);
-});
+  return id;
+}
+const listener = opts.tlsCert
+  ? tls.createServer({
+    cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey), ALPNProtocols: ['http/1.1'],
+    ...(opts.tlsClientCa ? { ca: fs.readFileSync(opts.tlsClientCa), requestCert: true, rejectUnauthorized: true } : {}),
+  }, (ts) => {
+    const id = accept(ts);
+    const peer = ts.getPeerCertificate();
+    log.push({ kind: 'tls', socket: id, resumed: ts.isSessionReused(), servername: ts.servername || null, alpn: ts.alpnProtocol || null, protocol: ts.getProtocol(), clientCert: peer && peer.subject ? peer.subject.CN : null });
+  })
+  : net.createServer(accept);
+if (opts.tlsCert) listener.on('tlsClientError', (e) => log.push({ kind: 'tls-error', message: e.message }));
 
 // ---- control ----
 const control = http.createServer((req, res) => {

@@ -17,8 +17,12 @@ let n = 0;
 // A fresh user id: the SDK keeps one session per (appId, userId) for the whole process.
 export const uniqueUser = (prefix = 'u') => `${prefix}${process.pid}x${++n}`;
 
-export function session({ host, appId, userId, key, auth = 'token' }) {
-  const opts = { appId, userId, host };
+// HOST (protocol.md section 1) or APIURLS ({realtimeWsApiUrl, internalHttpApiUrl,
+// restApiHttpUrl}: how an app points the SDK at wss/https on a host of its choice).
+export function session({ host, apiUrls, appId, userId, key, auth = 'token' }) {
+  const opts = { appId, userId };
+  if (apiUrls) opts.apiUrls = apiUrls;
+  else opts.host = host;
   if (auth === 'token') opts.token = userToken(appId, userId, key);
   else opts.signature = crypto.createHmac('sha256', key).update(userId).digest('hex').toUpperCase();
   return getTalkSession(opts);

@@ -7,9 +7,9 @@ import { session, uniqueUser, firstSnapshot } from './sdk.mjs';
 
 export function defineScenarios(name, getCtx, auth) {
   test(`${name} [${auth}]: users: set, get, createIfNotExists, subscribe, online`, async () => {
-    const { host, appId, key } = getCtx();
+    const { host, apiUrls, appId, key } = getCtx();
     const me = uniqueUser('alice'), other = uniqueUser('bob');
-    const s = session({ host, appId, userId: me, key, auth });
+    const s = session({ host, apiUrls, appId, userId: me, key, auth });
     await s.currentUser.set({ name: 'Alice', custom: { team: 'red' }, locale: 'nl-NL' });
     const snap = await s.currentUser.get();
     assert.equal(snap.name, 'Alice');
@@ -28,9 +28,9 @@ export function defineScenarios(name, getCtx, auth) {
   });
 
   test(`${name} [${auth}]: conversations, participants, messages, reactions, typing`, async () => {
-    const { host, appId, key } = getCtx();
+    const { host, apiUrls, appId, key } = getCtx();
     const me = uniqueUser('alice'), bob = uniqueUser('bob'), carol = uniqueUser('carol');
-    const s = session({ host, appId, userId: me, key, auth });
+    const s = session({ host, apiUrls, appId, userId: me, key, auth });
     await s.currentUser.set({ name: 'Alice' });
     await s.user(bob).createIfNotExists({ name: 'Bob' });
     await s.user(carol).createIfNotExists({ name: 'Carol' });

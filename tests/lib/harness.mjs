@@ -2,6 +2,7 @@
 // talk to them over real sockets. Used by tests/scenario, tests/interop and tests/browser.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,11 +35,16 @@ async function waitPort(port, proc, what) {
   throw new Error(`${what} did not listen on ${port}`);
 }
 
-export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveMs } = {}) {
+// TLS: {cert, key, clientCa?} makes the backend serve https/wss (tests/lib/tlsca.mjs).
+export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveMs, tls } = {}) {
   const port = await freePort(), control = await freePort();
   const args = [path.join(ROOT, 'tests/backend/server.js'), '--listen', `127.0.0.1:${port}`, '--control', `127.0.0.1:${control}`];
   for (const [id, key] of Object.entries(apps)) args.push('--app', `${id}=${key}`);
   if (keepaliveMs) args.push('--keepalive-ms', String(keepaliveMs));
+  if (tls) {
+    args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
+    if (tls.clientCa) args.push('--tls-client-ca', tls.clientCa);
+  }
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
@@ -62,11 +68,14 @@ export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveM
 }
 
 // Starts syncgate in front of UPSTREAM_PORT with CONF (sections appended to [syncgate]).
-export async function startSyncgate(upstreamPort, conf = '', { env = {} } = {}) {
+// UPSTREAM: the upstream's scheme and host ('https://localhost' for a TLS backend); TLS: the
+// listener is marked tls (CONF then brings a [tls] section).
+export async function startSyncgate(upstreamPort, conf = '', { env = {}, upstream = 'http://127.0.0.1', tls = false } = {}) {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-'));
   const file = path.join(dir, 'syncgate.conf');
-  const text = `[syncgate]\nlisten = 127.0.0.1:${port}\nupstream = http://127.0.0.1:${upstreamPort}\n${conf}\n`;
+  const head = `[syncgate]\nlisten = 127.0.0.1:${port}${tls ? ' tls' : ''}\nupstream = ${upstream}:${upstreamPort}\n`;
+  const text = `${head}${conf}\n`;
   fs.writeFileSync(file, text);
   const proc = spawn(SYNCGATE, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
@@ -89,24 +98,32 @@ export async function startSyncgate(upstreamPort, conf = '', { env = {} } = {}) 
       if (proc.signalCode && proc.signalCode !== sig) throw new Error(`syncgate died of ${proc.signalCode}`);
       return code;
     },
-    writeConf: (more) => fs.writeFileSync(file, `[syncgate]\nlisten = 127.0.0.1:${port}\nupstream = http://127.0.0.1:${upstreamPort}\n${more}\n`),
+    writeConf: (more) => fs.writeFileSync(file, `${head}${more}\n`),
   };
 }
 
 // Sends BYTES (a Buffer or string, or an array of pieces sent with PAUSE ms between) on a
 // new connection; resolves with everything received until the peer closes or IDLE ms pass.
-export function rawExchange(port, bytes, { idle = 1500, pause = 0, halfClose = false } = {}) {
+// TLS: options for tls.connect (ca, servername, minVersion, session, ...): the exchange runs
+// over TLS and the result also has the negotiated `protocol`, `alpn`, `cert` (the server's),
+// `session` (for resumption), `resumed`, or `tlsError` when the handshake failed.
+export function rawExchange(port, bytes, { idle = 1500, pause = 0, halfClose = false, tls: tlsOpts } = {}) {
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    const chunks = [], t0 = Date.now();
+    const s = tlsOpts ? tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ...tlsOpts }) : net.connect(port, '127.0.0.1');
+    const chunks = [], t0 = Date.now(), info = {};
     let timer, closed = false, firstMs = null;
-    const done = () => { clearTimeout(timer); s.destroy(); resolve({ data: Buffer.concat(chunks), closed, firstMs }); };
+    if (tlsOpts) {
+      s.on('secureConnect', () => Object.assign(info, { protocol: s.getProtocol(), alpn: s.alpnProtocol, cert: s.getPeerCertificate(), resumed: s.isSessionReused() }));
+      s.on('session', (sess) => { info.session = sess; });
+      s.on('error', (e) => { if (!info.protocol) info.tlsError = e; });
+    }
+    const done = () => { clearTimeout(timer); s.destroy(); resolve({ data: Buffer.concat(chunks), closed, firstMs, ...info }); };
     const arm = () => { clearTimeout(timer); timer = setTimeout(done, idle); };
     s.on('data', (d) => { if (firstMs === null) firstMs = Date.now() - t0; chunks.push(d); arm(); });
     s.on('end', () => { closed = true; done(); });
     s.on('close', () => { closed = true; done(); });
     s.on('error', () => { closed = true; done(); });
-    s.on('connect', async () => {
+    s.on(tlsOpts ? 'secureConnect' : 'connect', async () => {
       const pieces = Array.isArray(bytes) ? bytes : [bytes];
       for (const p of pieces) {
         if (s.destroyed) break;

@@ -1,6 +1,7 @@
 // A raw WebSocket client for hostile-input tests: it writes frames byte by byte as told
 // (masking, RSV bits, fragmentation, opcodes) and parses what comes back.
 import net from 'node:net';
+import tls from 'node:tls';
 import crypto from 'node:crypto';
 import { sleep } from './harness.mjs';
 
@@ -20,9 +21,11 @@ export function frame(opcode, payload, { fin = true, mask = true, rsv = 0, len7 
 }
 
 export class RawWs {
-  static async open(port, path, { headers = '', expect101 = true } = {}) {
+  // TLS: {ca} connects over TLS to "localhost" trusting CA.
+  static async open(port, path, { headers = '', expect101 = true, tls: tlsOpts } = {}) {
     const ws = new RawWs();
-    ws.sock = net.connect(port, '127.0.0.1');
+    ws.sock = tlsOpts ? tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: tlsOpts.ca })
+      : net.connect(port, '127.0.0.1');
     ws.buf = Buffer.alloc(0);
     ws.frames = [];
     ws.closed = false;
@@ -31,7 +34,7 @@ export class RawWs {
     ws.sock.on('data', (d) => { ws.buf = Buffer.concat([ws.buf, d]); ws.parse(); });
     ws.sock.on('close', () => { ws.closed = true; ws.wake(); });
     ws.sock.on('error', () => {});
-    await new Promise((r) => ws.sock.on('connect', r));
+    await new Promise((r, j) => { ws.sock.on(tlsOpts ? 'secureConnect' : 'connect', r); ws.sock.on('error', j); });
     ws.sock.write(`GET ${path} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${ws.key}\r\n${headers}\r\n`);
     const t0 = Date.now();
     while (!ws.head && !ws.closed && Date.now() - t0 < 3000) await sleep(10);

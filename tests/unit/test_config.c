@@ -148,11 +148,55 @@ main(void)
 		unlink("/tmp/sg_test_token");
 	}
 
-	/* the shipped default config loads */
+	/* TLS: listeners marked tls need [tls] cert and key; upstream TLS keys need https:// */
+	c = load("", err);
+	CHECK(c && c->tls_listeners == 0 && c->upstream_tls == 0 && c->up_tls.verify == 1);
+	CHECK(c && c->tls.min_version == 12 && c->tls.session_resumption == 1 && strstr(c->tls.ciphers, "ECDHE"));
+	CHECK(c && c->limits.tls_handshake_ms == 10000);
+	pol_config_unref(c);
+	c = pol_config_load_string("[syncgate]\nlisten = 127.0.0.1:80, [::1]:443 tls\nupstream = https://backend.internal:8443\n"
+	                           "upstream_ca_file = /etc/ca.pem\nupstream_server_name = api.internal\n"
+	                           "upstream_cert = /c.pem\nupstream_key = /k.pem\n"
+	                           "[tls]\ncert = /s.pem\nkey = /s.key\nmin_version = 1.3\nsession_resumption = off\n"
+	                           "[limits]\ntls_handshake = 2s\n", "tls.conf", err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(c->nlisten == 2 && !c->listen[0].tls && c->listen[1].tls && c->tls_listeners == 1);
+		CHECK_STR(c->listen[1].host, "::1");
+		CHECK(c->upstream_tls == 1);
+		CHECK_STR(c->upstream_scheme, "https");
+		CHECK_STR(c->upstream_host, "backend.internal");
+		CHECK_STR(c->up_tls.ca_file, "/etc/ca.pem");
+		CHECK_STR(c->up_tls.server_name, "api.internal");
+		CHECK_STR(c->up_tls.cert, "/c.pem");
+		CHECK_STR(c->tls.cert, "/s.pem");
+		CHECK(c->tls.min_version == 13 && c->tls.session_resumption == 0);
+		CHECK(c->limits.tls_handshake_ms == 2000);
+	}
+	pol_config_unref(c);
+	expect_error("listen = 127.0.0.1:1 ssl\n", "listen: '127.0.0.1:1' has an unknown flag 'ssl' (only 'tls')");
+	expect_error("listen = 127.0.0.1:1 tls\n", "a listen address is marked tls: [tls] needs cert and key");
+	expect_error("listen = 127.0.0.1:1 tls\n[tls]\ncert = /a.pem\n", "[tls] needs cert and key");
+	expect_error("upstream_ca_file = /ca.pem\n", "upstream_* TLS settings need an https:// upstream");
+	expect_error("upstream = https://a:1\nupstream_cert = /c.pem\n", "upstream_cert and upstream_key go together");
+	expect_error("upstream = https://a:1\nupstream_verify = maybe\n", "upstream_verify: 'maybe' is not on or off");
+	expect_error("upstream = https://a:1\nupstream_colour = red\n", "unknown key 'upstream_colour' in [syncgate]");
+	expect_error("[tls]\nmin_version = 1.1\n", "t.conf:5: min_version: '1.1' is not 1.2 or 1.3");
+	expect_error("[tls]\ncert =\n", "[tls] cert: empty value");
+	expect_error("[tls]\nsession_resumption = sometimes\n", "session_resumption: 'sometimes' is not on or off");
+	expect_error("[tls]\nrenegotiation = on\n", "unknown key 'renegotiation' in [tls]");
+	expect_error("[limits]\ntls_handshake = 10ms\n", "tls_handshake: out of range");
+
+	/* the shipped default config and the examples load */
 	c = pol_config_load("conf/syncgate.conf", err);
 	if (!c)
 		fprintf(stderr, "%s\n", err);
 	CHECK(c != NULL);
+	pol_config_unref(c);
+	c = pol_config_load("conf/examples/tls.conf", err);
+	if (!c)
+		fprintf(stderr, "%s\n", err);
+	CHECK(c && c->tls_listeners == 1 && c->upstream_tls && c->up_tls.verify);
 	pol_config_unref(c);
 	return t_done("test_config");
 }

@@ -1,0 +1,45 @@
+// The SDK scenario suite over TLS: @talkjs/core pointed at syncgate's wss:// and https://
+// addresses with its apiUrls option, trusting the test CA through NODE_EXTRA_CA_CERTS (set
+// by ctest, as a deployment would set it). Three shapes: TLS only at the client side, only
+// at the backend side (syncgate verifies the backend against upstream_ca_file), and both.
+import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startBackend, startSyncgate } from '../lib/harness.mjs';
+import { loadPki, tlsSection } from '../lib/tlsca.mjs';
+import { defineScenarios } from './sdk_scenarios.mjs';
+
+const KEY = 'sk_test_demo';
+const APP = `[app:demo]\nuser_sync = on\nconversation_sync = on\nsecret_key = ${KEY}\n[limits]\nshutdown_grace = 500ms\n`;
+assert.ok(process.env.SG_TEST_PKI && process.env.NODE_EXTRA_CA_CERTS, 'run through ctest (it makes the test PKI and sets NODE_EXTRA_CA_CERTS)');
+const pki = loadPki(process.env.SG_TEST_PKI);
+
+const procs = [];
+let plainBackend, tlsBackend, clientSide, backendSide, bothSides;
+before(async () => {
+  plainBackend = await startBackend({ apps: { demo: KEY } });
+  tlsBackend = await startBackend({ apps: { demo: KEY }, tls: pki.server });
+  procs.push(plainBackend, tlsBackend);
+  clientSide = await startSyncgate(plainBackend.port, APP + tlsSection(pki.server), { tls: true });
+  backendSide = await startSyncgate(tlsBackend.port, `upstream_ca_file = ${pki.ca}\n` + APP, { upstream: 'https://localhost' });
+  bothSides = await startSyncgate(tlsBackend.port, `upstream_ca_file = ${pki.ca}\n` + APP + tlsSection(pki.server), { tls: true, upstream: 'https://localhost' });
+  procs.push(clientSide, backendSide, bothSides);
+});
+after(async () => {
+  // The SDK sessions stay open and keep reconnecting once their syncgate is gone; over wss the
+  // ws package reports those refused connects as uncaught errors. They are the teardown's.
+  process.on('uncaughtException', (e) => { if (e.code !== 'ECONNREFUSED') throw e; });
+  for (const p of procs.reverse()) await p.stop();
+  setTimeout(() => process.exit(), 200).unref();
+});
+
+const over = (sg, scheme) => () => ({
+  appId: 'demo', key: KEY,
+  apiUrls: {
+    realtimeWsApiUrl: `${scheme === 'https' ? 'wss' : 'ws'}://localhost:${sg.port}/public_api/v1`,
+    internalHttpApiUrl: `${scheme}://localhost:${sg.port}/api/v0`,
+    restApiHttpUrl: `${scheme}://localhost:${sg.port}/public_api/v1`,
+  },
+});
+defineScenarios('wss/https client -> syncgate -> plain backend', over({ get port() { return clientSide.port; } }, 'https'), 'token');
+defineScenarios('plain client -> syncgate -> https/wss backend', over({ get port() { return backendSide.port; } }, 'http'), 'token');
+defineScenarios('TLS on both sides', over({ get port() { return bothSides.port; } }, 'https'), 'signature');
