@@ -285,3 +285,56 @@ test('a plain and a TLS listener side by side', async () => {
   assert.equal(parseResponses(a.data)[0].status, 401);
   assert.equal(parseResponses(b.data)[0].status, 401);
 });
+
+test('TLS on both sides: 3 MiB up and 5 MB down arrive whole; a 512 KiB WebSocket message is relayed both ways', async () => {
+  const be = await backend(pki.server);
+  const sg = await syncgate(be.port, `upstream_ca_file = ${pki.ca}\n` + tlsSection(pki.server), { tls: true, upstream: 'https://localhost' });
+  const big = Buffer.alloc(3 * 1024 * 1024, 'abcdefghijklmnopqrstuvwxyz');
+  const req = Buffer.concat([Buffer.from(`PUT /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: ${big.length}\r\n\r\n`), big]);
+  const up = await rawExchange(sg.port, req, { tls: { ca: ca() }, idle: 1500 });
+  const [r1] = parseResponses(up.data);
+  assert.equal(r1.status, 200);
+  assert.ok(r1.body.equals(big), 'the echo is the body, byte for byte');
+  const sent = (await be.rawAll()).toString('latin1');
+  assert.ok(sent.endsWith(big.toString('latin1')), 'the backend read the same bytes');
+  const down = await rawExchange(sg.port, GET('/chunked/5000000'), { tls: { ca: ca() }, idle: 1500 });
+  const [r2] = parseResponses(down.data);
+  assert.equal(r2.status, 200);
+  assert.equal(r2.body.length, 5000000);
+
+  const ws = await RawWs.open(sg.port, '/echo-ws', { tls: { ca: ca() } });
+  const payload = 'z'.repeat(512 * 1024);
+  ws.sendText(payload);
+  const back = await ws.next((f) => f.opcode === 1, 10000);
+  assert.ok(back, 'the echo came back');
+  assert.equal(back.payload.length, payload.length);
+  ws.destroy();
+});
+
+test('/readyz over an https upstream: ready with a verified backend, 503 naming the reason without', async () => {
+  const good = await backend(pki.server), bad = await backend(pki.wrongHost);
+  const ready = async (be) => {
+    const admin = await new Promise((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
+    await syncgate(be.port, `upstream_ca_file = ${pki.ca}\n[admin]\nlisten = 127.0.0.1:${admin}\n`, { upstream: 'https://localhost' });
+    const res = await rawExchange(admin, GET('/readyz'), { idle: 3000 });
+    return parseResponses(res.data)[0];
+  };
+  assert.equal((await ready(good)).status, 200);
+  const r = await ready(bad);
+  assert.equal(r.status, 503);
+  assert.match(JSON.parse(r.body).why, /TLS handshake failed: certificate verify failed: hostname mismatch/i);
+});
+
+test('an https backend that ends its response by closing: the client gets it whole, then is closed', async () => {
+  const { createServer } = await import('node:tls');
+  const srv = createServer({ cert: fs.readFileSync(pki.server.cert), key: fs.readFileSync(pki.server.key) },
+    (s) => s.on('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-eof')));
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  cleanup.push(() => new Promise((r) => srv.close(r)));
+  const sg = await syncgate(srv.address().port, `upstream_ca_file = ${pki.ca}\n`, { upstream: 'https://localhost' });
+  for (let i = 0; i < 20; i++) {
+    const res = await rawExchange(sg.port, GET('/x'), { idle: 2000 });
+    assert.ok(res.closed, `round ${i}: closed`);
+    assert.match(res.data.toString(), /Connection: close\r\n\r\nuntil-eof$/);
+  }
+});
