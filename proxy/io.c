@@ -430,6 +430,7 @@ static void
 tls_readable(struct px_io *io)
 {
 	struct evbuffer_iovec v;
+	unsigned char first[READ_CHUNK];
 	size_t total = 0, room;
 	int n, e = SSL_ERROR_NONE;
 
@@ -449,19 +450,29 @@ tls_readable(struct px_io *io)
 		}
 		if (room == 0 || total >= TLS_READ_BURST)
 			break;
-		if (evbuffer_reserve_space(io->in, (ev_ssize_t)room, &v, 1) < 1) {
-			e = SSL_ERROR_SSL;
-			break;
-		}
 		ERR_clear_error();
-		n = SSL_read(io->ssl, v.iov_base, (int)(v.iov_len < room ? v.iov_len : room));
-		if (n > 0) {
-			v.iov_len = (size_t)n;
+		if (evbuffer_get_length(io->in) == 0) {
+			/* Into the stack first: a read that finds nothing (the last of every burst, the
+			 * one after the handshake) must not leave an empty 16 KiB chain on an idle
+			 * connection; evbuffer_drain() frees chains only when there is data. */
+			n = SSL_read(io->ssl, first, (int)(room < sizeof first ? room : sizeof first));
+			if (n > 0 && evbuffer_add(io->in, first, (size_t)n) < 0) {
+				e = SSL_ERROR_SSL;
+				break;
+			}
+		} else {
+			if (evbuffer_reserve_space(io->in, (ev_ssize_t)room, &v, 1) < 1) {
+				e = SSL_ERROR_SSL;
+				break;
+			}
+			n = SSL_read(io->ssl, v.iov_base, (int)(v.iov_len < room ? v.iov_len : room));
+			v.iov_len = n > 0 ? (size_t)n : 0;
 			evbuffer_commit_space(io->in, &v, 1);
+		}
+		if (n > 0) {
 			total += (size_t)n;
 			continue;
 		}
-		evbuffer_commit_space(io->in, &v, 0);
 		e = SSL_get_error(io->ssl, n);
 		break;
 	}
