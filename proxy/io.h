@@ -80,6 +80,10 @@ int px_io_tls_plain_http(const struct px_io *io);
 /* Ends our direction: close_notify on TLS, then FIN. Reading continues (lingering close). */
 void px_io_shutdown(struct px_io *io);
 
+/* Frees the calling thread's cache of read buffers: call as a thread's event loop ends
+ * (buffers still in use return to the cache of the thread that frees them). */
+void px_io_thread_done(void);
+
 /* Microseconds on the monotonic clock (timeouts, latencies, cache expiry). */
 uint64_t px_now_us(void);
 

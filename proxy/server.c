@@ -432,6 +432,7 @@ worker_main(void *arg)
 {
 	struct px_server *srv = arg;
 	event_base_dispatch(srv->base);
+	px_io_thread_done();
 	return NULL;
 }
 
@@ -757,4 +758,5 @@ px_main_free(struct px_main *m)
 	pthread_mutex_destroy(&m->peers_lock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
+	px_io_thread_done(); /* the buffers the connections freed above returned here */
 }
