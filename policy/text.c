@@ -4,6 +4,9 @@
  */
 #include "policy/text.h"
 
+#include <stdint.h>
+#include <string.h>
+
 int
 pol_hexval(unsigned char c)
 {
@@ -42,7 +45,10 @@ pol_utf8_valid(const unsigned char *s, size_t len)
 	size_t i = 0;
 	while (i < len) {
 		size_t n;
-		/* ASCII runs first: the common case in chat traffic */
+		/* ASCII runs first, 8 bytes per step: the common case in chat traffic */
+		uint64_t w;
+		while (i + 8 <= len && (memcpy(&w, s + i, 8), !(w & 0x8080808080808080ull)))
+			i += 8;
 		while (i < len && s[i] < 0x80)
 			i++;
 		if (i == len)

@@ -615,6 +615,39 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_CONVERSATION, call.cid, call.cid_len);
 }
 
+/* Copies LEN payload bytes at offset OFF of IN into DST, unmasked (RFC 6455 §5.3), reading
+ * the chains in place rather than copying out and unmasking in a second pass. */
+static void
+copy_unmasked(struct evbuffer *in, size_t off, size_t len, const uint8_t mask[4], uint8_t *dst)
+{
+	struct evbuffer_iovec v[4];
+	int n = evbuffer_peek(in, (ev_ssize_t)(off + len), NULL, v, 4), i;
+	size_t done = 0;
+
+	if (n > 4) { /* scattered over many chains: the general way */
+		struct evbuffer_ptr pos;
+		evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &pos, dst, len);
+		px_ws_mask(dst, len, mask, 0);
+		return;
+	}
+	for (i = 0; i < n && done < len; i++) {
+		const uint8_t *p = v[i].iov_base;
+		size_t l = v[i].iov_len;
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		p += off;
+		l -= off;
+		off = 0;
+		if (l > len - done)
+			l = len - done;
+		px_ws_unmask_copy(dst + done, p, l, mask, done);
+		done += l;
+	}
+}
+
 /* Processes one complete client frame at the head of IN. Returns 0 to go on, -1 to stop. */
 static int
 client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h)
@@ -660,12 +693,9 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 		    h->len <= c->srv->ws_scratch_size) {
 			/* the common case, a whole message in one frame: unmask a copy into the
 			 * worker's scratch, decide, and move the frame on (or drop it) in one step */
-			struct evbuffer_ptr pos;
 			struct raw_src raw = {in, total};
 			char *text = c->srv->ws_scratch;
-			evbuffer_ptr_set(in, &pos, h->hdr_len, EVBUFFER_PTR_SET);
-			evbuffer_copyout_from(in, &pos, text, h->len);
-			px_ws_mask((uint8_t *)text, h->len, h->mask, 0);
+			copy_unmasked(in, h->hdr_len, h->len, h->mask, (uint8_t *)text);
 			if (!pol_utf8_valid((const uint8_t *)text, h->len)) {
 				close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
 				return -1;

@@ -106,11 +106,31 @@ px_ws_write_header(uint8_t *out, int fin, int opcode, const uint8_t *mask, uint6
 }
 
 void
+px_ws_unmask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t mask[4],
+                  uint64_t offset)
+{
+	uint8_t m[8];
+	uint64_t w, k;
+	size_t i = 0;
+
+	/* the mask as a word starting at payload byte OFFSET; 8 bytes per step (memcpy keeps
+	 * the loads and stores free of alignment assumptions) */
+	for (i = 0; i < 8; i++)
+		m[i] = mask[(offset + i) & 3];
+	memcpy(&k, m, 8);
+	for (i = 0; i + 8 <= len; i += 8) {
+		memcpy(&w, src + i, 8);
+		w ^= k;
+		memcpy(dst + i, &w, 8);
+	}
+	for (; i < len; i++)
+		dst[i] = src[i] ^ m[i & 7];
+}
+
+void
 px_ws_mask(uint8_t *buf, size_t len, const uint8_t mask[4], uint64_t offset)
 {
-	size_t i;
-	for (i = 0; i < len; i++)
-		buf[i] ^= mask[(offset + i) & 3];
+	px_ws_unmask_copy(buf, buf, len, mask, offset);
 }
 
 int

@@ -81,6 +81,10 @@ size_t px_ws_write_header(uint8_t *out, int fin, int opcode, const uint8_t *mask
 
 /* XORs LEN bytes with MASK, the first byte being payload byte OFFSET. */
 void px_ws_mask(uint8_t *buf, size_t len, const uint8_t mask[4], uint64_t offset);
+/* The same from SRC into DST (which may be SRC, not otherwise overlap): copy and unmask in
+ * one pass. */
+void px_ws_unmask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t mask[4],
+                       uint64_t offset);
 
 /*
  * Checks an (unmasked) close payload: empty, or a valid code plus UTF-8 reason. Returns 0 and
