@@ -246,8 +246,9 @@ px_server_refresh(struct px_server *srv)
 	if (atomic_load_explicit(&srv->main->gen, memory_order_acquire) != srv->gen)
 		px_server_refresh_slow(srv);
 }
-/* Counts one decision for /metrics (VERDICT: 0 allow, 1 refuse, 2 would_refuse). */
-void px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op, int verdict);
+/* Counts one decision for /metrics (VERDICT: 0 allow, 1 refuse, 2 would_refuse). Returns
+ * the entry's index in srv->dc (stable: entries are never removed), or -1 if not counted. */
+int px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op, int verdict);
 /* Policy changes, from the admin API (returns 0, or 404 for an unknown app, 400). */
 int px_main_change_app(struct px_main *m, const char *app, const struct pol_app_change *ch);
 

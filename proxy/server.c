@@ -132,29 +132,29 @@ dc_hash(const char *app, enum pol_op op, int verdict)
 	return h;
 }
 
-void
+int
 px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op, int verdict)
 {
 	unsigned slot = dc_hash(app, op, verdict) % DC_SLOTS;
 	int i;
 
 	if (!srv->dc_index)
-		return;
+		return -1;
 	while ((i = srv->dc_index[slot]) >= 0) {
 		struct px_decision_count *d = &srv->dc[i];
 		if (d->op == op && d->verdict == verdict && !strcmp(d->app, app)) {
 			d->n++;
-			return;
+			return i;
 		}
 		slot = (slot + 1) % DC_SLOTS;
 	}
 	if (srv->ndc >= DC_MAX)
-		return;
+		return -1;
 	if (srv->ndc == srv->cdc) {
 		int nc = srv->cdc ? srv->cdc * 2 : 64;
 		struct px_decision_count *nd = realloc(srv->dc, (size_t)nc * sizeof *nd);
 		if (!nd)
-			return;
+			return -1;
 		srv->dc = nd;
 		srv->cdc = nc;
 	}
@@ -164,6 +164,7 @@ px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op,
 	srv->dc[i].verdict = (unsigned char)verdict;
 	srv->dc[i].n = 1;
 	srv->dc_index[slot] = i;
+	return i;
 }
 
 /* Publishes the decision counts for the admin thread. */

@@ -80,6 +80,13 @@ struct px_ws {
 	size_t seen_in, seen_out;      /* input bytes already counted (left for a later read) */
 	int close_code;          /* the first close code seen either way (0: none) */
 	struct parked *parked;   /* calls waiting for a fact */
+	/* per-frame lookups a socket repeats, valid while srv->gen is the generation noted */
+	const struct pol_app *app; /* c->app's policy */
+	unsigned long app_gen;
+	int dc_slot;             /* the last decision's entry in srv->dc, -1: none */
+	unsigned long dc_gen;
+	enum pol_op dc_op;
+	int dc_verdict;
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -255,6 +262,25 @@ flush_both(struct px_conn *c)
 }
 
 /*
+ * Counts a decision for /metrics. A socket's decisions repeat (the same call, the same
+ * verdict), so the entry of the last one is remembered and bumped without hashing.
+ */
+static void
+count_decision(struct px_ws *ws, const struct pol_ctx *ctx, enum pol_op op, int verdict)
+{
+	struct px_server *srv = ws->c->srv;
+
+	if (ws->dc_slot >= 0 && ws->dc_gen == srv->gen && ws->dc_op == op && ws->dc_verdict == verdict) {
+		srv->dc[ws->dc_slot].n++;
+		return;
+	}
+	ws->dc_slot = px_server_count_decision(srv, ctx->app->id[0] ? ctx->app->id : "*", op, verdict);
+	ws->dc_gen = srv->gen;
+	ws->dc_op = op;
+	ws->dc_verdict = verdict;
+}
+
+/*
  * What a looked-up fact F (NULL: none could be had) says for the decision. For a
  * participant question, UID is the user asked about.
  */
@@ -328,8 +354,7 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 		}
 		if (d.verdict != POL_ALLOW || d.would_deny)
 			log_refusal(c, call, &d);
-		px_server_count_decision(c->srv, ctx->app->id[0] ? ctx->app->id : "*", call->op,
-		                         d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
+		count_decision(ws, ctx, call->op, d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
 		m->act[i].allowed = d.verdict == POL_ALLOW;
 		if (!m->act[i].allowed) {
 			m->act[i].status = d.status;
@@ -423,7 +448,11 @@ policy_ctx(struct px_ws *ws, struct pol_ctx *ctx)
 {
 	struct px_conn *c = ws->c;
 	px_server_refresh(c->srv);
-	ctx->app = pol_config_app(c->srv->cfg, c->app, strlen(c->app));
+	if (!ws->app || ws->app_gen != c->srv->gen) {
+		ws->app = pol_config_app(c->srv->cfg, c->app, strlen(c->app));
+		ws->app_gen = c->srv->gen;
+	}
+	ctx->app = ws->app;
 	ctx->me = c->user;
 	ctx->me_len = strlen(c->user);
 	ctx->authenticated = ctx->app->identity == POL_IDENTITY_REQUIRE ? ws->authenticated : 1;
@@ -471,8 +500,7 @@ settle(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
 	pol_decide(ctx, call, &facts, &d);
 	if (d.verdict != POL_ALLOW || d.would_deny)
 		log_refusal(c, call, &d);
-	px_server_count_decision(c->srv, ctx->app->id[0] ? ctx->app->id : "*", call->op,
-	                         d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
+	count_decision(ws, ctx, call->op, d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
 	if (d.verdict == POL_ALLOW) {
 		forward_raw(ws, raw);
 		forget_facts(ws, call);
@@ -613,6 +641,22 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_USER, call.uid, call.uid_len);
 	else
 		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_CONVERSATION, call.cid, call.cid_len);
+}
+
+/*
+ * The first bytes of IN (N of them in all) as far as a frame header can reach: a pointer into
+ * the first chain when the header lies there (the usual case), else a copy in HB.
+ */
+static const uint8_t *
+header_bytes(struct evbuffer *in, size_t n, uint8_t hb[PX_WS_MAX_HEADER])
+{
+	struct evbuffer_iovec v;
+	size_t want = n < PX_WS_MAX_HEADER ? n : PX_WS_MAX_HEADER;
+
+	if (evbuffer_peek(in, (ev_ssize_t)want, NULL, &v, 1) == 1 && v.iov_len >= want)
+		return v.iov_base;
+	evbuffer_copyout(in, hb, want);
+	return hb;
 }
 
 /* Copies LEN payload bytes at offset OFF of IN into DST, unmasked (RFC 6455 §5.3), reading
@@ -771,13 +815,14 @@ ws_client_readcb(struct px_io *io, void *arg)
 			struct px_ws_header h;
 			size_t n = evbuffer_get_length(in);
 			uint8_t hb[PX_WS_MAX_HEADER];
+			const uint8_t *hp;
 			const char *why;
 			int code, r;
 
 			if (n == 0)
 				break;
-			evbuffer_copyout(in, hb, n < sizeof hb ? n : sizeof hb);
-			r = px_ws_parse_header(hb, n < sizeof hb ? n : sizeof hb, 1,
+			hp = header_bytes(in, n, hb);
+			r = px_ws_parse_header(hp, n < sizeof hb ? n : sizeof hb, 1,
 			                       c->cfg->limits.ws_message_bytes, &h, &code, &why);
 			if (r < 0) {
 				close_client(c, code, why);
@@ -897,8 +942,8 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 		int code, r;
 		if (n == 0)
 			break;
-		evbuffer_copyout(in, hb, n < sizeof hb ? n : sizeof hb);
-		r = px_ws_parse_header(hb, n < sizeof hb ? n : sizeof hb, 0, SERVER_FRAME_CAP, &h,
+		const uint8_t *hp = header_bytes(in, n, hb);
+		r = px_ws_parse_header(hp, n < sizeof hb ? n : sizeof hb, 0, SERVER_FRAME_CAP, &h,
 		                       &code, &why);
 		if (r < 0) {
 			close_client(c, PX_WS_CLOSE_INTERNAL, "backend protocol error");
@@ -915,6 +960,8 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 		if (ws->nmerges && h.opcode == PX_WS_TEXT && h.fin && h.len <= 65536) {
 			if (n < h.hdr_len + h.len)
 				break; /* a candidate answer to a merged batch: wait for all of it */
+			if (hp != hb)
+				memcpy(hb, hp, h.hdr_len); /* HP points into the chain drained next */
 			evbuffer_drain(in, h.hdr_len);
 			const char *text = (const char *)evbuffer_pullup(in, (ev_ssize_t)h.len);
 			if (try_merge(ws, text, h.len)) {
@@ -995,6 +1042,7 @@ px_ws_start(struct px_conn *c)
 	}
 	c->ws = ws;
 	ws->c = c;
+	ws->dc_slot = -1;
 	ws->realtime = c->ws_realtime;
 	ws->tunnel = !c->ws_realtime;
 	ws->raw = evbuffer_new();

@@ -80,6 +80,23 @@ test('a refused participant batch gets one answer with a response per action', a
   ws.destroy();
 });
 
+test('a mixed participant batch: the allowed action goes on alone, the backend answer is merged with the refusal', async () => {
+  await be.seed({ appId: 'demo', users: { alice: {}, bob: {} }, conversations: { cmix: { participants: { alice: {}, bob: {} } } } });
+  await be.clearLog();
+  const ws = await session();
+  for (let i = 1; i <= 5; i++) {
+    ws.sendText(`[${i},"POST","/conversations/cmix/participants",{"actions":[{"id":"alice","method":"PATCH","params":{"notify":false}},{"id":"bob","method":"PUT","params":{"access":"Read"}}]},{}]`);
+    const r = await ws.json(i);
+    assert.equal(r[1], 200, JSON.stringify(r));
+    assert.deepEqual(r[2].responses.map((x) => x.status), [200, 403]);
+    assert.equal(r[2].responses[1].errorCode, 'UNAUTHORIZED_TO_EDIT_PARTICIPANT');
+  }
+  const sent = (await backendFrames()).filter((f) => f.includes('cmix/participants'));
+  assert.equal(sent.length, 5);
+  assert.ok(sent.every((f) => f.includes('"alice"') && !f.includes('"bob"')), 'only the allowed action reached the backend');
+  ws.destroy();
+});
+
 test('switches on: the same calls pass to the backend', async () => {
   await be.clearLog();
   const ws = await session('open', 'alice', OPEN_KEY);
