@@ -62,6 +62,27 @@ awk -v a="$sm" -v b="$nm" 'BEGIN { printf "syncgate/nginx (medians): %.2fx\n", a
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)
 sgp=$(cat "$dir/c.pid")
+
+# CPU per round trip, the efficiency figure that scheduling noise does not move: each proxy
+# pinned to CPU 1, client and backend to CPU 0, user and system time from /proc over a run.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+	echo "CPU time per round trip, proxy pinned to CPU 1, client and backend to CPU 0 (${secs}s each)"
+	taskset -pc 0 "$(cat "$dir/a.pid")" >/dev/null
+	for t in "nginx $NG $ngw" "syncgate $SG $sgp"; do
+		set -- $t
+		taskset -pc 1 "$3" >/dev/null
+		b=$(awk '{print $14, $15}' "/proc/$3/stat")
+		r=$(taskset -c 0 "$tool" rtt "$2" 100 "$secs" $path)
+		a=$(awk '{print $14, $15}' "/proc/$3/stat")
+		awk -v n="$1" -v r="$r" -v s="$secs" -v b="$b" -v a="$a" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+			split(b, x, " "); split(a, y, " "); k = 1e6 / hz / (r * s)
+			printf "%-10s %8d round-trips/s  user %.2f us  system %.2f us per round trip\n", n, r, (y[1] - x[1]) * k, (y[2] - x[2]) * k }'
+	done
+	taskset -pc 0-$(($(nproc) - 1)) "$(cat "$dir/a.pid")" >/dev/null
+	taskset -pc 0-$(($(nproc) - 1)) "$ngw" >/dev/null
+	taskset -pc 0-$(($(nproc) - 1)) "$sgp" >/dev/null
+fi
+
 echo "Idle sockets: $idle through each proxy, resident memory per socket"
 for t in "nginx $NG $ngw" "syncgate $SG $sgp"; do
 	set -- $t
