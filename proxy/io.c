@@ -668,26 +668,32 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Writes as much of IO's output as the socket takes: send(2) when it is one contiguous
- * piece (the usual case for relayed messages), else evbuffer_write()'s writev(2).
- * Returns -1 on a real error (errno set), else 0.
+ * Writes as much of IO's output (*LEFT bytes, updated) as the socket takes: send(2) when it
+ * is one contiguous piece (the usual case for relayed messages), else evbuffer_write()'s
+ * writev(2). Returns -1 on a real error (errno set), else 0.
  */
 static int
-write_out(struct px_io *io)
+write_out(struct px_io *io, size_t *left)
 {
-	struct evbuffer_iovec v[2];
-	int nv;
+	size_t front;
 	ssize_t n;
+	int r;
 
-	if (io->ssl)
-		return tls_write_out(io);
-	nv = evbuffer_peek(io->out, -1, NULL, v, 2);
-	if (nv == 1) {
-		n = send(io->fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL);
-		if (n > 0)
+	if (io->ssl) {
+		r = tls_write_out(io);
+		*left = evbuffer_get_length(io->out);
+		return r;
+	}
+	front = evbuffer_get_contiguous_space(io->out);
+	if (front == *left) {
+		n = send(io->fd, evbuffer_pullup(io->out, (ev_ssize_t)front), front, MSG_NOSIGNAL);
+		if (n > 0) {
 			evbuffer_drain(io->out, (size_t)n);
+			*left -= (size_t)n;
+		}
 	} else {
 		n = evbuffer_write(io->out, io->fd);
+		*left = evbuffer_get_length(io->out);
 	}
 	return n < 0 && errno != EAGAIN && errno != EINTR ? -1 : 0;
 }
@@ -749,9 +755,12 @@ io_writable(evutil_socket_t fd, short what, void *arg)
 		io->read_wants_write = 0;
 		event_active(io->rev, EV_READ, 1);
 	}
-	if (write_out(io) < 0) {
-		report(io, PX_IO_ERROR);
-		return;
+	{
+		size_t left = evbuffer_get_length(io->out);
+		if (left && write_out(io, &left) < 0) {
+			report(io, PX_IO_ERROR);
+			return;
+		}
 	}
 	write_done(io);
 	if (io->above_low && evbuffer_get_length(io->out) <= io->low_water) {
@@ -763,22 +772,26 @@ io_writable(evutil_socket_t fd, short what, void *arg)
 void
 px_io_flush(struct px_io *io)
 {
-	if (io->connecting || io->handshaking || io->pending_err || io->dead ||
-	    evbuffer_get_length(io->out) == 0)
+	size_t left;
+
+	if (io->connecting || io->handshaking || io->pending_err || io->dead)
+		return;
+	left = evbuffer_get_length(io->out);
+	if (left == 0)
 		return;
 	if (!io->wev_added) {
-		if (write_out(io) < 0) {
+		if (write_out(io, &left) < 0) {
 			io->pending_err = errno ? errno : EIO;
 			event_active(io->wev, EV_WRITE, 1);
 			return;
 		}
-		if (evbuffer_get_length(io->out) == 0)
+		if (left == 0)
 			return;
 		/* the socket is full: wait for it */
 		event_add(io->wev, NULL);
 		io->wev_added = 1;
 	}
-	if (evbuffer_get_length(io->out) > io->low_water)
+	if (left > io->low_water)
 		io->above_low = 1; /* the WRITE callback follows when it drains */
 }
 

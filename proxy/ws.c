@@ -650,11 +650,10 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 static const uint8_t *
 header_bytes(struct evbuffer *in, size_t n, uint8_t hb[PX_WS_MAX_HEADER])
 {
-	struct evbuffer_iovec v;
 	size_t want = n < PX_WS_MAX_HEADER ? n : PX_WS_MAX_HEADER;
 
-	if (evbuffer_peek(in, (ev_ssize_t)want, NULL, &v, 1) == 1 && v.iov_len >= want)
-		return v.iov_base;
+	if (evbuffer_get_contiguous_space(in) >= want)
+		return evbuffer_pullup(in, (ev_ssize_t)want); /* already contiguous: no copy */
 	evbuffer_copyout(in, hb, want);
 	return hb;
 }
@@ -664,32 +663,16 @@ header_bytes(struct evbuffer *in, size_t n, uint8_t hb[PX_WS_MAX_HEADER])
 static void
 copy_unmasked(struct evbuffer *in, size_t off, size_t len, const uint8_t mask[4], uint8_t *dst)
 {
-	struct evbuffer_iovec v[4];
-	int n = evbuffer_peek(in, (ev_ssize_t)(off + len), NULL, v, 4), i;
-	size_t done = 0;
+	struct evbuffer_ptr pos;
 
-	if (n > 4) { /* scattered over many chains: the general way */
-		struct evbuffer_ptr pos;
-		evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &pos, dst, len);
-		px_ws_mask(dst, len, mask, 0);
+	if (evbuffer_get_contiguous_space(in) >= off + len) { /* the usual case: one chain */
+		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(off + len));
+		px_ws_unmask_copy(dst, p + off, len, mask, 0);
 		return;
 	}
-	for (i = 0; i < n && done < len; i++) {
-		const uint8_t *p = v[i].iov_base;
-		size_t l = v[i].iov_len;
-		if (off >= l) {
-			off -= l;
-			continue;
-		}
-		p += off;
-		l -= off;
-		off = 0;
-		if (l > len - done)
-			l = len - done;
-		px_ws_unmask_copy(dst + done, p, l, mask, done);
-		done += l;
-	}
+	evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
+	evbuffer_copyout_from(in, &pos, dst, len);
+	px_ws_mask(dst, len, mask, 0);
 }
 
 /* Processes one complete client frame at the head of IN. Returns 0 to go on, -1 to stop. */
