@@ -66,6 +66,26 @@ hex4(const unsigned char *p)
 	return a << 12 | b << 8 | c << 4 | d;
 }
 
+/* 1 for the bytes a string may hold as they are: printable ASCII but the quote and backslash. */
+static const uint8_t plain_char[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* Scans a string whose opening quote is at *POS; leaves *POS after the closing quote. */
 static int
 scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t, const char **why)
@@ -77,7 +97,7 @@ scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t,
 	t->start = (uint32_t)i;
 	for (;;) {
 		/* fast path over plain ASCII */
-		while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+		while (i < len && plain_char[s[i]])
 			i++;
 		if (i >= len) {
 			*why = "unterminated string";
@@ -378,6 +398,8 @@ enum st { ST_VALUE, ST_KEY, ST_AFTER };
 static inline size_t
 skip_ws(const unsigned char *s, size_t len, size_t i)
 {
+	if (i < len && s[i] > ' ')
+		return i; /* compact JSON: no whitespace between tokens */
 	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
 		i++;
 	return i;
@@ -389,6 +411,7 @@ pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **wh
 	const unsigned char *s = (const unsigned char *)text;
 	size_t pos = 0;
 	uint32_t ntok = 0, depth = 0, i;
+	int multi_key = 0;
 	enum st st = ST_VALUE;
 	struct pol_jtok *t;
 
@@ -437,6 +460,8 @@ pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **wh
 			struct pol_jtok *parent = &j->toks[j->stack[depth - 1]];
 			if (parent->type == POL_J_ARRAY || st == ST_KEY)
 				parent->size++;
+			if (st == ST_KEY && parent->size == 2)
+				multi_key = 1; /* some object has two keys or more: check for duplicates */
 		}
 		if (st == ST_KEY) {
 			if (s[pos] != '"') {
@@ -511,7 +536,7 @@ pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **wh
 		*why = "trailing data after the value";
 		return -1;
 	}
-	for (i = 0; i < ntok; i++)
+	for (i = 0; multi_key && i < ntok; i++)
 		if (j->toks[i].type == POL_J_OBJECT && check_dups(j, text, i)) {
 			*why = "duplicate key";
 			return -1;
