@@ -10,14 +10,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { ROOT, startBackend, startSyncgate, freePort } from '../lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
 import { userToken } from '../lib/rawws.mjs';
+import { makePki, tlsSection } from '../lib/tlsca.mjs';
 
 const KEY = 'sk_test_demo';
-let be, sg, web, webPort, browser;
+let be, sg, sgTls, pki, web, webPort, browser;
 
 before(async () => {
   be = await startBackend({ apps: { demo: KEY } });
   sg = await startSyncgate(be.port, `[app:demo]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n`);
+  // the same policy behind a TLS listener; chromium trusts exactly this certificate's key
+  pki = makePki();
+  sgTls = await startSyncgate(be.port, `[app:demo]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n` + tlsSection(pki.server), { tls: true });
+  const spki = execFileSync('sh', ['-c', `openssl x509 -in '${pki.server.cert}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`]).toString().trim();
   webPort = await freePort();
   web = http.createServer((req, res) => {
     const file = req.url === '/' ? path.join(ROOT, 'tests/browser/page.html')
@@ -32,17 +38,19 @@ before(async () => {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
+      '--disable-component-update', '--disable-sync', '--no-first-run', `--ignore-certificate-errors-spki-list=${spki}`],
   });
 });
 after(async () => {
   await browser?.close();
   await new Promise((r) => web.close(r));
   await sg.stop();
+  await sgTls?.stop();
   await be.stop();
+  if (pki) fs.rmSync(pki.dir, { recursive: true, force: true });
 });
 
-async function runPage(port, userId) {
+async function runPage(port, userId, { tls = false } = {}) {
   const conversationId = `conv_${userId}`;
   await be.seed({ appId: 'demo', users: { [userId]: { name: 'Alice' }, bob: { name: 'Bob' } }, conversations: { [conversationId]: { subject: 'Seeded', participants: { [userId]: {}, bob: {} } } } });
   const page = await browser.newPage();
@@ -50,7 +58,10 @@ async function runPage(port, userId) {
   page.on('console', (m) => consoleLines.push({ type: m.type(), text: m.text() }));
   await page.goto(`http://127.0.0.1:${webPort}/`);
   await page.waitForFunction(() => window.harnessReady === true);
-  const result = await page.evaluate((cfg) => window.runChat(cfg), { host: `127.0.0.1:${port}`, appId: 'demo', userId, token: userToken('demo', userId, KEY), peer: 'bob', conversationId });
+  const where = tls
+    ? { apiUrls: { realtimeWsApiUrl: `wss://localhost:${port}/public_api/v1`, internalHttpApiUrl: `https://localhost:${port}/api/v0`, restApiHttpUrl: `https://localhost:${port}/public_api/v1` } }
+    : { host: `127.0.0.1:${port}` };
+  const result = await page.evaluate((cfg) => window.runChat(cfg), { ...where, appId: 'demo', userId, token: userToken('demo', userId, KEY), peer: 'bob', conversationId });
   await page.close();
   return { result, consoleLines };
 }
@@ -82,4 +93,21 @@ test('through syncgate with sync off: the console shows syncgate\'s reason; read
   assert.equal(sockets.size, 1, 'one realtime socket carried everything');
   assert.ok(!frames.some((e) => /"PUT","\/users\//.test(Buffer.from(e.raw, 'base64').toString())), 'the refused call never reached the backend');
   assert.ok(frames.some((e) => /"POST","\/conversations\/[^"]+\/messages"/.test(Buffer.from(e.raw, 'base64').toString())), 'the message did');
+});
+
+test('over wss/https to a TLS listener: the same refusals with syncgate\'s reason, the same working reads and messages', async () => {
+  await be.clearLog();
+  const { result, consoleLines } = await runPage(sgTls.port, 'alice_tls', { tls: true });
+  assert.equal(result.setUser.ok, false);
+  assert.match(result.setUser.message, /403 USER_SYNC_DISABLED/);
+  assert.equal(result.setConversation.ok, false);
+  assert.match(result.setConversation.message, /UNAUTHORIZED_TO_EDIT/);
+  assert.ok(consoleLines.some((l) => l.type === 'error' && l.text.includes('syncgate: updating a user refused')));
+  assert.equal(result.getPeer.value, 'Bob');
+  assert.equal(result.openConversation.value, 'Seeded');
+  assert.ok(result.send.ok, result.send.message);
+  assert.equal(result.readBack.value, 'hello from chromium');
+  const log = await be.log();
+  const hdrs = log.filter((e) => e.kind === 'http' && /\/realtime\/alice_tls/.test(e.url)).map((e) => e.rawHeaders.join('\n'));
+  assert.ok(hdrs.length && hdrs.every((h) => /X-Forwarded-Proto\nhttps/i.test(h)), 'the backend saw the socket as https');
 });
