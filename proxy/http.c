@@ -370,6 +370,11 @@ linger_close(struct px_conn *c)
 		return;
 	}
 	c->lingering = 1;
+	if (c->uio && c->upstream_idle) {
+		px_upstream_put(c->srv, c->uio); /* clean and idle: the next client's */
+		c->uio = NULL;
+		c->upstream_idle = 0;
+	}
 	free_upstream(c);
 	px_io_shutdown(c->cio);
 	evbuffer_drain(in, evbuffer_get_length(in));
@@ -1170,9 +1175,12 @@ finish_transaction(struct px_conn *c)
 	if (!c->req_done)
 		c->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
 	if (c->uio) {
-		if (c->upstream_reusable && c->req_sent && c->resp_done && !c->close_after &&
+		/* The backend connection's fate is its own exchange's: a client that closes (its
+		 * Connection: close is hop-by-hop, never forwarded) leaves a clean one to the pool. */
+		if (c->upstream_reusable && c->req_sent && c->req_done && c->resp_done &&
 		    !c->srv->draining) {
-			/* keep it for this client's next request; it expires at upstream_idle */
+			/* keep it for this client's next request (or the pool, when the client goes);
+			 * it expires at upstream_idle */
 			px_io_set_timeout(c->uio, c->cfg->limits.upstream_idle_ms);
 			c->upstream_idle = 1;
 		} else {

@@ -114,6 +114,21 @@ test('keep-alive: sequential requests reuse the client connection', async () => 
   assert.equal(res.closed, false);
 });
 
+test('clients that close after each request (Connection: close) share one kept-alive backend connection', async () => {
+  await be.clearLog();
+  for (let i = 0; i < 20; i++) {
+    const res = await rawExchange(sg.port, 'GET /bytes/2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { idle: 2000 });
+    const [r] = parseResponses(res.data);
+    assert.equal(r.body.toString(), 'xx');
+    assert.ok(res.closed, 'the client connection is closed');
+    assert.equal(r.headers.find(([k]) => k.toLowerCase() === 'connection')?.[1], 'close');
+  }
+  const reqs = (await be.log()).filter((e) => e.kind === 'http');
+  assert.equal(reqs.length, 20);
+  assert.ok(!reqs.some((e) => e.rawHeaders.some((h) => /^close$/i.test(h))), 'the client\'s Connection: close is not forwarded');
+  assert.equal(new Set(reqs.map((e) => e.socket)).size, 1, 'one backend connection served all twenty');
+});
+
 test('Expect: 100-continue is answered by syncgate and not forwarded', async () => {
   await be.clearLog();
   const res = await rawExchange(sg.port, ['POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n', 'ok'], { idle: 400, pause: 150 });
