@@ -48,13 +48,14 @@ nginx -c "$dir/proxy.conf" -p "$dir" & echo $! >"$dir/b.pid"
 sleep 1
 
 path=/v1/bench/users/alice
-run() { # name port
-	wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$2$path" >/dev/null 2>&1 || true # warm-up
-	local out rps p99
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$2$path")
+run() { # name port [extra wrk args]
+	local name=$1 port=$2 out rps p99
+	shift 2
+	wrk -t1 -c"$conns" -d1s "$@" "http://127.0.0.1:$port$path" >/dev/null 2>&1 || true # warm-up
+	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$port$path")
 	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
 	p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-	echo "$1 $rps $p99"
+	echo "$name $rps $p99"
 }
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v } else { sub(/s$/, "", v); print v * 1000 } }'; }
 
@@ -65,3 +66,12 @@ while read -r name rps p99; do printf '%-10s %12s %10s\n' "$name" "$rps" "$p99";
 ng=$(awk '$1 == "nginx" {print $2}' <<<"$results"); sg=$(awk '$1 == "syncgate" {print $2}' <<<"$results")
 ngp=$(to_ms "$(awk '$1 == "nginx" {print $3}' <<<"$results")"); sgp=$(to_ms "$(awk '$1 == "syncgate" {print $3}' <<<"$results")")
 awk -v a="$sg" -v b="$ng" -v pa="$sgp" -v pb="$ngp" 'BEGIN { printf "syncgate/nginx: req/s %.2fx, p99 %.2f ms vs %.2f ms (%.2fx)\n", a / b, pa, pb, pa / pb }'
+
+# Clients that close after each request (legacy clients, some health checkers): a new client
+# connection per request, while the backend connection should stay pooled.
+echo "a new client connection per request (Connection: close):"
+results=$(run nginx $NG -H "Connection: close"; run syncgate $SG -H "Connection: close")
+printf '%-10s %12s %10s\n' target req/s p99
+while read -r name rps p99; do printf '%-10s %12s %10s\n' "$name" "$rps" "$p99"; done <<<"$results"
+ng=$(awk '$1 == "nginx" {print $2}' <<<"$results"); sg=$(awk '$1 == "syncgate" {print $2}' <<<"$results")
+awk -v a="$sg" -v b="$ng" 'BEGIN { printf "syncgate/nginx: req/s %.2fx\n", a / b }'
