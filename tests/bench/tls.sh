@@ -2,7 +2,8 @@
 # TLS termination benchmark (not a test): wrk over https against nginx and against syncgate,
 # each terminating TLS 1.3 (ECDSA P-256, one worker) in front of the same plain nginx backend.
 # Two loads: keep-alive requests (record encryption cost) and a new connection per request
-# (handshake cost). Then resident memory per idle TLS connection for both.
+# (handshake cost; wrk offers its last session, so these are mostly resumed handshakes). Then
+# resident memory per idle TLS connection for both.
 # Usage: tests/bench/tls.sh [seconds] [connections] [idle_connections]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -75,7 +76,7 @@ echo "keep-alive (one handshake per connection):"
 printf '%-10s %12s %10s\n' target req/s p99
 run nginx $NG
 run syncgate $SG
-echo "a new connection per request (Connection: close, a full handshake each):"
+echo "a new connection per request (Connection: close; wrk resumes the TLS session, both servers allow it):"
 printf '%-10s %12s %10s\n' target req/s p99
 run nginx $NG -H "Connection: close"
 run syncgate $SG -H "Connection: close"
