@@ -5,6 +5,7 @@
 # The backend is an nginx serving a small JSON body, so that the proxies are the bottleneck.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 secs=${1:-10}
 conns=${2:-50}
 bin=${SYNCGATE_BIN:-build/syncgate}
@@ -49,13 +50,9 @@ sleep 1
 
 path=/v1/bench/users/alice
 run() { # name port [extra wrk args]
-	local name=$1 port=$2 out rps p99
+	local name=$1 port=$2
 	shift 2
-	wrk -t1 -c"$conns" -d1s "$@" "http://127.0.0.1:$port$path" >/dev/null 2>&1 || true # warm-up
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$port$path")
-	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-	p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-	echo "$name $rps $p99"
+	wrk_run "$name" "http://127.0.0.1:$port$path" "$@"
 }
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v } else { sub(/s$/, "", v); print v * 1000 } }'; }
 

@@ -7,6 +7,7 @@
 # Usage: tests/bench/tls.sh [seconds] [connections] [idle_connections]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 secs=${1:-8}
 conns=${2:-50}
 idle=${3:-2000}
@@ -63,13 +64,9 @@ sleep 1
 
 path=/v1/bench/users/alice
 run() { # name port [extra wrk args]
-	local name=$1 port=$2 out rps p99
+	local name=$1 port=$2
 	shift 2
-	wrk -t1 -c"$conns" -d1s "$@" "https://127.0.0.1:$port$path" >/dev/null 2>&1 || true # warm-up
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "https://127.0.0.1:$port$path")
-	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-	p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-	printf '%-10s %12s %10s\n' "$name" "$rps" "$p99"
+	wrk_run "$name" "https://127.0.0.1:$port$path" "$@" | { read -r n r p; printf '%-10s %12s %10s\n' "$n" "$r" "$p"; }
 }
 echo "TLS termination benchmark: wrk -t1 -c$conns -d${secs}s https GET $path, TLS 1.3, ECDSA P-256 (nproc=$(nproc))"
 echo "keep-alive (one handshake per connection):"
@@ -81,7 +78,6 @@ printf '%-10s %12s %10s\n' target req/s p99
 run nginx $NG -H "Connection: close"
 run syncgate $SG -H "Connection: close"
 
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)
 sgp=$(cat "$dir/c.pid")
 echo "Idle TLS connections: $idle to each, resident memory per connection"
@@ -101,6 +97,6 @@ for t in "nginx $NG $ngw" "syncgate $SG $sgp"; do
 	sleep 1
 	after=$(rss "$3")
 	wait $holder || true
-	awk -v n="$1" -v b="$before" -v a="$after" -v k="$idle" 'BEGIN { printf "%-10s RSS %7d KiB -> %7d KiB: %6.0f bytes per idle TLS connection\n", n, b, a, (a - b) * 1024 / k }'
+	per_conn "$1" "$before" "$after" "$idle" "TLS connection"
 	sleep 1
 done

@@ -6,6 +6,7 @@
 # The backend is ws_bench's minimal realtime server, so that the proxies are the bottleneck.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 secs=${1:-8}
 idle=${2:-9900}
 bin=${SYNCGATE_BIN:-build/syncgate}
@@ -59,7 +60,6 @@ dm=$(tr ' ' '\n' <<<"$d" | grep . | median); nm=$(tr ' ' '\n' <<<"$n" | grep . |
 printf '%-10s %14s   %s\n' target round-trips/s runs direct "$dm" "$d" nginx "$nm" "$n" syncgate "$sm" "$s"
 awk -v a="$sm" -v b="$nm" 'BEGIN { printf "syncgate/nginx (medians): %.2fx\n", a / b }'
 
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)
 sgp=$(cat "$dir/c.pid")
 
@@ -92,6 +92,6 @@ for t in "nginx $NG $ngw" "syncgate $SG $sgp"; do
 	sleep 3.5
 	after=$(rss "$3")
 	wait $holder || true
-	awk -v n="$1" -v b="$before" -v a="$after" -v k="$idle" 'BEGIN { printf "%-10s RSS %7d KiB -> %7d KiB: %6.0f bytes per idle socket\n", n, b, a, (a - b) * 1024 / k }'
+	per_conn "$1" "$before" "$after" "$idle" socket
 	sleep 1
 done
