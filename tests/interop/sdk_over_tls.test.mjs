@@ -30,7 +30,7 @@ before(async () => {
 after(async () => {
   // The SDK sessions stay open and keep reconnecting once their syncgate is gone; over wss the
   // ws package reports those refused connects as uncaught errors. They are the teardown's.
-  process.on('uncaughtException', (e) => { if (e.code !== 'ECONNREFUSED') throw e; });
+  process.on('uncaughtException', (e) => { if (!['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e.code)) throw e; });
   for (const p of procs.reverse()) await p.stop();
   setTimeout(() => process.exit(), 200).unref();
 });
