@@ -122,6 +122,20 @@ decide_participant(const struct pol_ctx *ctx, enum pol_method m, const char *uid
 	            "joining a conversation", "conversation");
 }
 
+/* An empty decision. Not a memset: the reason buffer is large and set only by a refusal
+ * (this runs for every realtime frame). */
+static void
+clear(struct pol_decision *d)
+{
+	d->verdict = POL_ALLOW;
+	d->status = 0;
+	d->error_code = NULL;
+	d->reason[0] = 0;
+	d->need = POL_FACT_NONE;
+	d->would_deny = 0;
+	d->rule = NULL;
+}
+
 void
 pol_decide(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol_facts *f,
            struct pol_decision *d)
@@ -129,7 +143,7 @@ pol_decide(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol
 	const struct pol_app *app = ctx->app;
 	enum pol_fact_value v;
 
-	memset(d, 0, sizeof *d);
+	clear(d);
 	if (app->identity == POL_IDENTITY_REQUIRE && ctx->me && !ctx->authenticated &&
 	    c->op != POL_OP_AUTH && c->op != POL_OP_PING) {
 		d->verdict = POL_DENY;
@@ -221,7 +235,7 @@ pol_decide_action(const struct pol_ctx *ctx, const struct pol_call *c, int i,
 {
 	const struct pol_action *a = &c->actions[i];
 
-	memset(d, 0, sizeof *d);
+	clear(d);
 	if (ctx->app->conversation_sync)
 		return allow(d, "conversation-sync-on");
 	decide_participant(ctx, a->method, a->uid, a->uid_len, a->keys, f, d);

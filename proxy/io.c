@@ -34,6 +34,7 @@ struct px_io {
 	struct evbuffer *in, *out;
 	px_io_cb readcb, writecb;
 	px_io_event_cb eventcb;
+	px_io_direct_cb directcb;
 	void *arg;
 	size_t read_max, low_water;
 	unsigned timeout_ms;
@@ -228,7 +229,14 @@ px_io_setcb(struct px_io *io, px_io_cb read, px_io_cb write, px_io_event_cb even
 	io->readcb = read;
 	io->writecb = write;
 	io->eventcb = event;
+	io->directcb = NULL;
 	io->arg = arg;
+}
+
+void
+px_io_set_direct(struct px_io *io, px_io_direct_cb direct)
+{
+	io->directcb = direct;
 }
 
 struct evbuffer *
@@ -654,13 +662,27 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	{
 		int full = (size_t)n == room;
-		if (evbuffer_add_reference(io->in, block, (size_t)n, block_put, block) < 0) {
-			block_put(NULL, 0, block);
-			report(io, PX_IO_ERROR);
-			return;
+		size_t used = 0;
+		if (io->directcb && evbuffer_get_length(io->in) == 0) {
+			io->busy++;
+			used = io->directcb(io, block, (size_t)n, io->arg);
+			if (!finish_call(io)) {
+				block_put(NULL, 0, block);
+				return;
+			}
 		}
-		if (!call_read(io))
-			return;
+		if (used >= (size_t)n) {
+			block_put(NULL, 0, block);
+		} else {
+			if (evbuffer_add_reference(io->in, (char *)block + used, (size_t)n - used, block_put,
+			                           block) < 0) {
+				block_put(NULL, 0, block);
+				report(io, PX_IO_ERROR);
+				return;
+			}
+			if (!call_read(io))
+				return;
+		}
 		update_read(io);
 		if ((full || (what & EV_CLOSED)) && io->rev_added)
 			event_active(io->rev, EV_READ | (what & EV_CLOSED), 1); /* no new edge comes */
@@ -793,6 +815,44 @@ px_io_flush(struct px_io *io)
 	}
 	if (left > io->low_water)
 		io->above_low = 1; /* the WRITE callback follows when it drains */
+}
+
+void
+px_io_write(struct px_io *io, const void *p, size_t n)
+{
+	ssize_t w = 0;
+
+	if (n == 0)
+		return;
+	if (!io->ssl && !io->wev_added && !io->connecting && !io->pending_err && !io->dead &&
+	    evbuffer_get_length(io->out) == 0) {
+		w = send(io->fd, p, n, MSG_NOSIGNAL);
+		if (w == (ssize_t)n)
+			return;
+		if (w < 0) {
+			if (errno != EAGAIN && errno != EINTR) {
+				io->pending_err = errno;
+				event_active(io->wev, EV_WRITE, 1);
+				return;
+			}
+			w = 0;
+		}
+		/* the socket is full: the rest waits for it */
+		if (evbuffer_add(io->out, (const char *)p + w, n - (size_t)w) < 0) {
+			io->pending_err = ENOMEM;
+			event_active(io->wev, EV_WRITE, 1);
+			return;
+		}
+		event_add(io->wev, NULL);
+		io->wev_added = 1;
+		if (n - (size_t)w > io->low_water)
+			io->above_low = 1;
+		return;
+	}
+	if (evbuffer_add(io->out, p, n) < 0) {
+		io->pending_err = ENOMEM;
+		event_active(io->wev, EV_WRITE, 1);
+	}
 }
 
 uint64_t

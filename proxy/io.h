@@ -30,6 +30,8 @@ struct px_io;
 
 typedef void (*px_io_cb)(struct px_io *io, void *arg);
 typedef void (*px_io_event_cb)(struct px_io *io, short what, void *arg);
+/* See px_io_set_direct(). Returns how many of the N bytes at P it consumed (0..N). */
+typedef size_t (*px_io_direct_cb)(struct px_io *io, const uint8_t *p, size_t n, void *arg);
 
 /* Wraps connected socket FD (taken over: closed by px_io_free). NULL on ENOMEM. */
 struct px_io *px_io_new(struct event_base *base, evutil_socket_t fd);
@@ -42,8 +44,17 @@ struct px_io *px_io_connect(struct event_base *base, const struct sockaddr *sa, 
 void px_io_free(struct px_io *io);
 
 /* READ: input arrived. WRITE: output drained to the low watermark after having been above
- * it (or emptied, with no watermark set). EVENT: PX_IO_* flags. */
+ * it (or emptied, with no watermark set). EVENT: PX_IO_* flags. Clears a DIRECT callback. */
 void px_io_setcb(struct px_io *io, px_io_cb read, px_io_cb write, px_io_event_cb event, void *arg);
+
+/*
+ * The relay's fast path. While the input buffer is empty, bytes just read on a plain socket go
+ * first to DIRECT, straight from the read block (no evbuffer): it consumes whole units from
+ * the front and returns how many bytes it took; the rest joins the input and READ runs as
+ * usual. P is valid only during the call. DIRECT runs under the same rules as READ (it may
+ * free IO). NULL turns it off; px_io_setcb() does too.
+ */
+void px_io_set_direct(struct px_io *io, px_io_direct_cb direct);
 
 struct evbuffer *px_io_input(struct px_io *io);
 struct evbuffer *px_io_output(struct px_io *io);
@@ -60,6 +71,13 @@ void px_io_set_timeout(struct px_io *io, unsigned ms);
 
 /* Writes the output now, as far as the socket takes it. */
 void px_io_flush(struct px_io *io);
+
+/*
+ * Queues N bytes at P after the output: sent at once with one send(2) when nothing is queued
+ * before them and the socket is a connected plain one, else copied to the output (the owner
+ * flushes as usual). A write error is reported later, from the loop, as px_io_flush's is.
+ */
+void px_io_write(struct px_io *io, const void *p, size_t n);
 
 /*
  * TLS. px_io_tls_accept() makes IO (from px_io_new) the server side of SSL, which it takes

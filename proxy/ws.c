@@ -87,6 +87,10 @@ struct px_ws {
 	unsigned long dc_gen;
 	enum pol_op dc_op;
 	int dc_verdict;
+	/* the fast path (ws_client_direct): allowed frames of the current read block, not yet
+	 * written; written before anything else goes to the backend */
+	const uint8_t *span;
+	size_t span_len;
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -94,6 +98,8 @@ static void ws_client_writecb(struct px_io *io, void *arg);
 static void ws_upstream_readcb(struct px_io *io, void *arg);
 static void ws_upstream_writecb(struct px_io *io, void *arg);
 static void ws_eventcb(struct px_io *io, short what, void *arg);
+static size_t ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg);
+static size_t ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg);
 
 static void
 merge_free(struct merge *m)
@@ -174,6 +180,8 @@ close_client(struct px_conn *c, int code, const char *why)
 		px_io_free(c->uio);
 		c->uio = NULL;
 	}
+	if (c->ws)
+		c->ws->span_len = 0; /* the backend is gone */
 	px_io_setcb(c->cio, NULL, ws_client_writecb, ws_eventcb, c);
 	px_io_read(c->cio, 0);
 	px_io_flush(c->cio);
@@ -214,11 +222,28 @@ queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const
 	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_refused, 1, memory_order_relaxed);
 }
 
+/* Writes the fast path's pending frames (they precede anything queued after them). */
+static void
+span_flush(struct px_ws *ws)
+{
+	if (ws->span_len && ws->c->uio)
+		px_io_write(ws->c->uio, ws->span, ws->span_len);
+	ws->span_len = 0;
+}
+
+/* The backend's output, for bytes that go after everything forwarded so far. */
+static struct evbuffer *
+upstream_out(struct px_ws *ws)
+{
+	span_flush(ws);
+	return px_io_output(ws->c->uio);
+}
+
 static void
 forward_text(struct px_conn *c, const char *text, size_t len)
 {
 	uint8_t h[PX_WS_MAX_HEADER], mask[4];
-	struct evbuffer *out = px_io_output(c->uio);
+	struct evbuffer *out = upstream_out(c->ws);
 	size_t hl;
 	char *copy;
 
@@ -305,25 +330,38 @@ call_facts(const struct pol_call *call, const struct px_fact *f, struct pol_fact
 }
 
 /*
- * The message's frames as the client sent them are the first RAW_LEN bytes of SRC (the
- * socket's input for a single-frame message, ws->raw for a reassembled one): forward_raw()
- * moves them to the backend, drop_raw() discards them.
+ * The message's frames as the client sent them: the LEN bytes at P (the fast path: in the
+ * read block), else the first LEN bytes of BUF (the socket's input for a single-frame
+ * message, ws->raw for a reassembled one). forward_raw() moves them to the backend,
+ * drop_raw() discards them.
  */
 struct raw_src {
 	struct evbuffer *buf;
 	size_t len;
+	const uint8_t *p;
 };
 
 static void
 forward_raw(struct px_ws *ws, const struct raw_src *r)
 {
-	evbuffer_remove_buffer(r->buf, px_io_output(ws->c->uio), r->len);
+	if (!r->p) {
+		evbuffer_remove_buffer(r->buf, upstream_out(ws), r->len);
+		return;
+	}
+	if (ws->span_len && ws->span + ws->span_len == r->p) {
+		ws->span_len += r->len; /* the next frame of the same block: one send for both */
+		return;
+	}
+	span_flush(ws);
+	ws->span = r->p;
+	ws->span_len = r->len;
 }
 
 static void
 drop_raw(const struct raw_src *r)
 {
-	evbuffer_drain(r->buf, r->len);
+	if (!r->p)
+		evbuffer_drain(r->buf, r->len);
 }
 
 /* Decides each action of a participant batch, with the conversation's fact F (or NULL). */
@@ -482,12 +520,28 @@ forget_facts(struct px_ws *ws, const struct pol_call *call)
 	}
 }
 
+/* Carries out final decision D (not NEED_FACT) for CALL. */
+static void
+apply(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
+      const struct raw_src *raw, const struct pol_decision *d)
+{
+	if (d->verdict != POL_ALLOW || d->would_deny)
+		log_refusal(ws->c, call, d);
+	count_decision(ws, ctx, call->op, d->verdict != POL_ALLOW ? 1 : d->would_deny ? 2 : 0);
+	if (d->verdict == POL_ALLOW) {
+		forward_raw(ws, raw);
+		forget_facts(ws, call);
+		return;
+	}
+	drop_raw(raw);
+	queue_error(ws, call->seq, call->seq_len, d->status, d->error_code, d->reason);
+}
+
 /* The final decision for CALL, given the fact F it needed (NULL when it needed none). */
 static void
 settle(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
        const char *text, const struct raw_src *raw, const struct px_fact *f)
 {
-	struct px_conn *c = ws->c;
 	struct pol_decision d;
 	struct pol_facts facts;
 
@@ -498,16 +552,7 @@ settle(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
 	}
 	call_facts(call, f, &facts);
 	pol_decide(ctx, call, &facts, &d);
-	if (d.verdict != POL_ALLOW || d.would_deny)
-		log_refusal(c, call, &d);
-	count_decision(ws, ctx, call->op, d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
-	if (d.verdict == POL_ALLOW) {
-		forward_raw(ws, raw);
-		forget_facts(ws, call);
-		return;
-	}
-	drop_raw(raw);
-	queue_error(ws, call->seq, call->seq_len, d.status, d.error_code, d.reason);
+	apply(ws, ctx, call, raw, &d);
 }
 
 static void
@@ -522,7 +567,7 @@ fact_arrived(const struct px_fact *f, void *arg)
 	if (ws) {
 		unpark(ws, p);
 		if (ws->c->state == PX_C_WS && ws->c->uio) {
-			struct raw_src raw = {p->raw, evbuffer_get_length(p->raw)};
+			struct raw_src raw = {p->raw, evbuffer_get_length(p->raw), NULL};
 			/* the text was classified before being parked: this cannot fail */
 			if (pol_classify_frame(ws->c->srv->classifier, p->text, p->len, &call, &why) == 0) {
 				policy_ctx(ws, &ctx);
@@ -550,7 +595,12 @@ park(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call, c
 	}
 	memcpy(p->text, text, len);
 	p->len = len;
-	evbuffer_remove_buffer(raw->buf, p->raw, raw->len);
+	if (raw->p ? evbuffer_add(p->raw, raw->p, raw->len) < 0
+	           : evbuffer_remove_buffer(raw->buf, p->raw, raw->len) < 0) {
+		parked_free(p);
+		settle(ws, ctx, call, text, raw, NULL); /* fails closed */
+		return;
+	}
 	p->ws = ws;
 	p->next = ws->parked;
 	ws->parked = p;
@@ -622,7 +672,7 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 	}
 	pol_decide(&ctx, &call, NULL, &d);
 	if (d.verdict != POL_NEED_FACT) {
-		settle(ws, &ctx, &call, text, raw, NULL);
+		apply(ws, &ctx, &call, raw, &d); /* no fact needed: the decision stands */
 		return;
 	}
 	if (call.op == POL_OP_PART_BATCH) {
@@ -641,6 +691,22 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_USER, call.uid, call.uid_len);
 	else
 		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_CONVERSATION, call.cid, call.cid_len);
+}
+
+/* A whole text message in one frame, its LEN payload bytes unmasked in the worker's scratch:
+ * checked and policed. Returns 0 to go on, -1 if the socket is closing. */
+static int
+police_text(struct px_ws *ws, size_t len, const struct raw_src *raw)
+{
+	struct px_conn *c = ws->c;
+	const char *text = c->srv->ws_scratch;
+
+	if (!pol_utf8_valid((const uint8_t *)text, len)) {
+		close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+		return -1;
+	}
+	police_message(ws, text, len, raw);
+	return c->state == PX_C_CLOSING ? -1 : 0;
 }
 
 /*
@@ -703,7 +769,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 				ws->close_code = code;
 		}
 		/* control frames pass at once, even between the fragments of a message */
-		evbuffer_remove_buffer(in, px_io_output(c->uio), total);
+		evbuffer_remove_buffer(in, upstream_out(ws), total);
 		if (ws->client_closed)
 			px_io_read(c->cio, 0);
 		return ws->client_closed ? -1 : 0;
@@ -720,15 +786,9 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 		    h->len <= c->srv->ws_scratch_size) {
 			/* the common case, a whole message in one frame: unmask a copy into the
 			 * worker's scratch, decide, and move the frame on (or drop it) in one step */
-			struct raw_src raw = {in, total};
-			char *text = c->srv->ws_scratch;
-			copy_unmasked(in, h->hdr_len, h->len, h->mask, (uint8_t *)text);
-			if (!pol_utf8_valid((const uint8_t *)text, h->len)) {
-				close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
-				return -1;
-			}
-			police_message(ws, text, h->len, &raw);
-			return c->state == PX_C_CLOSING ? -1 : 0;
+			struct raw_src raw = {in, total, NULL};
+			copy_unmasked(in, h->hdr_len, h->len, h->mask, (uint8_t *)c->srv->ws_scratch);
+			return police_text(ws, h->len, &raw);
 		}
 		if (r == PX_WS_LAST)
 			ws->msg_opcode = opcode;
@@ -774,13 +834,22 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
 			return -1;
 		}
-		struct raw_src raw = {ws->raw, evbuffer_get_length(ws->raw)};
+		struct raw_src raw = {ws->raw, evbuffer_get_length(ws->raw), NULL};
 		police_message(ws, text, len, &raw);
 		evbuffer_drain(ws->msg, len);
 	}
 	return c->state == PX_C_CLOSING ? -1 : 0;
 }
 
+/* After client bytes were handled: what they produced goes out, and reading pauses while the
+ * backend's output is above the high watermark (ws_upstream_writecb resumes it). */
+static void
+client_read_done(struct px_conn *c)
+{
+	flush_both(c);
+	if (c->uio && evbuffer_get_length(px_io_output(c->uio)) > PX_HIGH_WATER)
+		px_io_read(c->cio, 0);
+}
 
 static void
 ws_client_readcb(struct px_io *io, void *arg)
@@ -792,7 +861,7 @@ ws_client_readcb(struct px_io *io, void *arg)
 	ws->last = time(NULL);
 	ws->bytes_in += evbuffer_get_length(in) - ws->seen_in;
 	if (ws->tunnel) {
-		evbuffer_add_buffer(px_io_output(c->uio), in);
+		evbuffer_add_buffer(upstream_out(ws), in);
 	} else {
 		for (;;) {
 			struct px_ws_header h;
@@ -818,9 +887,64 @@ ws_client_readcb(struct px_io *io, void *arg)
 		}
 	}
 	ws->seen_in = evbuffer_get_length(in);
-	flush_both(c);
-	if (c->uio && evbuffer_get_length(px_io_output(c->uio)) > PX_HIGH_WATER)
-		px_io_read(c->cio, 0);
+	client_read_done(c);
+}
+
+/*
+ * The fast path for client bytes (px_io_set_direct): the whole single-frame text messages at
+ * the front of the read block are policed there and the allowed ones forwarded from it, with
+ * one send(2). It stops at anything else (a fragment, a control frame, a partial frame, a
+ * header error), which ws_client_readcb then takes from the socket's input.
+ */
+static size_t
+ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
+{
+	struct px_conn *c = arg;
+	struct px_ws *ws = c->ws;
+	size_t off = 0;
+
+	(void)io;
+	if (!c->uio)
+		return 0;
+	ws->last = time(NULL);
+	ws->seen_in = 0; /* the input is empty */
+	if (ws->tunnel) {
+		px_io_write(c->uio, p, n);
+		off = n;
+	}
+	while (off < n) {
+		struct px_ws_header h;
+		const char *why;
+		int code, opcode;
+		size_t total;
+
+		if (px_ws_parse_header(p + off, n - off, 1, c->cfg->limits.ws_message_bytes, &h, &code,
+		                       &why) <= 0)
+			break;
+		total = h.hdr_len + h.len;
+		if (n - off < total || h.opcode != PX_WS_TEXT || !h.fin || ws->asm_.in_msg ||
+		    h.len > c->srv->ws_scratch_size)
+			break;
+		ws->frames_in++;
+		atomic_fetch_add_explicit(&c->srv->stats.ws_frames_in, 1, memory_order_relaxed);
+		if (px_ws_assemble(&ws->asm_, &h, &opcode, &code, &why) < 0) {
+			close_client(c, code, why);
+			return n;
+		}
+		{
+			struct raw_src raw = {NULL, total, p + off};
+			px_ws_unmask_copy((uint8_t *)c->srv->ws_scratch, p + off + h.hdr_len, h.len, h.mask, 0);
+			ws->bytes_in += total;
+			off += total;
+			if (police_text(ws, h.len, &raw) < 0)
+				return n; /* closing: the rest of the block is not read */
+		}
+	}
+	span_flush(ws);
+	if (ws->tunnel)
+		ws->bytes_in += n;
+	client_read_done(c);
+	return off;
 }
 
 /* The backend's answer for a merged batch: splice syncgate's refusals into its responses. */
@@ -892,6 +1016,37 @@ no:
 	cJSON_Delete(root);
 	return 0;
 }
+/* A backend frame with header H starts: message and close state, counters. */
+static void
+server_frame_seen(struct px_ws *ws, const struct px_ws_header *h)
+{
+	if (h->opcode < PX_WS_CLOSE)
+		ws->s_in_msg = !h->fin;
+	if (h->opcode == PX_WS_CLOSE)
+		ws->server_closed = 1;
+	ws->frames_out++;
+	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_frames_out, 1, memory_order_relaxed);
+}
+
+/* After backend bytes were relayed: the output goes out; the relay ends once both close
+ * frames have passed; reading pauses while the client's output is above the high watermark
+ * (ws_client_writecb resumes it). */
+static void
+upstream_read_done(struct px_conn *c)
+{
+	struct px_ws *ws = c->ws;
+
+	flush_both(c);
+	if (ws->server_closed && ws->client_closed && ws->s_remaining == 0) {
+		/* both close frames relayed: the TCP connections end once the last is written */
+		px_io_free(c->uio);
+		c->uio = NULL;
+		px_conn_close_when_flushed(c);
+		return;
+	}
+	if (evbuffer_get_length(px_io_output(c->cio)) > PX_HIGH_WATER)
+		px_io_read(c->uio, 0);
+}
 
 static void
 ws_upstream_readcb(struct px_io *io, void *arg)
@@ -934,12 +1089,7 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 		}
 		if (r == 0)
 			break;
-		if (h.opcode < PX_WS_CLOSE)
-			ws->s_in_msg = !h.fin;
-		if (h.opcode == PX_WS_CLOSE)
-			ws->server_closed = 1;
-		ws->frames_out++;
-		atomic_fetch_add_explicit(&c->srv->stats.ws_frames_out, 1, memory_order_relaxed);
+		server_frame_seen(ws, &h);
 		if (ws->nmerges && h.opcode == PX_WS_TEXT && h.fin && h.len <= 65536) {
 			if (n < h.hdr_len + h.len)
 				break; /* a candidate answer to a merged batch: wait for all of it */
@@ -965,16 +1115,60 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 	}
 bp:
 	ws->seen_out = evbuffer_get_length(in);
-	flush_both(c);
-	if (ws->server_closed && ws->client_closed && ws->s_remaining == 0) {
-		/* both close frames relayed: the TCP connections end once the last is written */
-		px_io_free(c->uio);
-		c->uio = NULL;
-		px_conn_close_when_flushed(c);
-		return;
+	upstream_read_done(c);
+}
+
+/*
+ * The fast path for backend bytes (px_io_set_direct): frames relayed straight from the read
+ * block with one send(2), their headers parsed to keep the frame boundaries (syncgate's
+ * answers go in only there). It stops at a partial header or a bad one, and takes nothing
+ * while a merged batch's answer may come (that needs whole frames: ws_upstream_readcb).
+ */
+static size_t
+ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
+{
+	struct px_conn *c = arg;
+	struct px_ws *ws = c->ws;
+	size_t off = 0, sent = 0;
+
+	(void)io;
+	ws->last = time(NULL);
+	ws->seen_out = 0; /* the input is empty */
+	if (ws->tunnel) {
+		px_io_write(c->cio, p, n);
+		ws->bytes_out += n;
+		upstream_read_done(c);
+		return n;
 	}
-	if (evbuffer_get_length(out) > PX_HIGH_WATER)
-		px_io_read(c->uio, 0);
+	if (ws->nmerges)
+		return 0;
+	while (off < n) {
+		if (ws->s_remaining == 0) {
+			struct px_ws_header h;
+			const char *why;
+			int code;
+			if (px_ws_parse_header(p + off, n - off, 0, SERVER_FRAME_CAP, &h, &code, &why) <= 0)
+				break;
+			server_frame_seen(ws, &h);
+			off += h.hdr_len;
+			ws->s_remaining = h.len;
+		}
+		{
+			size_t take = n - off < ws->s_remaining ? n - off : (size_t)ws->s_remaining;
+			off += take;
+			ws->s_remaining -= take;
+		}
+		if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject)) {
+			/* a message boundary with answers waiting: they go in here */
+			px_io_write(c->cio, p + sent, off - sent);
+			sent = off;
+			flush_inject(ws);
+		}
+	}
+	px_io_write(c->cio, p + sent, off - sent);
+	ws->bytes_out += off;
+	upstream_read_done(c);
+	return off;
 }
 
 static void
@@ -1039,6 +1233,8 @@ px_ws_start(struct px_conn *c)
 	}
 	px_io_setcb(c->cio, ws_client_readcb, ws_client_writecb, ws_eventcb, c);
 	px_io_setcb(c->uio, ws_upstream_readcb, ws_upstream_writecb, ws_eventcb, c);
+	px_io_set_direct(c->cio, ws_client_direct);
+	px_io_set_direct(c->uio, ws_upstream_direct);
 	px_io_set_timeout(c->cio, 0);
 	px_io_set_timeout(c->uio, 0);
 	/* a whole frame must fit in the input buffer to be checked */

@@ -348,7 +348,8 @@ class Tap extends Duplex {
     super();
     this.sock = sock; this.id = id;
     this.remoteAddress = sock.remoteAddress; this.remotePort = sock.remotePort;
-    sock.on('data', (d) => { raw.get(id).push(d); if (!this.push(d)) sock.pause(); });
+    // a copy: the WebSocket receiver unmasks frames in place in the chunk it is handed
+    sock.on('data', (d) => { raw.get(id).push(Buffer.from(d)); if (!this.push(d)) sock.pause(); });
     sock.on('end', () => this.push(null));
     sock.on('close', () => this.destroy());
     sock.on('error', (e) => this.destroy(e));
