@@ -78,7 +78,14 @@ is_read(enum pol_method m)
 	       m == POL_M_HEAD || m == POL_M_OPTIONS;
 }
 
-#define SEG_IS(p, i, s) pol_path_is(p, i, s)
+/* Segment I of P is the literal S: pol_path_is() with the length known at compile time, so
+ * the comparison is inlined (this runs several times for every frame). */
+#define SEG_IS(p, i, s) seg_is(p, i, s, sizeof(s) - 1)
+static inline int
+seg_is(const struct pol_path *p, int i, const char *s, size_t n)
+{
+	return i < p->nseg && p->seg[i].len == n && !memcmp(p->seg[i].p, s, n);
+}
 
 static void
 set_id(const struct pol_path *p, int i, const char **id, size_t *len)
@@ -276,6 +283,7 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 	const struct pol_jtok *t;
 	int n, e1, e2, e3, e4;
 	char pathtext[POL_PATH_MAX_BYTES];
+	const char *path;
 	long pl;
 
 	memset(c, 0, offsetof(struct pol_call, path));
@@ -339,12 +347,22 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 		return -1;
 	}
 	c->data_tok = e3;
-	pl = pol_json_str_decode(text, &t[e2], pathtext, sizeof pathtext);
-	if (pl < 0) {
-		*why = "path too long";
-		return -1;
+	if (t[e2].flags & POL_JF_ESCAPED) {
+		pl = pol_json_str_decode(text, &t[e2], pathtext, sizeof pathtext);
+		if (pl < 0) {
+			*why = "path too long";
+			return -1;
+		}
+		path = pathtext;
+	} else { /* no escapes: the token's bytes are the path */
+		path = text + t[e2].start;
+		pl = (long)(t[e2].end - t[e2].start);
+		if (pl > POL_PATH_MAX_BYTES) {
+			*why = "path too long";
+			return -1;
+		}
 	}
-	if (pol_path_parse(pathtext, (size_t)pl, POL_PATH_URI_COMPONENT, &c->path, why))
+	if (pol_path_parse(path, (size_t)pl, POL_PATH_URI_COMPONENT, &c->path, why))
 		return -1;
 
 	if (c->path.nseg == 1 && SEG_IS(&c->path, 0, "ping") && c->method == POL_M_GET) {

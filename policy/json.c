@@ -86,6 +86,8 @@ static const uint8_t plain_char[256] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
+#define ONES 0x0101010101010101ull
+
 /* Scans a string whose opening quote is at *POS; leaves *POS after the closing quote. */
 static int
 scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t, const char **why)
@@ -96,7 +98,21 @@ scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t,
 	t->type = POL_J_STRING;
 	t->start = (uint32_t)i;
 	for (;;) {
-		/* fast path over plain ASCII */
+		/* fast path over plain ASCII: 8 bytes per step while none is a quote, a backslash,
+		 * a control byte or non-ASCII (SWAR: a byte's high bit set by the subtraction
+		 * marks it), then byte by byte */
+		while (i + 8 <= len) {
+			uint64_t w, ctl, quote, bslash;
+			memcpy(&w, s + i, 8);
+			ctl = w - ONES * 0x20;
+			quote = (w ^ ONES * '"') - ONES;
+			bslash = (w ^ ONES * '\\') - ONES;
+			/* conservative: the lowest special byte always shows; a false alarm only
+			 * sends the next bytes to the byte loop */
+			if ((((ctl | quote | bslash) & ~w) | w) & ONES * 0x80)
+				break;
+			i += 8;
+		}
 		while (i < len && plain_char[s[i]])
 			i++;
 		if (i >= len) {
@@ -163,7 +179,7 @@ scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t,
 	return 0;
 }
 
-static int
+static inline int
 scan_number(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t, const char **why)
 {
 	size_t i = *pos;
@@ -393,8 +409,6 @@ check_dups(struct pol_json *j, const char *text, uint32_t obj)
 	return 0;
 }
 
-enum st { ST_VALUE, ST_KEY, ST_AFTER };
-
 static inline size_t
 skip_ws(const unsigned char *s, size_t len, size_t i)
 {
@@ -405,144 +419,135 @@ skip_ws(const unsigned char *s, size_t len, size_t i)
 	return i;
 }
 
+#define FAIL(msg)              \
+	do {                   \
+		*why = (msg);  \
+		return -1;     \
+	} while (0)
+
+/*
+ * One pass, three places to be: VALUE (a value starts at POS), KEY (an object key starts at
+ * POS), AFTER (a value just ended: a comma, the container's end, or the end of the text).
+ * CUR is the innermost open container (IN_OBJ: an object), kept in locals rather than looked
+ * up on the stack for every token: this runs for every realtime frame.
+ */
 int
 pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **why)
 {
 	const unsigned char *s = (const unsigned char *)text;
-	size_t pos = 0;
-	uint32_t ntok = 0, depth = 0, i;
-	int multi_key = 0;
-	enum st st = ST_VALUE;
-	struct pol_jtok *t;
+	struct pol_jtok *toks = j->toks, *t;
+	const uint32_t max_tokens = j->max_tokens;
+	size_t pos;
+	uint32_t ntok = 0, depth = 0, cur = 0, i;
+	int multi_key = 0, in_obj = 0;
 
-	if (len >= UINT32_MAX) {
-		*why = "frame too large";
+	if (len >= UINT32_MAX)
+		FAIL("frame too large");
+	pos = skip_ws(s, len, 0);
+value:
+	if (pos >= len)
+		FAIL("unexpected end");
+	if (ntok >= max_tokens)
+		FAIL("too many values");
+	t = &toks[ntok];
+	t->flags = 0;
+	t->size = 0;
+	if (depth && !in_obj)
+		toks[cur].size++;
+	switch (s[pos]) {
+	case '{':
+	case '[':
+		if (depth >= j->max_depth)
+			FAIL("nested too deep");
+		in_obj = s[pos] == '{';
+		t->type = in_obj ? POL_J_OBJECT : POL_J_ARRAY;
+		t->start = (uint32_t)pos;
+		j->stack[depth++] = cur = ntok++;
+		pos = skip_ws(s, len, pos + 1);
+		if (pos < len && s[pos] == (in_obj ? '}' : ']'))
+			goto close;
+		if (in_obj)
+			goto key;
+		goto value;
+	case '"':
+		if (scan_string(s, len, &pos, t, why))
+			return -1;
+		break;
+	case 't':
+	case 'f':
+	case 'n': {
+		const char *lit = s[pos] == 't' ? "true" : s[pos] == 'f' ? "false" : "null";
+		size_t ll = s[pos] == 'f' ? 5 : 4;
+		if (len - pos < ll || memcmp(s + pos, lit, ll))
+			FAIL("bad literal");
+		t->type = s[pos] == 't' ? POL_J_TRUE : s[pos] == 'f' ? POL_J_FALSE : POL_J_NULL;
+		t->start = (uint32_t)pos;
+		pos += ll;
+		t->end = (uint32_t)pos;
+		break;
+	}
+	default:
+		if (scan_number(s, len, &pos, t, why))
+			return -1;
+		break;
+	}
+	t->next = ++ntok;
+after:
+	if (depth == 0)
+		goto done;
+	pos = skip_ws(s, len, pos);
+	if (pos >= len)
+		FAIL("unexpected end");
+	if (s[pos] == ',') {
+		pos = skip_ws(s, len, pos + 1);
+		if (in_obj)
+			goto key;
+		goto value;
+	}
+	if (s[pos] != (in_obj ? '}' : ']'))
+		FAIL(in_obj ? "expected , or }" : "expected , or ]");
+close: /* S[POS] closes CUR */
+	pos++;
+	toks[cur].end = (uint32_t)pos;
+	toks[cur].next = ntok;
+	if (--depth) {
+		cur = j->stack[depth - 1];
+		in_obj = toks[cur].type == POL_J_OBJECT;
+	}
+	goto after;
+key:
+	if (pos >= len)
+		FAIL("unexpected end");
+	if (ntok >= max_tokens)
+		FAIL("too many values");
+	t = &toks[ntok];
+	t->flags = 0;
+	t->size = 0;
+	if (++toks[cur].size == 2)
+		multi_key = 1; /* some object has two keys or more: check for duplicates */
+	if (s[pos] != '"')
+		FAIL("expected a key");
+	if (scan_string(s, len, &pos, t, why))
 		return -1;
-	}
-	for (;;) {
-		pos = skip_ws(s, len, pos);
-		if (st == ST_AFTER) {
-			if (depth == 0)
-				break;
-			uint32_t top = j->stack[depth - 1];
-			int is_obj = j->toks[top].type == POL_J_OBJECT;
-			if (pos >= len) {
-				*why = "unexpected end";
-				return -1;
-			}
-			if (s[pos] == ',') {
-				pos++;
-				st = is_obj ? ST_KEY : ST_VALUE;
-				continue;
-			}
-			if (s[pos] == (is_obj ? '}' : ']')) {
-				pos++;
-				j->toks[top].end = (uint32_t)pos;
-				j->toks[top].next = ntok;
-				depth--;
-				continue;
-			}
-			*why = is_obj ? "expected , or }" : "expected , or ]";
-			return -1;
-		}
-		if (pos >= len) {
-			*why = "unexpected end";
-			return -1;
-		}
-		if (ntok >= j->max_tokens) {
-			*why = "too many values";
-			return -1;
-		}
-		t = &j->toks[ntok];
-		t->flags = 0;
-		t->size = 0;
-		if (depth) {
-			struct pol_jtok *parent = &j->toks[j->stack[depth - 1]];
-			if (parent->type == POL_J_ARRAY || st == ST_KEY)
-				parent->size++;
-			if (st == ST_KEY && parent->size == 2)
-				multi_key = 1; /* some object has two keys or more: check for duplicates */
-		}
-		if (st == ST_KEY) {
-			if (s[pos] != '"') {
-				*why = "expected a key";
-				return -1;
-			}
-			if (scan_string(s, len, &pos, t, why))
-				return -1;
-			if (t->flags & (POL_JF_CTRL | POL_JF_LONE_SURR)) {
-				*why = "control character or lone surrogate in a key";
-				return -1;
-			}
-			t->next = ++ntok;
-			pos = skip_ws(s, len, pos);
-			if (pos >= len || s[pos] != ':') {
-				*why = "expected :";
-				return -1;
-			}
-			pos++;
-			st = ST_VALUE;
-			continue;
-		}
-		switch (s[pos]) {
-		case '{':
-		case '[':
-			if (depth >= j->max_depth) {
-				*why = "nested too deep";
-				return -1;
-			}
-			t->type = s[pos] == '{' ? POL_J_OBJECT : POL_J_ARRAY;
-			t->start = (uint32_t)pos;
-			j->stack[depth++] = ntok++;
-			pos = skip_ws(s, len, pos + 1);
-			if (pos < len && s[pos] == (t->type == POL_J_OBJECT ? '}' : ']')) {
-				pos++;
-				t->end = (uint32_t)pos;
-				t->next = ntok;
-				depth--;
-				st = ST_AFTER;
-			} else {
-				st = t->type == POL_J_OBJECT ? ST_KEY : ST_VALUE;
-			}
-			continue;
-		case '"':
-			if (scan_string(s, len, &pos, t, why))
-				return -1;
-			break;
-		case 't':
-		case 'f':
-		case 'n': {
-			const char *lit = s[pos] == 't' ? "true" : s[pos] == 'f' ? "false" : "null";
-			size_t ll = strlen(lit);
-			if (len - pos < ll || memcmp(s + pos, lit, ll)) {
-				*why = "bad literal";
-				return -1;
-			}
-			t->type = s[pos] == 't' ? POL_J_TRUE : s[pos] == 'f' ? POL_J_FALSE : POL_J_NULL;
-			t->start = (uint32_t)pos;
-			pos += ll;
-			t->end = (uint32_t)pos;
-			break;
-		}
-		default:
-			if (scan_number(s, len, &pos, t, why))
-				return -1;
-			break;
-		}
-		t->next = ++ntok;
-		st = ST_AFTER;
-	}
-	if (pos != len) {
-		*why = "trailing data after the value";
-		return -1;
-	}
+	if (t->flags & (POL_JF_CTRL | POL_JF_LONE_SURR))
+		FAIL("control character or lone surrogate in a key");
+	t->next = ++ntok;
+	pos = skip_ws(s, len, pos);
+	if (pos >= len || s[pos] != ':')
+		FAIL("expected :");
+	pos = skip_ws(s, len, pos + 1);
+	goto value;
+done:
+	pos = skip_ws(s, len, pos);
+	if (pos != len)
+		FAIL("trailing data after the value");
 	for (i = 0; multi_key && i < ntok; i++)
-		if (j->toks[i].type == POL_J_OBJECT && check_dups(j, text, i)) {
-			*why = "duplicate key";
-			return -1;
-		}
+		if (toks[i].type == POL_J_OBJECT && check_dups(j, text, i))
+			FAIL("duplicate key");
 	return (int)ntok;
 }
+
+#undef FAIL
 
 int
 pol_json_obj_get(const char *text, const struct pol_jtok *toks, int obj, const char *key)

@@ -5,23 +5,37 @@
 
 #include "policy/text.h"
 
+#include <stdint.h>
 #include <string.h>
 
-/* Characters encodeURIComponent leaves as they are (ECMA-262 uriUnreserved). */
+/* Character classes of path bytes, one table lookup per byte. URI_COMPONENT: the characters
+ * encodeURIComponent leaves as they are (ECMA-262 uriUnreserved). PCHAR_EXTRA: what RFC 3986
+ * pchar adds to them, less "%" (escapes are handled apart). */
+enum { URI_COMPONENT = 1, PCHAR_EXTRA = 2 };
+#define U URI_COMPONENT
+#define P PCHAR_EXTRA
+static const uint8_t path_class[256] = {
+	['a'] = U, ['b'] = U, ['c'] = U, ['d'] = U, ['e'] = U, ['f'] = U, ['g'] = U, ['h'] = U,
+	['i'] = U, ['j'] = U, ['k'] = U, ['l'] = U, ['m'] = U, ['n'] = U, ['o'] = U, ['p'] = U,
+	['q'] = U, ['r'] = U, ['s'] = U, ['t'] = U, ['u'] = U, ['v'] = U, ['w'] = U, ['x'] = U,
+	['y'] = U, ['z'] = U,
+	['A'] = U, ['B'] = U, ['C'] = U, ['D'] = U, ['E'] = U, ['F'] = U, ['G'] = U, ['H'] = U,
+	['I'] = U, ['J'] = U, ['K'] = U, ['L'] = U, ['M'] = U, ['N'] = U, ['O'] = U, ['P'] = U,
+	['Q'] = U, ['R'] = U, ['S'] = U, ['T'] = U, ['U'] = U, ['V'] = U, ['W'] = U, ['X'] = U,
+	['Y'] = U, ['Z'] = U,
+	['0'] = U, ['1'] = U, ['2'] = U, ['3'] = U, ['4'] = U, ['5'] = U, ['6'] = U, ['7'] = U,
+	['8'] = U, ['9'] = U,
+	['-'] = U, ['_'] = U, ['.'] = U, ['!'] = U, ['~'] = U, ['*'] = U, ['\''] = U, ['('] = U,
+	[')'] = U,
+	['$'] = P, ['&'] = P, ['+'] = P, [','] = P, [';'] = P, ['='] = P, [':'] = P, ['@'] = P,
+};
+#undef U
+#undef P
+
 static int
 is_uri_component(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_' || c == '.' || c == '!' || c == '~' || c == '*' ||
-	       c == '\'' || c == '(' || c == ')';
-}
-
-/* RFC 3986 pchar, less "%" (escapes are handled apart). */
-static int
-is_pchar(unsigned char c)
-{
-	return is_uri_component(c) || c == '$' || c == '&' || c == '+' || c == ',' || c == ';' ||
-	       c == '=' || c == ':' || c == '@';
+	return path_class[c] & URI_COMPONENT;
 }
 
 int
@@ -30,6 +44,7 @@ pol_path_parse(const char *path, size_t len, enum pol_path_charset cs, struct po
 {
 	const unsigned char *s = (const unsigned char *)path;
 	size_t i = 1, o = 0;
+	const uint8_t allowed = cs == POL_PATH_PCHAR ? URI_COMPONENT | PCHAR_EXTRA : URI_COMPONENT;
 
 	out->nseg = 0;
 	if (len == 0 || s[0] != '/') {
@@ -40,6 +55,7 @@ pol_path_parse(const char *path, size_t len, enum pol_path_charset cs, struct po
 		return 0;
 	while (i <= len) {
 		size_t start = o;
+		unsigned char high = 0; /* OR of the segment's decoded bytes: UTF-8 to check? */
 		if (out->nseg == POL_PATH_MAX_SEGS) {
 			*why = "too many path segments";
 			return -1;
@@ -67,10 +83,11 @@ pol_path_parse(const char *path, size_t len, enum pol_path_charset cs, struct po
 					return -1;
 				}
 				out->buf[o++] = (char)c;
+				high |= c;
 				i += 3;
 				continue;
 			}
-			if (!(cs == POL_PATH_PCHAR ? is_pchar(c) : is_uri_component(c))) {
+			if (!(path_class[c] & allowed)) {
 				*why = "character not allowed in path";
 				return -1;
 			}
@@ -87,7 +104,7 @@ pol_path_parse(const char *path, size_t len, enum pol_path_charset cs, struct po
 			*why = "dot segment in path";
 			return -1;
 		}
-		if (!pol_utf8_valid((const unsigned char *)out->buf + start, sl)) {
+		if ((high & 0x80) && !pol_utf8_valid((const unsigned char *)out->buf + start, sl)) {
 			*why = "path segment is not UTF-8";
 			return -1;
 		}

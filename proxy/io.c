@@ -671,9 +671,7 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 				return;
 			}
 		}
-		if (used >= (size_t)n) {
-			block_put(NULL, 0, block);
-		} else {
+		if (used < (size_t)n) {
 			if (evbuffer_add_reference(io->in, (char *)block + used, (size_t)n - used, block_put,
 			                           block) < 0) {
 				block_put(NULL, 0, block);
@@ -682,8 +680,13 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 			}
 			if (!call_read(io))
 				return;
+			update_read(io);
+		} else {
+			block_put(NULL, 0, block);
+			/* the input is still empty: only the owner's wish may have changed */
+			if (!(io->rev_added && io->reading))
+				update_read(io);
 		}
-		update_read(io);
 		if ((full || (what & EV_CLOSED)) && io->rev_added)
 			event_active(io->rev, EV_READ | (what & EV_CLOSED), 1); /* no new edge comes */
 	}

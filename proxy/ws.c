@@ -653,6 +653,13 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 	int i;
 
 	if (pol_classify_frame(c->srv->classifier, text, len, &call, &why)) {
+		/* A message the JSON scanner accepts is valid UTF-8 (it checks every string and
+		 * refuses any other non-ASCII byte), so UTF-8 is checked here only, for a refused
+		 * one: invalid UTF-8 closes 1007 (RFC 6455 §8.1), anything else is answered 400. */
+		if (!pol_utf8_valid((const uint8_t *)text, len)) {
+			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+			return;
+		}
 		px_log(PX_LOG_INFO, "ws_bad_frame", "peer", c->peer, "app", c->app, "why", why, NULL);
 		drop_raw(raw);
 		if (call.seq) {
@@ -694,19 +701,12 @@ police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_
 }
 
 /* A whole text message in one frame, its LEN payload bytes unmasked in the worker's scratch:
- * checked and policed. Returns 0 to go on, -1 if the socket is closing. */
+ * policed. Returns 0 to go on, -1 if the socket is closing. */
 static int
 police_text(struct px_ws *ws, size_t len, const struct raw_src *raw)
 {
-	struct px_conn *c = ws->c;
-	const char *text = c->srv->ws_scratch;
-
-	if (!pol_utf8_valid((const uint8_t *)text, len)) {
-		close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
-		return -1;
-	}
-	police_message(ws, text, len, raw);
-	return c->state == PX_C_CLOSING ? -1 : 0;
+	police_message(ws, ws->c->srv->ws_scratch, len, raw);
+	return ws->c->state == PX_C_CLOSING ? -1 : 0;
 }
 
 /*
@@ -828,10 +828,6 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 		const char *text = len ? (const char *)evbuffer_pullup(ws->msg, -1) : "";
 		if (ws->msg_opcode == PX_WS_BINARY) {
 			close_client(c, PX_WS_CLOSE_UNSUPPORTED, "binary message on the realtime socket");
-			return -1;
-		}
-		if (!pol_utf8_valid((const uint8_t *)text, len)) {
-			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
 			return -1;
 		}
 		struct raw_src raw = {ws->raw, evbuffer_get_length(ws->raw), NULL};

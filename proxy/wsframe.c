@@ -111,17 +111,30 @@ px_ws_unmask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t ma
 {
 	uint8_t m[8];
 	uint64_t w, k;
-	size_t i = 0;
+	uint32_t h;
+	size_t i;
+	unsigned r = (unsigned)(offset & 3);
 
 	/* the mask as a word starting at payload byte OFFSET; 8 bytes per step (memcpy keeps
 	 * the loads and stores free of alignment assumptions) */
-	for (i = 0; i < 8; i++)
-		m[i] = mask[(offset + i) & 3];
+	m[0] = mask[r];
+	m[1] = mask[(r + 1) & 3];
+	m[2] = mask[(r + 2) & 3];
+	m[3] = mask[(r + 3) & 3];
+	memcpy(m + 4, m, 4);
 	memcpy(&k, m, 8);
 	for (i = 0; i + 8 <= len; i += 8) {
 		memcpy(&w, src + i, 8);
 		w ^= k;
 		memcpy(dst + i, &w, 8);
+	}
+	if (len - i >= 4) { /* I is a multiple of 8 here: the mask starts again at m[0] */
+		uint32_t k4;
+		memcpy(&h, src + i, 4);
+		memcpy(&k4, m, 4);
+		h ^= k4;
+		memcpy(dst + i, &h, 4);
+		i += 4;
 	}
 	for (; i < len; i++)
 		dst[i] = src[i] ^ m[i & 7];

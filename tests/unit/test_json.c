@@ -4,6 +4,9 @@
 #include "policy/text.h"
 #include "t.h"
 
+#include <stdint.h>
+#include <string.h>
+
 static struct pol_json *J;
 
 static int
@@ -154,6 +157,44 @@ main(void)
 				t_pass++;
 			}
 		CHECK(pol_hexval('f') == 15 && pol_hexval('A') == 10 && pol_hexval('g') == -1);
+	}
+	{
+		/* strings are scanned 8 bytes at a time: a special byte at every offset of the
+		 * word, and the string ending at every offset, decide as byte by byte would */
+		char buf[64];
+		int at, len;
+		for (len = 0; len <= 24; len++)
+			for (at = 0; at < len; at++) {
+				const struct pol_jtok *t;
+				memset(buf, 0, sizeof buf);
+				buf[0] = '"';
+				memset(buf + 1, 'a', (size_t)len);
+				buf[1 + len] = '"';
+				CHECK(ok(buf) == 1 && pol_json_tokens(J)[0].end == (uint32_t)(1 + len));
+				buf[1 + at] = 0x01; /* a raw control byte */
+				REFUSE(buf);
+				buf[1 + at] = (char)0x80; /* a stray continuation byte */
+				REFUSE(buf);
+				buf[1 + at] = '"'; /* the string ends early: the rest is trailing data */
+				if (at < len - 1)
+					REFUSE(buf);
+				buf[1 + at] = '\\'; /* an escape: "\\a" is not one; "\\n" is */
+				buf[2 + at] = at + 1 < len ? 'n' : '"';
+				if (at + 1 < len) {
+					CHECK(ok(buf) == 1);
+					t = pol_json_tokens(J);
+					CHECK((t[0].flags & POL_JF_ESCAPED) && t[0].end == (uint32_t)(1 + len));
+				} else {
+					REFUSE(buf); /* the closing quote was escaped */
+				}
+				memset(buf + 1, 'a', (size_t)len);
+				buf[1 + len] = '"';
+				if (at + 1 < len) { /* a 2-byte UTF-8 character */
+					buf[1 + at] = (char)0xc3;
+					buf[2 + at] = (char)0xa9;
+					CHECK(ok(buf) == 1 && pol_json_tokens(J)[0].end == (uint32_t)(1 + len));
+				}
+			}
 	}
 	pol_json_free(J);
 	return t_done("test_json");
