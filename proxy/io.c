@@ -616,7 +616,7 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_io *io = arg;
 	ssize_t n;
-	size_t room = READ_CHUNK;
+	size_t room = READ_CHUNK, have;
 	void *block;
 
 	if (what & EV_TIMEOUT) {
@@ -627,8 +627,8 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 		tls_readable(io);
 		return;
 	}
+	have = evbuffer_get_length(io->in);
 	if (io->read_max != (size_t)-1) {
-		size_t have = evbuffer_get_length(io->in);
 		room = have < io->read_max ? io->read_max - have : 0;
 		if (room > READ_CHUNK)
 			room = READ_CHUNK;
@@ -663,7 +663,7 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 	{
 		int full = (size_t)n == room;
 		size_t used = 0;
-		if (io->directcb && evbuffer_get_length(io->in) == 0) {
+		if (io->directcb && have == 0) {
 			io->busy++;
 			used = io->directcb(io, block, (size_t)n, io->arg);
 			if (!finish_call(io)) {
@@ -820,23 +820,23 @@ px_io_flush(struct px_io *io)
 		io->above_low = 1; /* the WRITE callback follows when it drains */
 }
 
-void
+int
 px_io_write(struct px_io *io, const void *p, size_t n)
 {
 	ssize_t w = 0;
 
 	if (n == 0)
-		return;
+		return 0;
 	if (!io->ssl && !io->wev_added && !io->connecting && !io->pending_err && !io->dead &&
 	    evbuffer_get_length(io->out) == 0) {
 		w = send(io->fd, p, n, MSG_NOSIGNAL);
 		if (w == (ssize_t)n)
-			return;
+			return 0;
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EINTR) {
 				io->pending_err = errno;
 				event_active(io->wev, EV_WRITE, 1);
-				return;
+				return 1;
 			}
 			w = 0;
 		}
@@ -844,18 +844,19 @@ px_io_write(struct px_io *io, const void *p, size_t n)
 		if (evbuffer_add(io->out, (const char *)p + w, n - (size_t)w) < 0) {
 			io->pending_err = ENOMEM;
 			event_active(io->wev, EV_WRITE, 1);
-			return;
+			return 1;
 		}
 		event_add(io->wev, NULL);
 		io->wev_added = 1;
 		if (n - (size_t)w > io->low_water)
 			io->above_low = 1;
-		return;
+		return 1;
 	}
 	if (evbuffer_add(io->out, p, n) < 0) {
 		io->pending_err = ENOMEM;
 		event_active(io->wev, EV_WRITE, 1);
 	}
+	return 1;
 }
 
 uint64_t

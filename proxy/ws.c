@@ -91,6 +91,9 @@ struct px_ws {
 	 * written; written before anything else goes to the backend */
 	const uint8_t *span;
 	size_t span_len;
+	/* the fast path writes with px_io_write(); these say when more is owed after it */
+	int queued;              /* an output evbuffer may hold bytes: flush, check watermarks */
+	int inject_pending;      /* ws->inject holds answers */
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -192,8 +195,11 @@ close_client(struct px_conn *c, int code, const char *why)
 static void
 flush_inject(struct px_ws *ws)
 {
-	if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject))
+	if (ws->inject_pending && ws->s_remaining == 0 && !ws->s_in_msg) {
 		evbuffer_add_buffer(px_io_output(ws->c->cio), ws->inject);
+		ws->inject_pending = 0;
+		ws->queued = 1;
+	}
 }
 
 static void
@@ -203,6 +209,7 @@ queue_text(struct px_ws *ws, const char *text, size_t len)
 	size_t hl = px_ws_write_header(h, 1, PX_WS_TEXT, NULL, len);
 	evbuffer_add(ws->inject, h, hl);
 	evbuffer_add(ws->inject, text, len);
+	ws->inject_pending = 1;
 	flush_inject(ws);
 }
 
@@ -226,8 +233,8 @@ queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const
 static void
 span_flush(struct px_ws *ws)
 {
-	if (ws->span_len && ws->c->uio)
-		px_io_write(ws->c->uio, ws->span, ws->span_len);
+	if (ws->span_len && ws->c->uio && px_io_write(ws->c->uio, ws->span, ws->span_len))
+		ws->queued = 1;
 	ws->span_len = 0;
 }
 
@@ -236,6 +243,7 @@ static struct evbuffer *
 upstream_out(struct px_ws *ws)
 {
 	span_flush(ws);
+	ws->queued = 1;
 	return px_io_output(ws->c->uio);
 }
 
@@ -281,6 +289,8 @@ log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_dec
 static void
 flush_both(struct px_conn *c)
 {
+	if (c->ws)
+		c->ws->queued = 0;
 	if (c->uio)
 		px_io_flush(c->uio);
 	px_io_flush(c->cio);
@@ -905,7 +915,8 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	ws->last = time(NULL);
 	ws->seen_in = 0; /* the input is empty */
 	if (ws->tunnel) {
-		px_io_write(c->uio, p, n);
+		if (px_io_write(c->uio, p, n))
+			ws->queued = 1;
 		off = n;
 	}
 	while (off < n) {
@@ -939,7 +950,8 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	span_flush(ws);
 	if (ws->tunnel)
 		ws->bytes_in += n;
-	client_read_done(c);
+	if (ws->queued) /* else everything went out with px_io_write() */
+		client_read_done(c);
 	return off;
 }
 
@@ -1131,9 +1143,11 @@ ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	ws->last = time(NULL);
 	ws->seen_out = 0; /* the input is empty */
 	if (ws->tunnel) {
-		px_io_write(c->cio, p, n);
+		if (px_io_write(c->cio, p, n))
+			ws->queued = 1;
 		ws->bytes_out += n;
-		upstream_read_done(c);
+		if (ws->queued)
+			upstream_read_done(c);
 		return n;
 	}
 	if (ws->nmerges)
@@ -1154,16 +1168,19 @@ ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 			off += take;
 			ws->s_remaining -= take;
 		}
-		if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject)) {
+		if (ws->inject_pending && ws->s_remaining == 0 && !ws->s_in_msg) {
 			/* a message boundary with answers waiting: they go in here */
-			px_io_write(c->cio, p + sent, off - sent);
+			if (px_io_write(c->cio, p + sent, off - sent))
+				ws->queued = 1;
 			sent = off;
 			flush_inject(ws);
 		}
 	}
-	px_io_write(c->cio, p + sent, off - sent);
+	if (px_io_write(c->cio, p + sent, off - sent))
+		ws->queued = 1;
 	ws->bytes_out += off;
-	upstream_read_done(c);
+	if (ws->queued || ws->server_closed) /* else everything went out with px_io_write() */
+		upstream_read_done(c);
 	return off;
 }
 
