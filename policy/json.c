@@ -102,15 +102,20 @@ scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t,
 		 * a control byte or non-ASCII (SWAR: a byte's high bit set by the subtraction
 		 * marks it), then byte by byte */
 		while (i + 8 <= len) {
-			uint64_t w, ctl, quote, bslash;
+			uint64_t w, ctl, quote, bslash, special;
 			memcpy(&w, s + i, 8);
 			ctl = w - ONES * 0x20;
 			quote = (w ^ ONES * '"') - ONES;
 			bslash = (w ^ ONES * '\\') - ONES;
-			/* conservative: the lowest special byte always shows; a false alarm only
-			 * sends the next bytes to the byte loop */
-			if ((((ctl | quote | bslash) & ~w) | w) & ONES * 0x80)
+			/* the first special byte always shows, and nothing below it does (no borrow
+			 * starts at a plain byte); bytes above it may show falsely */
+			special = (((ctl | quote | bslash) & ~w) | w) & ONES * 0x80;
+			if (special) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+				i += (size_t)__builtin_ctzll(special) >> 3; /* straight to it */
+#endif
 				break;
+			}
 			i += 8;
 		}
 		while (i < len && plain_char[s[i]])
