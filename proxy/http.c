@@ -67,8 +67,8 @@ access_log(struct px_conn *c, int status)
 	us = px_now_us() - c->req_start_us;
 	for (b = 0; b < PX_LATENCY_BUCKETS && (double)us / 1e6 > px_latency_bounds[b]; b++)
 		;
-	atomic_fetch_add_explicit(&c->srv->stats.latency_bucket[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&c->srv->stats.latency_sum_us, us, memory_order_relaxed);
+	px_count(&c->srv->stats.latency_bucket[b], 1);
+	px_count(&c->srv->stats.latency_sum_us, us);
 	if (c->cfg->access_log) {
 		snprintf(st, sizeof st, "%d", status);
 		snprintf(dur, sizeof dur, "%.3f", (double)us / 1000.0);
@@ -260,7 +260,7 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	px_io_set_low_water(c->cio, PX_LOW_WATER);
 	px_io_read(c->cio, 1);
 	c->state = PX_C_HEAD;
-	atomic_fetch_add_explicit(&srv->stats.connections_open, 1, memory_order_relaxed);
+	px_count(&srv->stats.connections_open, 1);
 	c->counted = 1;
 	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
 }
@@ -312,7 +312,7 @@ px_conn_close(struct px_conn *c)
 	pol_config_unref(c->cfg);
 	c->cfg = NULL;
 	if (c->counted)
-		atomic_fetch_sub_explicit(&srv->stats.connections_open, 1, memory_order_relaxed);
+		px_count(&srv->stats.connections_open, (unsigned long long)-1);
 	if (c->peer_counted)
 		px_main_peer_remove(srv->main, c->peer);
 	if (c->prev)
@@ -446,7 +446,7 @@ px_conn_reply(struct px_conn *c, int status, const char *error_code, const char 
 	access_log(c, status);
 	if (status == 400 || status == 408 || status == 413 || status == 414 || status == 417 ||
 	    status == 431 || status == 501)
-		atomic_fetch_add_explicit(&c->srv->stats.http_bad, 1, memory_order_relaxed);
+		px_count(&c->srv->stats.http_bad, 1);
 	if (close) {
 		free_upstream(c);
 		px_conn_close_when_flushed(c);
@@ -724,7 +724,7 @@ police_request(struct px_conn *c, const char *head, size_t len)
 		}
 		return 1;
 	}
-	atomic_fetch_add_explicit(&srv->stats.http_refused, 1, memory_order_relaxed);
+	px_count(&srv->stats.http_refused, 1);
 	px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, 1);
 	log_decision(c, &call, &d, target, tlen);
 	px_conn_reply(c, d.status, d.error_code, d.reason,
@@ -846,7 +846,7 @@ handle_head(struct px_conn *c)
 		px_conn_reply(c, 413, "BODY_TOO_LARGE", "request body over the configured limit", 1);
 		return;
 	}
-	atomic_fetch_add_explicit(&c->srv->stats.http_requests, 1, memory_order_relaxed);
+	px_count(&c->srv->stats.http_requests, 1);
 	if (!police_request(c, p, (size_t)end)) {
 		if (c->state != PX_C_CLOSING) {
 			/* refused with no body: the connection stays usable */
@@ -909,7 +909,7 @@ connect_upstream(struct px_conn *c)
 	}
 	c->uio = px_upstream_get(c->srv, &c->upstream_reused);
 	if (!c->uio) {
-		atomic_fetch_add_explicit(&c->srv->stats.upstream_errors, 1, memory_order_relaxed);
+		px_count(&c->srv->stats.upstream_errors, 1);
 		px_conn_reply(c, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
 		return;
 	}
@@ -1011,7 +1011,7 @@ write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
 static void
 upstream_failed(struct px_conn *c, int status, const char *why)
 {
-	atomic_fetch_add_explicit(&c->srv->stats.upstream_errors, 1, memory_order_relaxed);
+	px_count(&c->srv->stats.upstream_errors, 1);
 	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "why", why, NULL);
 	free_upstream(c);
 	if (c->resp_started) {
@@ -1100,7 +1100,7 @@ response_head(struct px_conn *c)
 		evbuffer_drain(in, (size_t)end);
 		c->state = PX_C_WS;
 		access_log(c, 101);
-		atomic_fetch_add_explicit(&c->srv->stats.ws_opened, 1, memory_order_relaxed);
+		px_count(&c->srv->stats.ws_opened, 1);
 		px_ws_start(c);
 		return -1;
 	}
@@ -1260,7 +1260,7 @@ tls_refused(struct px_conn *c)
 
 	const char *why = px_io_why(c->cio);
 
-	atomic_fetch_add_explicit(&c->srv->stats.tls_handshake_failures, 1, memory_order_relaxed);
+	px_count(&c->srv->stats.tls_handshake_failures, 1);
 	/* a connect-and-close (port scans, TCP health checks) is not worth an info line */
 	px_log(strncmp(why, "the peer closed", 15) ? PX_LOG_INFO : PX_LOG_DEBUG, "tls_handshake_failed",
 	       "peer", c->peer, "why", why, NULL);

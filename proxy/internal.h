@@ -127,6 +127,17 @@ struct px_counters {
 	_Atomic unsigned long long latency_sum_us;
 };
 
+/*
+ * Adds N to one of the calling worker's own counters. One writer per counter, so a plain
+ * load and store (no locked instruction on the per-frame path), atomic only so that the admin
+ * thread's relaxed loads see whole values.
+ */
+static inline void
+px_count(_Atomic unsigned long long *c, unsigned long long n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
 /* Decisions by (app, operation, verdict), for /metrics: a worker-local table with a lock,
  * since the admin thread reads it. */
 struct px_decision_count {

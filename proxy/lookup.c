@@ -268,7 +268,7 @@ req_fail(struct lookup_req *r, const char *why)
 	char *key = malloc(r->keylen);
 
 	px_log(PX_LOG_WARN, "lookup_failed", "why", why, NULL);
-	atomic_fetch_add_explicit(&r->lk->srv->stats.lookup_errors, 1, memory_order_relaxed);
+	px_count(&r->lk->srv->stats.lookup_errors, 1);
 	if (!f || !key) {
 		free(f);
 		free(key);
@@ -473,7 +473,7 @@ px_lookup(struct px_server *srv, const struct pol_app *app, enum px_lookup_kind 
 	slot = find_slot(lk, key, kl);
 	if (*slot) {
 		if ((*slot)->expires > now_ms()) {
-			atomic_fetch_add_explicit(&srv->stats.lookup_cache_hits, 1, memory_order_relaxed);
+			px_count(&srv->stats.lookup_cache_hits, 1);
 			cb(*slot, arg);
 			return NULL;
 		}
@@ -524,7 +524,7 @@ px_lookup(struct px_server *srv, const struct pol_app *app, enum px_lookup_kind 
 	lk->inflight = r;
 	lk->ninflight++;
 	lk->requests++;
-	atomic_fetch_add_explicit(&srv->stats.lookups, 1, memory_order_relaxed);
+	px_count(&srv->stats.lookups, 1);
 	evbuffer_add_printf(r->request,
 	                    "GET /v1/%s/%s/%.*s HTTP/1.1\r\nHost: %s:%s\r\nAuthorization: Bearer %s\r\n"
 	                    "Accept: application/json\r\nUser-Agent: syncgate-lookup\r\n\r\n",

@@ -131,7 +131,7 @@ px_ws_free(struct px_ws *ws)
 	       "user", ws->c->user, "frames_in", in, "frames_out", out, "bytes_in", bin, "bytes_out",
 	       bout, "refused", refused, "seconds", secs, "close_code", ws->close_code ? code : "none",
 	       NULL);
-	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_closed, 1, memory_order_relaxed);
+	px_count(&ws->c->srv->stats.ws_closed, 1);
 	evbuffer_free(ws->raw);
 	evbuffer_free(ws->msg);
 	evbuffer_free(ws->inject);
@@ -226,7 +226,7 @@ queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const
 	if (n > 0 && (size_t)n < sizeof buf)
 		queue_text(ws, buf, (size_t)n);
 	ws->refused++;
-	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_refused, 1, memory_order_relaxed);
+	px_count(&ws->c->srv->stats.ws_refused, 1);
 }
 
 /* Writes the fast path's pending frames (they precede anything queued after them). */
@@ -409,7 +409,7 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 			m->act[i].code = d.error_code;
 			m->act[i].reason = strdup(d.reason);
 			ws->refused++;
-			atomic_fetch_add_explicit(&c->srv->stats.ws_refused, 1, memory_order_relaxed);
+			px_count(&c->srv->stats.ws_refused, 1);
 		} else {
 			nallowed++;
 		}
@@ -759,7 +759,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 	size_t total = h->hdr_len + h->len;
 
 	ws->frames_in++;
-	atomic_fetch_add_explicit(&c->srv->stats.ws_frames_in, 1, memory_order_relaxed);
+	px_count(&c->srv->stats.ws_frames_in, 1);
 	if (h->opcode >= PX_WS_CLOSE) {
 		if (h->opcode == PX_WS_CLOSE) {
 			uint8_t p[PX_WS_MAX_CONTROL];
@@ -933,7 +933,7 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 		    h.len > c->srv->ws_scratch_size)
 			break;
 		ws->frames_in++;
-		atomic_fetch_add_explicit(&c->srv->stats.ws_frames_in, 1, memory_order_relaxed);
+		px_count(&c->srv->stats.ws_frames_in, 1);
 		if (px_ws_assemble(&ws->asm_, &h, &opcode, &code, &why) < 0) {
 			close_client(c, code, why);
 			return n;
@@ -1033,7 +1033,7 @@ server_frame_seen(struct px_ws *ws, const struct px_ws_header *h)
 	if (h->opcode == PX_WS_CLOSE)
 		ws->server_closed = 1;
 	ws->frames_out++;
-	atomic_fetch_add_explicit(&ws->c->srv->stats.ws_frames_out, 1, memory_order_relaxed);
+	px_count(&ws->c->srv->stats.ws_frames_out, 1);
 }
 
 /* After backend bytes were relayed: the output goes out; the relay ends once both close

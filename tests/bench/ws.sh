@@ -48,17 +48,22 @@ nginx -c "$dir/proxy.conf" -p "$dir" & echo $! >"$dir/b.pid"
 "$bin" -c "$dir/syncgate.conf" 2>"$dir/syncgate.log" & echo $! >"$dir/c.pid"
 sleep 1
 
-echo "WebSocket relay benchmark: 100 sockets, [seq,\"GET\",\"/ping\",{},{}] round trips, ${secs}s per run, 3 runs each alternating, medians (nproc=$(nproc))"
+runs=${RUNS:-5}
+echo "WebSocket relay benchmark: 100 sockets, [seq,\"GET\",\"/ping\",{},{}] round trips, ${secs}s per run, $runs runs each alternating, medians (nproc=$(nproc))"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-d=""; n=""; s=""
-for run in 1 2 3; do
+d=""; n=""; s=""; ratios=""
+for run in $(seq "$runs"); do
 	d="$d $("$tool" rtt $BE 100 "$secs" $path)"
-	n="$n $("$tool" rtt $NG 100 "$secs" $path)"
-	s="$s $("$tool" rtt $SG 100 "$secs" $path)"
+	a=$("$tool" rtt $NG 100 "$secs" $path)
+	b=$("$tool" rtt $SG 100 "$secs" $path)
+	n="$n $a"; s="$s $b"
+	ratios="$ratios $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')"
 done
 dm=$(tr ' ' '\n' <<<"$d" | grep . | median); nm=$(tr ' ' '\n' <<<"$n" | grep . | median); sm=$(tr ' ' '\n' <<<"$s" | grep . | median)
 printf '%-10s %14s   %s\n' target round-trips/s runs direct "$dm" "$d" nginx "$nm" "$n" syncgate "$sm" "$s"
 awk -v a="$sm" -v b="$nm" 'BEGIN { printf "syncgate/nginx (medians): %.2fx\n", a / b }'
+# each syncgate run against the nginx run just before it: drifts of the machine cancel out
+echo "syncgate/nginx run by run:$ratios (median $(tr ' ' '\n' <<<"$ratios" | grep . | median)x)"
 
 ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)
 sgp=$(cat "$dir/c.pid")
@@ -66,9 +71,9 @@ sgp=$(cat "$dir/c.pid")
 # CPU per round trip, the efficiency figure that scheduling noise does not move: each proxy
 # pinned to CPU 1, client and backend to CPU 0, user and system time from /proc over a run.
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-	echo "CPU time per round trip, proxy pinned to CPU 1, client and backend to CPU 0 (${secs}s each)"
+	echo "CPU time per round trip, proxy pinned to CPU 1, client and backend to CPU 0 (${secs}s each, twice)"
 	taskset -pc 0 "$(cat "$dir/a.pid")" >/dev/null
-	for t in "nginx $NG $ngw" "syncgate $SG $sgp"; do
+	for t in "nginx $NG $ngw" "syncgate $SG $sgp" "nginx $NG $ngw" "syncgate $SG $sgp"; do
 		set -- $t
 		taskset -pc 1 "$3" >/dev/null
 		b=$(awk '{print $14, $15}' "/proc/$3/stat")
