@@ -191,6 +191,20 @@ arm_timer(struct px_conn *c, int kind, uint32_t ms)
 	c->timer_kind = kind;
 	evtimer_add(c->timer, &tv);
 }
+/*
+ * TCP_NODELAY on the client socket, once it may carry small writes after unacknowledged ones
+ * (nginx's tcp_nodelay): a kept-alive connection, a WebSocket, TLS. A connection that carries
+ * one request and closes goes without: one setsockopt(2) less for each such client.
+ */
+static void
+client_nodelay(struct px_conn *c)
+{
+	int one = 1;
+	if (c->nodelay || !c->cio)
+		return;
+	setsockopt(px_io_fd(c->cio), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->nodelay = 1;
+}
 
 /* ---- lifecycle ---- */
 
@@ -199,7 +213,6 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 {
 	const char *proto = tls ? "https" : "http";
 	struct px_conn *c = calloc(1, sizeof *c);
-	int one = 1;
 
 	(void)salen;
 	if (!c) {
@@ -228,7 +241,6 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 		return;
 	}
 	c->peer_counted = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->fwd_len = (size_t)snprintf(c->fwd, sizeof c->fwd,
 	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
 	                              "Forwarded: for=%s%s%s;proto=%s\r\n\r\n",
@@ -248,6 +260,7 @@ px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, i
 	}
 	if (tls) {
 		SSL *ssl = srv->tls_server ? SSL_new(srv->tls_server) : NULL;
+		client_nodelay(c); /* records of a handshake and an answer follow each other */
 		if (!ssl || px_io_tls_accept(c->cio, ssl, c->cfg->limits.tls_handshake_ms)) {
 			if (!ssl)
 				px_log(PX_LOG_ERROR, "tls", "why", "cannot create a TLS session", NULL);
@@ -369,12 +382,19 @@ linger_close(struct px_conn *c)
 		px_conn_close(c);
 		return;
 	}
-	c->lingering = 1;
 	if (c->uio && c->upstream_idle) {
 		px_upstream_put(c->srv, c->uio); /* clean and idle: the next client's */
 		c->uio = NULL;
 		c->upstream_idle = 0;
 	}
+	if (!c->ws && c->req_done && evbuffer_get_length(in) == 0 &&
+	    px_io_drained(c->cio)) {
+		/* a whole request was read and nothing followed it: the client has nothing more
+		 * to send (nginx lingers only then too), so no RST can come of closing now */
+		px_conn_close(c);
+		return;
+	}
+	c->lingering = 1;
 	free_upstream(c);
 	px_io_shutdown(c->cio);
 	evbuffer_drain(in, evbuffer_get_length(in));
@@ -1099,6 +1119,7 @@ response_head(struct px_conn *c)
 		px_io_send(c->cio, c->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		c->state = PX_C_WS;
+		client_nodelay(c);
 		access_log(c, 101);
 		px_count(&c->srv->stats.ws_opened, 1);
 		px_ws_start(c);
@@ -1196,6 +1217,7 @@ finish_transaction(struct px_conn *c)
 		return;
 	}
 	reset_request(c);
+	client_nodelay(c); /* kept alive: answers may follow unacknowledged ones */
 	c->state = PX_C_HEAD;
 	if (c->cfg != c->srv->cfg) {
 		pol_config_unref(c->cfg);

@@ -68,6 +68,7 @@ struct px_conn {
 	int counted;                    /* in stats.connections_open */
 	int peer_counted;               /* in px_main's per-address table */
 	int lingering;                  /* answer written, FIN sent, discarding input */
+	int nodelay;                    /* TCP_NODELAY is set on the client socket */
 	size_t linger_bytes;
 	char id[24];                    /* "w<worker>-<n>": the socket in decision and close lines */
 	size_t fwd_len;

@@ -13,7 +13,9 @@
 #include "proxy/io.h"
 #include "proxy/tls.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <netinet/in.h>
@@ -45,6 +47,7 @@ struct px_io {
 	int pending_err; /* a write failed in px_io_flush(): reported from the loop */
 	int above_low;  /* output went above the low watermark: WRITE callback owed */
 	int busy;       /* inside one of our handlers */
+	int drained;    /* the last read found the socket empty (a short read) */
 	int dead;       /* px_io_free() was called while busy */
 	/* TLS (NULL ssl: a plain socket). While HANDSHAKING, px_io drives SSL_do_handshake()
 	 * from both events and delivers nothing; the owner's input starts after it. */
@@ -154,7 +157,7 @@ px_io_new(struct event_base *base, evutil_socket_t fd)
 		return NULL;
 	}
 	io->fd = fd;
-	evutil_make_socket_nonblocking(fd);
+	assert(fcntl(fd, F_GETFL) & O_NONBLOCK); /* the contract; no syscall per connection */
 	io->rev = event_new(base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, io_readable, io);
 	io->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, io_writable, io);
 	io->in = evbuffer_new();
@@ -463,6 +466,12 @@ px_io_tls_connect(struct px_io *io, SSL *ssl)
 	return 0; /* the handshake starts once the TCP connect completes */
 }
 
+int
+px_io_drained(const struct px_io *io)
+{
+	return !io->ssl && io->drained;
+}
+
 const char *
 px_io_why(const struct px_io *io)
 {
@@ -663,6 +672,7 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 	{
 		int full = (size_t)n == room;
 		size_t used = 0;
+		io->drained = !full;
 		if (io->directcb && have == 0) {
 			io->busy++;
 			used = io->directcb(io, block, (size_t)n, io->arg);

@@ -33,7 +33,8 @@ typedef void (*px_io_event_cb)(struct px_io *io, short what, void *arg);
 /* See px_io_set_direct(). Returns how many of the N bytes at P it consumed (0..N). */
 typedef size_t (*px_io_direct_cb)(struct px_io *io, const uint8_t *p, size_t n, void *arg);
 
-/* Wraps connected socket FD (taken over: closed by px_io_free). NULL on ENOMEM. */
+/* Wraps connected non-blocking socket FD (taken over: closed by px_io_free). NULL on ENOMEM.
+ * (evconnlistener's sockets are non-blocking, px_io_connect's too.) */
 struct px_io *px_io_new(struct event_base *base, evutil_socket_t fd);
 
 /* A new non-blocking TCP socket connecting to SA; PX_IO_CONNECTED or PX_IO_ERROR (or
@@ -96,6 +97,10 @@ int px_io_is_tls(const struct px_io *io);
 const char *px_io_why(const struct px_io *io);
 /* 1 if the handshake failed because the client sent a plain HTTP request. */
 int px_io_tls_plain_http(const struct px_io *io);
+
+/* 1 if the last read of a plain socket found it empty: nothing the peer sent waits unread
+ * (as far as we know: more may arrive at any time). 0 over TLS. */
+int px_io_drained(const struct px_io *io);
 
 /* Ends our direction: close_notify on TLS, then FIN. Reading continues (lingering close). */
 void px_io_shutdown(struct px_io *io);

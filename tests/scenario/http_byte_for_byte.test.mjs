@@ -3,7 +3,8 @@
 // X-Forwarded-For / X-Forwarded-Proto / Forwarded added (RFC 9110 §7.6.1).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBackend, startSyncgate, rawExchange, parseResponses } from '../lib/harness.mjs';
+import net from 'node:net';
+import { startBackend, startSyncgate, rawExchange, parseResponses, waitFor, openFds, sleep } from '../lib/harness.mjs';
 
 let be, sg;
 before(async () => { be = await startBackend(); sg = await startSyncgate(be.port); });
@@ -127,6 +128,47 @@ test('clients that close after each request (Connection: close) share one kept-a
   assert.equal(reqs.length, 20);
   assert.ok(!reqs.some((e) => e.rawHeaders.some((h) => /^close$/i.test(h))), 'the client\'s Connection: close is not forwarded');
   assert.equal(new Set(reqs.map((e) => e.socket)).size, 1, 'one backend connection served all twenty');
+});
+
+// After a Connection: close answer syncgate stops writing (FIN). It keeps reading for a while
+// (the lingering close) only if the client may still be sending, as nginx does: closing on
+// unread input would make the kernel answer with RST, which can destroy the answer.
+async function closeExchange(payload) {
+  // allowHalfOpen: our side stays open after syncgate's FIN (Node would end it at once)
+  const sock = net.connect({ port: sg.port, host: '127.0.0.1', allowHalfOpen: true });
+  let data = Buffer.alloc(0), ended = false;
+  sock.on('data', (d) => { data = Buffer.concat([data, d]); });
+  sock.on('end', () => { ended = true; }); // FIN from syncgate; our side stays open
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.write(payload);
+  await waitFor(() => ended, { timeout: 3000 });
+  return { sock, data };
+}
+
+test('a complete Connection: close request: the socket is released at once, even while the client keeps its side open', async () => {
+  const pid = sg.proc.pid;
+  const base = openFds(pid);
+  const { sock, data } = await closeExchange('GET /bytes/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assert.equal(parseResponses(data)[0].body.toString(), 'xxx');
+  await waitFor(() => openFds(pid) <= base, { timeout: 1000 }); // the linger would hold it 2 s
+  assert.ok(openFds(pid) <= base, 'no socket kept for a client with nothing more to send');
+  sock.destroy();
+});
+
+test('bytes after a Connection: close request: syncgate lingers, reading them, instead of resetting', async () => {
+  const pid = sg.proc.pid;
+  const base = openFds(pid);
+  const { sock, data } = await closeExchange('GET /bytes/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /bytes/4 HTTP/1.1\r\nHost: a\r\n\r\n');
+  const rs = parseResponses(data);
+  assert.equal(rs.length, 1, 'one answer: nothing after Connection: close is a request');
+  await sleep(300);
+  assert.ok(openFds(pid) > base, 'the client socket is kept, reading and discarding');
+  sock.write('more bytes from a client that is not listening'); // read and dropped, no RST
+  await sleep(100);
+  assert.ok(!sock.destroyed);
+  sock.destroy();
+  await waitFor(() => openFds(pid) <= base, { timeout: 3000 });
 });
 
 test('Expect: 100-continue is answered by syncgate and not forwarded', async () => {
