@@ -943,8 +943,10 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 			px_ws_unmask_copy((uint8_t *)c->srv->ws_scratch, p + off + h.hdr_len, h.len, h.mask, 0);
 			ws->bytes_in += total;
 			off += total;
-			if (police_text(ws, h.len, &raw) < 0)
+			if (police_text(ws, h.len, &raw) < 0) {
+				span_flush(ws); /* (close_client() already dropped it with the backend) */
 				return n; /* closing: the rest of the block is not read */
+			}
 		}
 	}
 	span_flush(ws);
