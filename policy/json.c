@@ -424,6 +424,25 @@ skip_ws(const unsigned char *s, size_t len, size_t i)
 	return i;
 }
 
+/* Token NTOK, cleared, for a value or key at POS; NULL with *WHY if the text ended there or the
+ * token cap is reached. */
+static inline struct pol_jtok *
+next_token(struct pol_jtok *toks, uint32_t ntok, uint32_t max_tokens, size_t pos, size_t len,
+           const char **why)
+{
+	if (pos >= len) {
+		*why = "unexpected end";
+		return NULL;
+	}
+	if (ntok >= max_tokens) {
+		*why = "too many values";
+		return NULL;
+	}
+	toks[ntok].flags = 0;
+	toks[ntok].size = 0;
+	return &toks[ntok];
+}
+
 #define FAIL(msg)              \
 	do {                   \
 		*why = (msg);  \
@@ -450,13 +469,8 @@ pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **wh
 		FAIL("frame too large");
 	pos = skip_ws(s, len, 0);
 value:
-	if (pos >= len)
-		FAIL("unexpected end");
-	if (ntok >= max_tokens)
-		FAIL("too many values");
-	t = &toks[ntok];
-	t->flags = 0;
-	t->size = 0;
+	if (!(t = next_token(toks, ntok, max_tokens, pos, len, why)))
+		return -1;
 	if (depth && !in_obj)
 		toks[cur].size++;
 	switch (s[pos]) {
@@ -521,13 +535,8 @@ close: /* S[POS] closes CUR */
 	}
 	goto after;
 key:
-	if (pos >= len)
-		FAIL("unexpected end");
-	if (ntok >= max_tokens)
-		FAIL("too many values");
-	t = &toks[ntok];
-	t->flags = 0;
-	t->size = 0;
+	if (!(t = next_token(toks, ntok, max_tokens, pos, len, why)))
+		return -1;
 	if (++toks[cur].size == 2)
 		multi_key = 1; /* some object has two keys or more: check for duplicates */
 	if (s[pos] != '"')
