@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import fs from 'node:fs';
+import crypto from 'node:crypto';
 import { startBackend, startSyncgate, rawExchange, parseResponses, sleep, waitFor } from '../lib/harness.mjs';
 import { RawWs, frame, userToken } from '../lib/rawws.mjs';
 
@@ -114,5 +115,61 @@ test('a ping flood from a client that never reads: syncgate memory stays flat', 
     ws.destroy();
   } finally {
     await sg.stop();
+  }
+});
+
+test('a backend that stops reading: syncgate stops reading the client at its watermark, memory stays flat', async () => {
+  // a scripted backend: accepts the realtime upgrade, then never reads that socket again;
+  // plain requests get a small answer (so the "others still served" check can pass)
+  const port = await new Promise((r) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
+  const stalled = [];
+  const srv = net.createServer((s) => {
+    let head = '';
+    s.on('error', () => {});
+    s.on('data', (d) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      const key = /Sec-WebSocket-Key: (.*)\r\n/i.exec(head);
+      if (key) {
+        const acc = crypto.createHash('sha1').update(key[1] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acc}\r\n\r\n`);
+        s.pause(); // never reads again
+        s.removeAllListeners('data');
+        stalled.push(s);
+        return;
+      }
+      head = '';
+      s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nxx');
+    });
+  });
+  await new Promise((r) => srv.listen(port, '127.0.0.1', r));
+  const sg = await startSyncgate(port, `[app:demo]\nsecret_key = ${KEY}\n`, { env: { ASAN_OPTIONS: 'detect_leaks=1:quarantine_size_mb=4' } });
+  try {
+    const ws = await RawWs.open(sg.port, '/v1/demo/realtime/alice');
+    const batch = Buffer.concat(Array.from({ length: 1000 }, (_, i) => frame(1, `[${i},"GET","/ping",{},{}]`)));
+    const before0 = rssKiB(sg.proc.pid);
+    const samples = [];
+    let sent = 0;
+    // write until the client's own buffer backs up (syncgate, then every kernel buffer on the
+    // way, stopped taking bytes), at most 64 MB
+    for (let round = 0; round < 4; round++) {
+      while (ws.sock.writableLength < (round + 1) * 512 * 1024 && sent < 64 * 1024 * 1024) {
+        ws.sock.write(batch);
+        sent += batch.length;
+        await sleep(1);
+      }
+      await sleep(300);
+      samples.push(rssKiB(sg.proc.pid) - before0);
+    }
+    console.log(`client flood into a stalled backend: ${(sent / 1048576).toFixed(1)} MB written, the client's own buffer backed up to ${ws.sock.writableLength} bytes; syncgate RSS +${samples.join(', +')} KiB`);
+    assert.ok(ws.sock.writableLength >= 1024 * 1024, 'syncgate stopped reading the client: its writes back up');
+    assert.ok(samples[3] < 16 * 1024, `syncgate holds no more than its watermarks: ${samples}`);
+    assert.ok(samples[3] - samples[1] < 2048, `still growing: ${samples}`);
+    assert.ok(await served(sg.port), 'others still served');
+    ws.destroy();
+  } finally {
+    await sg.stop();
+    stalled.forEach((s) => s.destroy());
+    await new Promise((r) => srv.close(r));
   }
 });
