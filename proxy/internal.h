@@ -172,6 +172,8 @@ struct px_server {
 	int npool, cpool;
 	int draining;
 	struct event *stop_ev, *drain_timer;
+	struct event *accept_resume;    /* re-enables the listeners after a burst of accepts */
+	int accepted_turn;              /* TLS accepts since the listeners were last (re-)enabled */
 	struct px_counters stats;
 	/* decision counts: the worker's own table (no lock on the hot path), copied to the
 	 * snapshot the admin thread reads every 250 ms, under dlock */

@@ -338,3 +338,13 @@ test('an https backend that ends its response by closing: the client gets it who
     assert.match(res.data.toString(), /Connection: close\r\n\r\nuntil-eof$/);
   }
 });
+
+test('a storm of new TLS connections (accepted a few per loop turn) is served whole, with max_connections below it', { timeout: 30000 }, async () => {
+  const be = await backend();
+  const sg = await syncgate(be.port, APP + tlsSection(pki.server) + '[limits]\nmax_connections = 60\n', { tls: true });
+  const one = () => rawExchange(sg.port, GET('/bytes/5', 'Connection: close\r\n'), { tls: { ca: ca() }, idle: 3000 })
+    .then((res) => parseResponses(res.data)[0]?.body.toString());
+  // 200 at once: past max_connections, accepting pauses and resumes as connections close
+  const bodies = await Promise.all(Array.from({ length: 200 }, one));
+  assert.equal(bodies.filter((b) => b === 'xxxxx').length, 200, 'every connection was accepted and answered');
+});
