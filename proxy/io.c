@@ -47,7 +47,7 @@ struct px_io {
 	int pending_err; /* a write failed in px_io_flush(): reported from the loop */
 	int above_low;  /* output went above the low watermark: WRITE callback owed */
 	int busy;       /* inside one of our handlers */
-	int drained;    /* the last read found the socket empty (a short read) */
+	int drained;    /* the last read found the socket empty, and reading went on since */
 	int dead;       /* px_io_free() was called while busy */
 	/* TLS (NULL ssl: a plain socket). While HANDSHAKING, px_io drives SSL_do_handshake()
 	 * from both events and delivers nothing; the owner's input starts after it. */
@@ -276,6 +276,7 @@ update_read(struct px_io *io)
 	} else if (!want && io->rev_added) {
 		event_del(io->rev);
 		io->rev_added = 0;
+		io->drained = 0; /* bytes may now arrive unseen */
 	}
 }
 

@@ -98,8 +98,9 @@ const char *px_io_why(const struct px_io *io);
 /* 1 if the handshake failed because the client sent a plain HTTP request. */
 int px_io_tls_plain_http(const struct px_io *io);
 
-/* 1 if the last read of a plain socket found it empty: nothing the peer sent waits unread
- * (as far as we know: more may arrive at any time). 0 over TLS. */
+/* 1 if the last read of a plain socket found it empty and reading has not paused since:
+ * nothing the peer sent waits unread (as far as we know: more may arrive at any time). 0 over
+ * TLS, and 0 once reading paused (bytes may have arrived unseen). */
 int px_io_drained(const struct px_io *io);
 
 /* Ends our direction: close_notify on TLS, then FIN. Reading continues (lingering close). */
