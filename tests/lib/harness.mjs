@@ -182,3 +182,21 @@ export async function waitFor(fn, { timeout = 5000, every = 25 } = {}) {
 
 // Open fds of a process (Linux): for leak checks.
 export const openFds = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+// 1 if process PID holds a TCP socket whose peer is 127.0.0.1:PEERPORT (its end of one client
+// connection), found by inode in /proc/net/tcp: unlike a count of open files, other sockets
+// (a pooled backend connection that came or went) do not move it.
+export function holdsSocketFrom(pid, peerPort) {
+  const inodes = new Set();
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 9 && parseInt(f[2].split(':')[1], 16) === peerPort) inodes.add(f[9]);
+  }
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m && inodes.has(m[1])) return true;
+    } catch { /* closed meanwhile */ }
+  }
+  return false;
+}
