@@ -93,7 +93,6 @@ struct px_ws {
 	size_t span_len;
 	/* the fast path writes with px_io_write(); these say when more is owed after it */
 	int queued;              /* an output evbuffer may hold bytes: flush, check watermarks */
-	int inject_pending;      /* ws->inject holds answers */
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -195,9 +194,8 @@ close_client(struct px_conn *c, int code, const char *why)
 static void
 flush_inject(struct px_ws *ws)
 {
-	if (ws->inject_pending && ws->s_remaining == 0 && !ws->s_in_msg) {
+	if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject)) {
 		evbuffer_add_buffer(px_io_output(ws->c->cio), ws->inject);
-		ws->inject_pending = 0;
 		ws->queued = 1;
 	}
 }
@@ -209,7 +207,6 @@ queue_text(struct px_ws *ws, const char *text, size_t len)
 	size_t hl = px_ws_write_header(h, 1, PX_WS_TEXT, NULL, len);
 	evbuffer_add(ws->inject, h, hl);
 	evbuffer_add(ws->inject, text, len);
-	ws->inject_pending = 1;
 	flush_inject(ws);
 }
 
@@ -751,6 +748,14 @@ copy_unmasked(struct evbuffer *in, size_t off, size_t len, const uint8_t mask[4]
 	px_ws_mask(dst, len, mask, 0);
 }
 
+/* A whole client frame is about to be handled: counters. */
+static void
+client_frame_seen(struct px_ws *ws)
+{
+	ws->frames_in++;
+	px_count(&ws->c->srv->stats.ws_frames_in, 1);
+}
+
 /* Processes one complete client frame at the head of IN. Returns 0 to go on, -1 to stop. */
 static int
 client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h)
@@ -758,8 +763,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 	struct px_conn *c = ws->c;
 	size_t total = h->hdr_len + h->len;
 
-	ws->frames_in++;
-	px_count(&c->srv->stats.ws_frames_in, 1);
+	client_frame_seen(ws);
 	if (h->opcode >= PX_WS_CLOSE) {
 		if (h->opcode == PX_WS_CLOSE) {
 			uint8_t p[PX_WS_MAX_CONTROL];
@@ -932,8 +936,7 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 		if (n - off < total || h.opcode != PX_WS_TEXT || !h.fin || ws->asm_.in_msg ||
 		    h.len > c->srv->ws_scratch_size)
 			break;
-		ws->frames_in++;
-		px_count(&c->srv->stats.ws_frames_in, 1);
+		client_frame_seen(ws);
 		if (px_ws_assemble(&ws->asm_, &h, &opcode, &code, &why) < 0) {
 			close_client(c, code, why);
 			return n;
@@ -1170,7 +1173,7 @@ ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 			off += take;
 			ws->s_remaining -= take;
 		}
-		if (ws->inject_pending && ws->s_remaining == 0 && !ws->s_in_msg) {
+		if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject)) {
 			/* a message boundary with answers waiting: they go in here */
 			if (px_io_write(c->cio, p + sent, off - sent))
 				ws->queued = 1;

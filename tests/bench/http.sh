@@ -15,13 +15,6 @@ dir=$(mktemp -d)
 trap 'kill $(cat "$dir"/*.pid 2>/dev/null) 2>/dev/null; sleep 0.3; rm -rf "$dir"' EXIT
 BE=18301 NG=18302 SG=18303
 
-cat >"$dir/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $dir/backend.nginx.pid; error_log $dir/backend.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BE;
-    location / { default_type application/json; return 200 '{"id":"alice","name":"Alice","custom":{"team":"red"},"locale":"nl-NL","photoUrl":null,"role":"default"}'; } } }
-CONF
 cat >"$dir/proxy.conf" <<CONF
 worker_processes 1; daemon off; pid $dir/proxy.nginx.pid; error_log $dir/proxy.err;
 events { worker_connections 4096; }
@@ -43,17 +36,11 @@ conversation_sync = off
 [limits]
 max_connections = 9000
 CONF
-nginx -c "$dir/backend.conf" -p "$dir" & echo $! >"$dir/a.pid"
-nginx -c "$dir/proxy.conf" -p "$dir" & echo $! >"$dir/b.pid"
-"$bin" -c "$dir/syncgate.conf" 2>"$dir/syncgate.log" & echo $! >"$dir/c.pid"
-sleep 1
+start_json_backend "$BE"
+start_proxies "$bin"
 
 path=/v1/bench/users/alice
-run() { # name port [extra wrk args]
-	local name=$1 port=$2
-	shift 2
-	wrk_run "$name" "http://127.0.0.1:$port$path" "$@"
-}
+run() { wrk_at http "$@"; } # name port [extra wrk args]
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v } else { sub(/s$/, "", v); print v * 1000 } }'; }
 
 echo "HTTP relay benchmark: wrk -t1 -c$conns -d${secs}s GET $path (nproc=$(nproc))"

@@ -22,13 +22,6 @@ BE=18501 NG=18502 SG=18503
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
 	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
 
-cat >"$dir/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $dir/backend.nginx.pid; error_log $dir/backend.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BE;
-    location / { default_type application/json; return 200 '{"id":"alice","name":"Alice","custom":{"team":"red"},"locale":"nl-NL","photoUrl":null,"role":"default"}'; } } }
-CONF
 cat >"$dir/proxy.conf" <<CONF
 worker_processes 1; daemon off; pid $dir/proxy.nginx.pid; error_log $dir/proxy.err;
 worker_rlimit_nofile 20000;
@@ -57,16 +50,12 @@ max_connections = 19000
 max_connections_per_client = 0
 keepalive_idle = 10m
 CONF
-nginx -c "$dir/backend.conf" -p "$dir" & echo $! >"$dir/a.pid"
-nginx -c "$dir/proxy.conf" -p "$dir" & echo $! >"$dir/b.pid"
-"$bin" -c "$dir/syncgate.conf" 2>"$dir/syncgate.log" & echo $! >"$dir/c.pid"
-sleep 1
+start_json_backend "$BE"
+start_proxies "$bin"
 
 path=/v1/bench/users/alice
 run() { # name port [extra wrk args]
-	local name=$1 port=$2
-	shift 2
-	wrk_run "$name" "https://127.0.0.1:$port$path" "$@" | { read -r n r p; printf '%-10s %12s %10s\n' "$n" "$r" "$p"; }
+	wrk_at https "$@" | { read -r n r p; printf '%-10s %12s %10s\n' "$n" "$r" "$p"; }
 }
 echo "TLS termination benchmark: wrk -t1 -c$conns -d${secs}s https GET $path, TLS 1.3, ECDSA P-256 (nproc=$(nproc))"
 echo "keep-alive (one handshake per connection):"

@@ -44,9 +44,7 @@ max_connections_per_client = 0
 ws_idle = 1h
 CONF
 "$tool" server $BE & echo $! >"$dir/a.pid"
-nginx -c "$dir/proxy.conf" -p "$dir" & echo $! >"$dir/b.pid"
-"$bin" -c "$dir/syncgate.conf" 2>"$dir/syncgate.log" & echo $! >"$dir/c.pid"
-sleep 1
+start_proxies "$bin"
 
 runs=${RUNS:-5}
 echo "WebSocket relay benchmark: 100 sockets, [seq,\"GET\",\"/ping\",{},{}] round trips, ${secs}s per run, $runs runs each alternating, medians (nproc=$(nproc))"
