@@ -52,15 +52,22 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 d=""; n=""; s=""; ratios=""
 for run in $(seq "$runs"); do
 	d="$d $("$tool" rtt $BE 100 "$secs" $path)"
-	a=$("$tool" rtt $NG 100 "$secs" $path)
-	b=$("$tool" rtt $SG 100 "$secs" $path)
+	# the two proxies take turns going first, so that a drift of the machine within a run
+	# favours neither
+	if [ $((run % 2)) = 1 ]; then
+		a=$("$tool" rtt $NG 100 "$secs" $path)
+		b=$("$tool" rtt $SG 100 "$secs" $path)
+	else
+		b=$("$tool" rtt $SG 100 "$secs" $path)
+		a=$("$tool" rtt $NG 100 "$secs" $path)
+	fi
 	n="$n $a"; s="$s $b"
 	ratios="$ratios $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')"
 done
 dm=$(tr ' ' '\n' <<<"$d" | grep . | median); nm=$(tr ' ' '\n' <<<"$n" | grep . | median); sm=$(tr ' ' '\n' <<<"$s" | grep . | median)
 printf '%-10s %14s   %s\n' target round-trips/s runs direct "$dm" "$d" nginx "$nm" "$n" syncgate "$sm" "$s"
 awk -v a="$sm" -v b="$nm" 'BEGIN { printf "syncgate/nginx (medians): %.2fx\n", a / b }'
-# each syncgate run against the nginx run just before it: drifts of the machine cancel out
+# each syncgate run against the nginx run beside it: drifts of the machine cancel out
 echo "syncgate/nginx run by run:$ratios (median $(tr ' ' '\n' <<<"$ratios" | grep . | median)x)"
 
 ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)

@@ -325,3 +325,118 @@ test('a thousand calls in one write, every third refused: the rest reach the bac
   assert.ok(got.equals(want), `identical bytes (first difference at ${got.findIndex((b, i) => b !== want[i])})`);
   ws.destroy();
 });
+
+// Random traffic, random reads. The relay has two paths (whole frames decided straight from
+// a read, anything else through the buffered parser) and they hand over wherever a read
+// happens to end; a fixed list of seeds makes the mixes and cuts reproducible. Each seed:
+// allowed and refused calls, small and 16-bit-length frames, fragmented messages, pings and
+// one mixed participant batch (decided at once from a cached fact, so its rewritten frame
+// must go out between the frames around it), written in chunks of whole frames or of 1 byte
+// to a few KB, with pauses between some, so that reads end between frames and inside
+// headers, masks and payloads. The backend must get exactly the allowed frames as the client
+// masked them, in order (the batch as the rewrite of its allowed action); the client an
+// answer for every call.
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+// The next frame of WIRE at OFF, unmasked: {text, end}.
+function readFrame(wire, off) {
+  let n = wire[off + 1] & 0x7f, at = off + 2;
+  if (n === 126) { n = wire.readUInt16BE(at); at += 2; } else if (n === 127) { n = Number(wire.readBigUInt64BE(at)); at += 8; }
+  const key = wire.subarray(at, at + 4), body = Buffer.from(wire.subarray(at + 4, at + 4 + n));
+  for (let i = 0; i < n; i++) body[i] ^= key[i & 3];
+  return { text: body.toString('utf8'), end: at + 4 + n };
+}
+for (const seed of [1, 7, 42, 1234, 99991, 31337]) {
+  test(`random framing and read boundaries (seed ${seed}): allowed frames reach the backend byte for byte, every call is answered`, async () => {
+    const rnd = prng(seed), pick = (n) => Math.floor(rnd() * n);
+    const user = `r${seed}`, conv = `crand${seed}`;
+    await be.seed({ appId: 'demo', users: { [user]: {}, bob: {} }, conversations: { [conv]: { participants: { [user]: {}, bob: {} } } } });
+    await be.clearLog();
+    const ws = await RawWs.open(sg.port, `/public_api/v1/demo/realtime/${user}`);
+    const renew = frame(1, JSON.stringify([0, 'POST', '/session/renew', { token: userToken('demo', user, KEY) }, {}]));
+    ws.send(renew);
+    assert.equal((await ws.json(0))[1], 200);
+    // a refused call that needs the conversation's participants: looked up and cached, so the
+    // batch below is decided as soon as it is read
+    ws.sendText(`[1000,"POST","/conversations/${conv}/participants/bob",{},{}]`);
+    assert.equal((await ws.json(1000))?.[1], 409);
+    const units = [], expect = [{ bytes: renew }], want = new Map(), batchAt = 1 + pick(150);
+    let pair;
+    const fragments = (text) => {
+      const b = Buffer.from(text), n = 2 + pick(4), out = [];
+      const cuts = [0, ...Array.from({ length: n - 1 }, () => pick(b.length + 1)).sort((x, y) => x - y), b.length];
+      for (let i = 0; i < n; i++) out.push(frame(i ? 0 : 1, b.subarray(cuts[i], cuts[i + 1]), { fin: i === n - 1 }));
+      return Buffer.concat(out);
+    };
+    for (let seq = 1; seq <= 150; seq++) {
+      if (rnd() < 0.1) { units.push(frame(9, `p${seq}`)); expect.push({ bytes: units.at(-1) }); } // a ping between messages
+      if (seq === batchAt) {
+        // right after an allowed frame, in the same write (below): decided while that frame
+        // still waits to be sent
+        units.push(frame(1, '[500,"GET","/ping",{},{}]'));
+        expect.push({ bytes: units.at(-1) });
+        want.set(500, 200);
+        pair = units.length - 1;
+        const mine = { id: user, method: 'PATCH', params: { notify: false } };
+        units.push(frame(1, JSON.stringify([seq, 'POST', `/conversations/${conv}/participants`, { actions: [mine, { id: 'bob', method: 'PUT', params: { access: 'Read' } }] }, {}])));
+        expect.push({ json: [seq, 'POST', `/conversations/${conv}/participants`, { actions: [mine] }, {}] });
+        want.set(seq, 200);
+        continue;
+      }
+      const refused = rnd() < 0.35;
+      // sizes from a few bytes to past the 125-byte boundary of the length field
+      const ids = Array.from({ length: pick(3) === 0 ? 40 + pick(200) : 1 + pick(3) }, (_, i) => `u${seq}_${i}`);
+      const text = refused ? JSON.stringify([seq, 'PUT', `/users/${user}`, { name: 'x'.repeat(pick(300)) }, {}])
+        : pick(3) === 0 ? `[${seq},"GET","/ping",{},{}]`
+        : JSON.stringify([seq, 'GET', '/users', { ids, includePrivateFields: false }, {}]);
+      const f = pick(4) === 0 ? fragments(text) : frame(1, text);
+      units.push(f);
+      if (!refused) expect.push({ bytes: f });
+      want.set(seq, refused ? 403 : 200);
+    }
+    // Writes end at frame edges most of the time (a read that starts at an edge is decided
+    // straight from the block), else anywhere (the rest waits in the buffered parser).
+    const stream = Buffer.concat(units), edges = [];
+    units.reduce((at, u) => { edges.push(at + u.length); return at + u.length; }, 0);
+    const pairAt = edges[pair - 1];
+    for (let off = 0; off < stream.length;) {
+      const next = edges.findIndex((e) => e > off);
+      let end = pick(3) ? edges[Math.min(edges.length - 1, next + pick(5))] : off + 1 + (pick(4) === 0 ? pick(8) : pick(4096));
+      if (off < pairAt && end > pairAt) end = pairAt;
+      if (off === pairAt) {
+        await sleep(20); // the pair starts a read of its own
+        end = edges[pair + 1 + pick(3)] ?? stream.length;
+      }
+      ws.send(stream.subarray(off, end));
+      off = Math.min(end, stream.length);
+      if (pick(4) === 0) await sleep(pick(3)); // let syncgate read what is there
+    }
+    for (const [seq, status] of want) {
+      const r = await ws.json(seq, 5000);
+      assert.equal(r?.[1], status, `seed ${seed}: call ${seq}`);
+      if (seq === batchAt) assert.deepEqual(r[2]?.responses?.map((x) => x.status), [200, 403], `seed ${seed}: the batch's answer merges the backend's and syncgate's`);
+    }
+    const wire = await wireAfterUpgrade(user);
+    let off = 0;
+    for (const [i, e] of expect.entries()) {
+      if (e.bytes) {
+        assert.ok(wire.subarray(off, off + e.bytes.length).equals(e.bytes), `seed ${seed}: frame ${i} of the allowed ones, as sent, at byte ${off}`);
+        off += e.bytes.length;
+      } else {
+        const f = readFrame(wire, off);
+        assert.deepEqual(JSON.parse(f.text), e.json, `seed ${seed}: the batch, rewritten to its allowed action, in its place`);
+        off = f.end;
+      }
+    }
+    assert.equal(off, wire.length, `seed ${seed}: nothing else reached the backend`);
+    ws.destroy();
+  });
+}
