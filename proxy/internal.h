@@ -62,6 +62,8 @@ struct px_conn {
 	struct px_io *uio;              /* upstream, while in use */
 	enum px_conn_state state;
 	struct pol_config *cfg;         /* the policy this request is decided on (a reference) */
+	struct px_ws *ws;               /* after an upgrade */
+	/* (the fields above share the first cache line: every callback starts from them) */
 	char peer[64];                  /* client address, for X-Forwarded-For and logs */
 	int peer_v6;
 	char fwd[200];                  /* the X-Forwarded-* / Forwarded lines for this peer */
@@ -110,8 +112,6 @@ struct px_conn {
 	int upstream_reusable;
 	int close_after;                /* close the client once the response is flushed */
 	uint64_t resp_bytes;
-
-	struct px_ws *ws;
 };
 
 /* Prometheus counters of one worker: written by it, read by the admin thread (atomics). */

@@ -31,30 +31,32 @@
 #define TLS_READ_BURST (4 * READ_CHUNK) /* per loop turn, then the other sockets get theirs */
 
 struct px_io {
+	/* First cache line: what every read and every write of the relays looks at (with 100s
+	 * of sockets the kernel's work between two events evicts them, so each line is a miss). */
 	evutil_socket_t fd;
-	struct event *rev, *wev;
+	int pending_err;         /* a write failed in px_io_flush(): reported from the loop */
+	unsigned short busy;     /* inside one of our handlers (nesting depth) */
+	unsigned char reading;   /* the owner wants input */
+	unsigned char rev_added; /* rev is registered (reading && input below read_max) */
+	unsigned char wev_added;
+	unsigned char connecting;
+	unsigned char drained;   /* the last read found the socket empty, and reading went on since */
+	unsigned char dead;      /* px_io_free() was called while busy */
+	unsigned char above_low; /* output went above the low watermark: WRITE callback owed */
+	unsigned char handshaking;
+	SSL *ssl;                /* NULL: a plain socket */
 	struct evbuffer *in, *out;
-	px_io_cb readcb, writecb;
-	px_io_event_cb eventcb;
 	px_io_direct_cb directcb;
 	void *arg;
 	size_t read_max, low_water;
+	struct event *rev, *wev;
+	px_io_cb readcb, writecb;
+	px_io_event_cb eventcb;
 	unsigned timeout_ms;
-	int reading;    /* the owner wants input */
-	int rev_added;  /* rev is registered (reading && input below read_max) */
-	int wev_added;
-	int connecting;
-	int pending_err; /* a write failed in px_io_flush(): reported from the loop */
-	int above_low;  /* output went above the low watermark: WRITE callback owed */
-	int busy;       /* inside one of our handlers */
-	int drained;    /* the last read found the socket empty, and reading went on since */
-	int dead;       /* px_io_free() was called while busy */
-	/* TLS (NULL ssl: a plain socket). While HANDSHAKING, px_io drives SSL_do_handshake()
-	 * from both events and delivers nothing; the owner's input starts after it. */
-	SSL *ssl;
+	/* TLS. While HANDSHAKING, px_io drives SSL_do_handshake() from both events and delivers
+	 * nothing; the owner's input starts after it. */
 	struct event *hs_timer;        /* handshake deadline */
 	unsigned connect_ms;           /* client side: the handshake gets the connect timeout too */
-	unsigned char handshaking;
 	unsigned char tls_client;      /* report PX_IO_CONNECTED when the handshake is done */
 	unsigned char tls_failed;      /* no close_notify on the way out */
 	unsigned char read_wants_write; /* SSL_read() must write first (TLS 1.3 key update) */
@@ -150,12 +152,14 @@ destroy(struct px_io *io)
 struct px_io *
 px_io_new(struct event_base *base, evutil_socket_t fd)
 {
-	struct px_io *io = calloc(1, sizeof *io);
+	/* on a line of its own: see the struct */
+	struct px_io *io = aligned_alloc(64, (sizeof *io + 63) & ~(size_t)63);
 
 	if (!io) {
 		evutil_closesocket(fd);
 		return NULL;
 	}
+	memset(io, 0, sizeof *io);
 	io->fd = fd;
 	assert(fcntl(fd, F_GETFL) & O_NONBLOCK); /* the contract; no syscall per connection */
 	io->rev = event_new(base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, io_readable, io);

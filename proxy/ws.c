@@ -55,44 +55,49 @@ struct parked {
 };
 
 struct px_ws {
+	/* First four cache lines: what the fast paths touch for every frame. With 100s of
+	 * sockets the kernel's work between two events evicts them: each line is a miss. */
 	struct px_conn *c;
-	int realtime;
-	int tunnel;
-	/* client -> backend */
-	struct evbuffer *raw;   /* the current message's data frames, as received */
-	struct evbuffer *msg;   /* its unmasked payload */
-	struct px_ws_assembler asm_; /* the message rules (wsframe.c) */
-	int msg_opcode;         /* of the message being reassembled, once complete */
-	int client_closed;      /* client sent close */
-	/* backend -> client */
-	uint64_t s_remaining;   /* payload bytes of the current backend frame still to relay */
-	int s_in_msg;           /* inside a fragmented backend data message */
-	int s_frame_fin, s_frame_op;
-	int server_closed;
-	struct evbuffer *inject; /* our answers, waiting for a backend message boundary */
-	struct merge *merges[MAX_MERGES];
-	int nmerges;
-	time_t last;
-	unsigned long long frames_in, frames_out, refused;
-	int authenticated;       /* identity = require: a valid renew was seen */
-	time_t opened;
-	unsigned long long bytes_in, bytes_out; /* as read from each side */
-	size_t seen_in, seen_out;      /* input bytes already counted (left for a later read) */
-	int close_code;          /* the first close code seen either way (0: none) */
-	struct parked *parked;   /* calls waiting for a fact */
-	/* per-frame lookups a socket repeats, valid while srv->gen is the generation noted */
-	const struct pol_app *app; /* c->app's policy */
-	unsigned long app_gen;
-	int dc_slot;             /* the last decision's entry in srv->dc, -1: none */
-	unsigned long dc_gen;
-	enum pol_op dc_op;
-	int dc_verdict;
 	/* the fast path (ws_client_direct): allowed frames of the current read block, not yet
 	 * written; written before anything else goes to the backend */
 	const uint8_t *span;
 	size_t span_len;
-	/* the fast path writes with px_io_write(); these say when more is owed after it */
+	uint64_t s_remaining;   /* payload bytes of the current backend frame still to relay */
+	time_t last;
+	unsigned long long frames_in, frames_out;
+	unsigned long long bytes_in, bytes_out; /* as read from each side */
+	size_t seen_in, seen_out;      /* input bytes already counted (left for a later read) */
+	struct evbuffer *inject; /* our answers, waiting for a backend message boundary */
+	/* per-frame lookups a socket repeats, valid while srv->gen is the generation noted */
+	const struct pol_app *app; /* c->app's policy */
+	unsigned long app_gen;
+	unsigned long dc_gen;
+	size_t user_len;         /* strlen(c->user), fixed from the upgrade on */
+	int dc_slot;             /* the last decision's entry in srv->dc, -1: none */
+	enum pol_op dc_op;
+	int dc_verdict;
+	int tunnel;
+	/* the fast path writes with px_io_write(); this says when more is owed after it */
 	int queued;              /* an output evbuffer may hold bytes: flush, check watermarks */
+	int s_in_msg;           /* inside a fragmented backend data message */
+	int nmerges;
+	int server_closed;
+	int authenticated;       /* identity = require: a valid renew was seen */
+	struct px_ws_assembler asm_; /* the message rules (wsframe.c) */
+	/* the rest */
+	int realtime;
+	/* client -> backend */
+	struct evbuffer *raw;   /* the current message's data frames, as received */
+	struct evbuffer *msg;   /* its unmasked payload */
+	int msg_opcode;         /* of the message being reassembled, once complete */
+	int client_closed;      /* client sent close */
+	/* backend -> client */
+	int s_frame_fin, s_frame_op;
+	struct merge *merges[MAX_MERGES];
+	unsigned long long refused;
+	time_t opened;
+	int close_code;          /* the first close code seen either way (0: none) */
+	struct parked *parked;   /* calls waiting for a fact */
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -499,7 +504,7 @@ policy_ctx(struct px_ws *ws, struct pol_ctx *ctx)
 	}
 	ctx->app = ws->app;
 	ctx->me = c->user;
-	ctx->me_len = strlen(c->user);
+	ctx->me_len = ws->user_len;
 	ctx->authenticated = ctx->app->identity == POL_IDENTITY_REQUIRE ? ws->authenticated : 1;
 }
 
@@ -1227,7 +1232,8 @@ ws_eventcb(struct px_io *io, short what, void *arg)
 void
 px_ws_start(struct px_conn *c)
 {
-	struct px_ws *ws = calloc(1, sizeof *ws);
+	/* aligned: see the first fields of struct px_ws */
+	struct px_ws *ws = aligned_alloc(64, (sizeof *ws + 63) & ~(size_t)63);
 	struct timeval tv;
 	uint32_t idle = c->cfg->limits.ws_idle_ms;
 
@@ -1235,8 +1241,10 @@ px_ws_start(struct px_conn *c)
 		px_conn_close(c);
 		return;
 	}
+	memset(ws, 0, sizeof *ws);
 	c->ws = ws;
 	ws->c = c;
+	ws->user_len = strlen(c->user);
 	ws->dc_slot = -1;
 	ws->realtime = c->ws_realtime;
 	ws->tunnel = !c->ws_realtime;
