@@ -212,15 +212,13 @@ void
 px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int tls)
 {
 	const char *proto = tls ? "https" : "http";
-	/* aligned: see the first fields of struct px_conn */
-	struct px_conn *c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
+	struct px_conn *c = calloc(1, sizeof *c);
 
 	(void)salen;
 	if (!c) {
 		evutil_closesocket(fd);
 		return;
 	}
-	memset(c, 0, sizeof *c);
 	c->srv = srv;
 	c->cfg = pol_config_ref(srv->cfg);
 	snprintf(c->id, sizeof c->id, "w%d-%llu", srv->id, ++srv->next_conn_id);

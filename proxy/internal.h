@@ -63,7 +63,7 @@ struct px_conn {
 	enum px_conn_state state;
 	struct pol_config *cfg;         /* the policy this request is decided on (a reference) */
 	struct px_ws *ws;               /* after an upgrade */
-	/* (the fields above share the first cache line: every callback starts from them) */
+	/* (the fields above are the first 64 bytes: every callback starts from them) */
 	char peer[64];                  /* client address, for X-Forwarded-For and logs */
 	int peer_v6;
 	char fwd[200];                  /* the X-Forwarded-* / Forwarded lines for this peer */
