@@ -31,7 +31,7 @@
 #define TLS_READ_BURST (4 * READ_CHUNK) /* per loop turn, then the other sockets get theirs */
 
 struct px_io {
-	/* First, together (64 bytes): what every read and every write of the relays looks at.
+	/* First, together (80 bytes): what every read and every write of the relays looks at.
 	 * With 100s of sockets the kernel's work between two events evicts these lines, so each
 	 * line touched is a miss. (Not aligned to a line: memalign's slack cost more memory per
 	 * idle socket than the one line it would save.) */
@@ -48,6 +48,7 @@ struct px_io {
 	unsigned char handshaking;
 	SSL *ssl;                /* NULL: a plain socket */
 	struct evbuffer *in, *out;
+	size_t in_len, out_len;  /* their lengths (px_evbuffer_track_length) */
 	px_io_direct_cb directcb;
 	void *arg;
 	size_t read_max, low_water;
@@ -151,6 +152,20 @@ destroy(struct px_io *io)
 	free(io);
 }
 
+static void
+track_length(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	*(size_t *)arg = info->orig_size + info->n_added - info->n_deleted;
+}
+
+int
+px_evbuffer_track_length(struct evbuffer *b, size_t *len)
+{
+	*len = evbuffer_get_length(b);
+	return evbuffer_add_cb(b, track_length, len) ? 0 : -1;
+}
+
 struct px_io *
 px_io_new(struct event_base *base, evutil_socket_t fd)
 {
@@ -167,7 +182,9 @@ px_io_new(struct event_base *base, evutil_socket_t fd)
 	io->in = evbuffer_new();
 	io->out = evbuffer_new();
 	io->read_max = (size_t)-1;
-	if (!io->rev || !io->wev || !io->in || !io->out) {
+	if (!io->rev || !io->wev || !io->in || !io->out ||
+	    px_evbuffer_track_length(io->in, &io->in_len) < 0 ||
+	    px_evbuffer_track_length(io->out, &io->out_len) < 0) {
 		destroy(io);
 		return NULL;
 	}
@@ -270,7 +287,7 @@ update_read(struct px_io *io)
 {
 	int want = !io->dead && (io->handshaking ||
 	                         (io->reading && !io->connecting &&
-	                          evbuffer_get_length(io->in) < io->read_max));
+	                          io->in_len < io->read_max));
 	if (want && !io->rev_added) {
 		arm(io->rev, io->timeout_ms);
 		io->rev_added = 1;
@@ -302,7 +319,7 @@ void
 px_io_set_low_water(struct px_io *io, size_t low)
 {
 	io->low_water = low;
-	if (evbuffer_get_length(io->out) > low)
+	if (io->out_len > low)
 		io->above_low = 1;
 }
 
@@ -518,7 +535,7 @@ tls_readable(struct px_io *io)
 	for (;;) {
 		room = READ_CHUNK;
 		if (io->read_max != (size_t)-1) {
-			size_t have = evbuffer_get_length(io->in);
+			size_t have = io->in_len;
 			room = have < io->read_max ? io->read_max - have : 0;
 			if (room > READ_CHUNK)
 				room = READ_CHUNK;
@@ -526,7 +543,7 @@ tls_readable(struct px_io *io)
 		if (room == 0 || total >= TLS_READ_BURST)
 			break;
 		ERR_clear_error();
-		if (evbuffer_get_length(io->in) == 0) {
+		if (io->in_len == 0) {
 			/* Into the stack first: a read that finds nothing (the last of every burst, the
 			 * one after the handshake) must not leave an empty 16 KiB chain on an idle
 			 * connection; evbuffer_drain() frees chains only when there is data. */
@@ -588,7 +605,7 @@ tls_write_out(struct px_io *io)
 {
 	size_t len;
 
-	while ((len = evbuffer_get_length(io->out)) > 0) {
+	while ((len = io->out_len) > 0) {
 		unsigned char *p;
 		int n, e;
 
@@ -641,7 +658,7 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 		tls_readable(io);
 		return;
 	}
-	have = evbuffer_get_length(io->in);
+	have = io->in_len;
 	if (io->read_max != (size_t)-1) {
 		room = have < io->read_max ? io->read_max - have : 0;
 		if (room > READ_CHUNK)
@@ -721,7 +738,7 @@ write_out(struct px_io *io, size_t *left)
 
 	if (io->ssl) {
 		r = tls_write_out(io);
-		*left = evbuffer_get_length(io->out);
+		*left = io->out_len;
 		return r;
 	}
 	front = evbuffer_get_contiguous_space(io->out);
@@ -733,7 +750,7 @@ write_out(struct px_io *io, size_t *left)
 		}
 	} else {
 		n = evbuffer_write(io->out, io->fd);
-		*left = evbuffer_get_length(io->out);
+		*left = io->out_len;
 	}
 	return n < 0 && errno != EAGAIN && errno != EINTR ? -1 : 0;
 }
@@ -741,7 +758,7 @@ write_out(struct px_io *io, size_t *left)
 static void
 write_done(struct px_io *io)
 {
-	if (io->wev_added && evbuffer_get_length(io->out) == 0) {
+	if (io->wev_added && io->out_len == 0) {
 		event_del(io->wev);
 		io->wev_added = 0;
 	}
@@ -796,14 +813,14 @@ io_writable(evutil_socket_t fd, short what, void *arg)
 		event_active(io->rev, EV_READ, 1);
 	}
 	{
-		size_t left = evbuffer_get_length(io->out);
+		size_t left = io->out_len;
 		if (left && write_out(io, &left) < 0) {
 			report(io, PX_IO_ERROR);
 			return;
 		}
 	}
 	write_done(io);
-	if (io->above_low && evbuffer_get_length(io->out) <= io->low_water) {
+	if (io->above_low && io->out_len <= io->low_water) {
 		io->above_low = 0;
 		call_write(io);
 	}
@@ -816,7 +833,7 @@ px_io_flush(struct px_io *io)
 
 	if (io->connecting || io->handshaking || io->pending_err || io->dead)
 		return;
-	left = evbuffer_get_length(io->out);
+	left = io->out_len;
 	if (left == 0)
 		return;
 	if (!io->wev_added) {
@@ -843,7 +860,7 @@ px_io_write(struct px_io *io, const void *p, size_t n)
 	if (n == 0)
 		return 0;
 	if (!io->ssl && !io->wev_added && !io->connecting && !io->pending_err && !io->dead &&
-	    evbuffer_get_length(io->out) == 0) {
+	    io->out_len == 0) {
 		w = send(io->fd, p, n, MSG_NOSIGNAL);
 		if (w == (ssize_t)n)
 			return 0;

@@ -57,6 +57,13 @@ void px_io_setcb(struct px_io *io, px_io_cb read, px_io_cb write, px_io_event_cb
  */
 void px_io_set_direct(struct px_io *io, px_io_direct_cb direct);
 
+/*
+ * Keeps *LEN equal to B's length from now on, through libevent's change callbacks
+ * (evbuffer_add_cb), for a hot path that should not touch B's own cache line to learn it.
+ * Returns 0, or -1 if the callback could not be registered. LEN must outlive B.
+ */
+int px_evbuffer_track_length(struct evbuffer *b, size_t *len);
+
 struct evbuffer *px_io_input(struct px_io *io);
 struct evbuffer *px_io_output(struct px_io *io);
 evutil_socket_t px_io_fd(const struct px_io *io);

@@ -55,7 +55,7 @@ struct parked {
 };
 
 struct px_ws {
-	/* First, together (208 bytes): what the fast paths touch for every frame. With 100s of
+	/* First, together (216 bytes): what the fast paths touch for every frame. With 100s of
 	 * sockets the kernel's work between two events evicts these lines: each is a miss. */
 	struct px_conn *c;
 	/* the fast path (ws_client_direct): allowed frames of the current read block, not yet
@@ -68,6 +68,7 @@ struct px_ws {
 	unsigned long long bytes_in, bytes_out; /* as read from each side */
 	size_t seen_in, seen_out;      /* input bytes already counted (left for a later read) */
 	struct evbuffer *inject; /* our answers, waiting for a backend message boundary */
+	size_t inject_len;       /* its length (px_evbuffer_track_length) */
 	/* per-frame lookups a socket repeats, valid while srv->gen is the generation noted */
 	const struct pol_app *app; /* c->app's policy */
 	unsigned long app_gen;
@@ -199,7 +200,7 @@ close_client(struct px_conn *c, int code, const char *why)
 static void
 flush_inject(struct px_ws *ws)
 {
-	if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject)) {
+	if (ws->s_remaining == 0 && !ws->s_in_msg && ws->inject_len) {
 		evbuffer_add_buffer(px_io_output(ws->c->cio), ws->inject);
 		ws->queued = 1;
 	}
@@ -1178,7 +1179,7 @@ ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 			off += take;
 			ws->s_remaining -= take;
 		}
-		if (ws->s_remaining == 0 && !ws->s_in_msg && evbuffer_get_length(ws->inject)) {
+		if (ws->s_remaining == 0 && !ws->s_in_msg && ws->inject_len) {
 			/* a message boundary with answers waiting: they go in here */
 			if (px_io_write(c->cio, p + sent, off - sent))
 				ws->queued = 1;
@@ -1251,7 +1252,8 @@ px_ws_start(struct px_conn *c)
 	px_ws_assembler_init(&ws->asm_, c->cfg->limits.ws_message_bytes, c->cfg->limits.ws_fragments);
 	ws->inject = evbuffer_new();
 	ws->last = ws->opened = time(NULL);
-	if (!ws->raw || !ws->msg || !ws->inject) {
+	if (!ws->raw || !ws->msg || !ws->inject ||
+	    px_evbuffer_track_length(ws->inject, &ws->inject_len) < 0) {
 		px_conn_close(c);
 		return;
 	}
