@@ -59,6 +59,7 @@ static const struct lim_def lim_defs[] = {
 	{"lookup_cache_ttl", L32(lookup_cache_ttl_ms), LIM_MS, 0, 86400000, 30000},
 	{"lookup_negative_ttl", L32(lookup_negative_ttl_ms), LIM_MS, 0, 600000, 1000},
 	{"lookup_max_inflight", L32(lookup_max_inflight), LIM_COUNT, 1, 100000, 256},
+	{"lookup_cache_memory", L32(lookup_cache_bytes), LIM_BYTES, 64 * KiB, 1024 * MiB, 32 * MiB},
 	{"jwt_clock_skew", L32(jwt_clock_skew_s), LIM_SECONDS, 0, 3600, 60},
 	{"tls_handshake", L32(tls_handshake_ms), LIM_MS, 100, 600000, 10000},
 };

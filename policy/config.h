@@ -63,6 +63,7 @@ struct pol_limits {
 	uint32_t lookup_cache_ttl_ms;   /* positive facts */
 	uint32_t lookup_negative_ttl_ms;
 	uint32_t lookup_max_inflight;   /* concurrent lookups per worker; past it: fail closed */
+	uint32_t lookup_cache_bytes;     /* per worker: facts (keys, participant ids) held */
 	uint32_t jwt_clock_skew_s;
 	uint32_t tls_handshake_ms;      /* accept -> TLS handshake done; closed past it */
 };

@@ -165,6 +165,9 @@ metrics(struct admin_conn *c)
 	COUNTER("syncgate_ws_refused_total", "realtime calls (or batch actions) answered by syncgate", SUM(ws_refused));
 	COUNTER("syncgate_lookups_total", "existence lookups sent to the backend", SUM(lookups));
 	COUNTER("syncgate_lookup_cache_hits_total", "facts answered from the cache", SUM(lookup_cache_hits));
+	GAUGE("syncgate_lookup_cache_facts", "facts cached", SUM(lookup_cache_facts));
+	GAUGE("syncgate_lookup_cache_bytes", "memory held by cached facts (keys and participant ids)",
+	      SUM(lookup_cache_bytes));
 	COUNTER("syncgate_lookup_errors_total", "lookups that failed (the call failed closed)", SUM(lookup_errors));
 	evbuffer_add_printf(b, "# HELP syncgate_decisions_total policy decisions by app, operation and verdict\n"
 	                       "# TYPE syncgate_decisions_total counter\n");

@@ -122,6 +122,7 @@ struct px_counters {
 	_Atomic unsigned long long http_requests, http_refused, http_bad, upstream_errors;
 	_Atomic unsigned long long ws_opened, ws_closed, ws_frames_in, ws_frames_out, ws_refused;
 	_Atomic unsigned long long lookups, lookup_cache_hits, lookup_errors;
+	_Atomic unsigned long long lookup_cache_facts, lookup_cache_bytes; /* gauges */
 	_Atomic unsigned long long connections_open;
 	_Atomic unsigned long long tls_handshake_failures; /* client side */
 	_Atomic unsigned long long latency_bucket[PX_LATENCY_BUCKETS + 1]; /* HTTP, +Inf last */

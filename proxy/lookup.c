@@ -35,6 +35,7 @@ struct px_fact {
 	size_t *partlen;
 	size_t nparts;
 	uint64_t expires;
+	size_t bytes; /* what it holds, for lookup_cache_memory */
 	struct px_fact *hnext;
 	struct px_fact *older, *newer;
 };
@@ -66,8 +67,8 @@ struct lookup_req {
 struct px_lookups {
 	struct px_server *srv;
 	struct px_fact *bucket[BUCKETS];
-	struct px_fact *oldest, *newest;
-	size_t nentries;
+	struct px_fact *oldest, *newest; /* in the order cached; their number and bytes are the
+	                                   * worker's lookup_cache_facts / _bytes gauges */
 	struct lookup_req *inflight;
 	unsigned ninflight;
 	unsigned long requests;
@@ -150,17 +151,45 @@ unlink_entry(struct px_lookups *lk, struct px_fact *f)
 		f->newer->older = f->older;
 	else
 		lk->newest = f->older;
-	lk->nentries--;
+	px_count(&lk->srv->stats.lookup_cache_facts, (unsigned long long)-1);
+	px_count(&lk->srv->stats.lookup_cache_bytes, -(unsigned long long)f->bytes);
 	fact_free(f);
 }
 
+/* What F holds, allocator overhead aside. */
+static size_t
+fact_bytes(const struct px_fact *f)
+{
+	size_t n = sizeof *f + f->keylen + f->nparts * (sizeof *f->parts + sizeof *f->partlen + 1), i;
+	for (i = 0; i < f->nparts; i++)
+		n += f->partlen[i];
+	return n;
+}
+
+/*
+ * Caches F (taking it), replacing an entry of the same key. Room is made from the oldest end:
+ * facts whose time is up (they would only be looked up again), then as many as the caps
+ * (MAX_ENTRIES, lookup_cache_memory) need. A fact bigger than the whole cache is freed
+ * instead.
+ */
 static void
 cache_insert(struct px_lookups *lk, struct px_fact *f)
 {
+	struct px_counters *st = &lk->srv->stats; /* this worker's: it alone writes them */
+	const size_t cap = lk->srv->cfg->limits.lookup_cache_bytes;
+	const uint64_t now = now_ms();
 	struct px_fact **p = find_slot(lk, f->key, f->keylen);
+
+	f->bytes = fact_bytes(f);
 	if (*p)
 		unlink_entry(lk, *p);
-	while (lk->nentries >= MAX_ENTRIES && lk->oldest)
+	if (f->bytes > cap) {
+		fact_free(f);
+		return;
+	}
+	while (lk->oldest &&
+	       (lk->oldest->expires <= now || atomic_load(&st->lookup_cache_facts) >= MAX_ENTRIES ||
+	        atomic_load(&st->lookup_cache_bytes) + f->bytes > cap))
 		unlink_entry(lk, lk->oldest);
 	p = find_slot(lk, f->key, f->keylen);
 	f->hnext = NULL;
@@ -172,7 +201,8 @@ cache_insert(struct px_lookups *lk, struct px_fact *f)
 	else
 		lk->oldest = f;
 	lk->newest = f;
-	lk->nentries++;
+	px_count(&lk->srv->stats.lookup_cache_facts, 1);
+	px_count(&lk->srv->stats.lookup_cache_bytes, f->bytes);
 }
 
 enum px_lookup_state

@@ -6,7 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startBackend, startSyncgate, rawExchange, parseResponses, sleep, waitFor } from '../lib/harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startBackend, startSyncgate, rawExchange, parseResponses, sleep, waitFor, freePort } from '../lib/harness.mjs';
 import { RawWs, userToken } from '../lib/rawws.mjs';
 import { session, uniqueUser, settle } from './sdk.mjs';
 
@@ -123,6 +125,53 @@ test('a REST change passing through drops the cached fact', async () => {
   const res = await rawExchange(sg.port, `PUT /v1/facts/conversations/${cid}/participants/${bob} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`, { idle: 400 });
   assert.equal(parseResponses(res.data)[0].status, 200, 'server credential: passes');
   assert.ok((await settle(() => s.conversation(cid).participant(bob).createIfNotExists())).ok, 'the new fact is looked up again');
+});
+
+test('the fact cache is bounded: facts past their time go as new ones come, lookup_cache_memory caps the rest', async () => {
+  const be2 = await startBackend({ apps: { facts: KEY } });
+  const adminPort = await freePort(), tokenFile = path.join(fs.mkdtempSync('/tmp/sgtok-'), 'token');
+  fs.writeFileSync(tokenFile, 'tok\n');
+  const sg2 = await startSyncgate(be2.port, `workers = 1\n[admin]\nlisten = 127.0.0.1:${adminPort}\ntoken_file = ${tokenFile}\n` +
+    `[app:facts]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n` +
+    '[limits]\nlookup_cache_ttl = 10s\nlookup_negative_ttl = 2s\nlookup_cache_memory = 64k\n');
+  const gauge = async (name) => {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`, { headers: { Authorization: 'Bearer tok' } })).text();
+    return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+  };
+  try {
+    // 300 participants with 40-byte ids: about 17 KB per conversation fact
+    const many = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`participant-${String(i).padStart(28, '0')}`, {}]));
+    const convs = Array.from({ length: 10 }, (_, i) => `big${i}`);
+    await be2.seed({ appId: 'facts', users: { me: {}, bob: {} }, conversations: Object.fromEntries(convs.map((c) => [c, { participants: { ...many, bob: {} } }])) });
+    const ws = await RawWs.open(sg2.port, '/v1/facts/realtime/me');
+    ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken('facts', 'me', KEY) }, {}]));
+    await ws.json(0);
+    let seq = 1;
+    const call = async (text, status) => {
+      const n = seq++;
+      ws.sendText(`[${n},${text}]`);
+      assert.equal((await ws.json(n))?.[1], status, text);
+    };
+    // 40 negative facts (kept 2 s), looked up at once
+    await Promise.all(Array.from({ length: 40 }, (_, i) => call(`"POST","/users/new${i}",{},{}`, 403)));
+    assert.equal(await gauge('syncgate_lookup_cache_facts'), 40);
+    await sleep(2300);
+    await call('"POST","/users/one-more",{},{}', 403);
+    assert.equal(await gauge('syncgate_lookup_cache_facts'), 1, 'the 40 expired facts went when a new one came');
+    for (const c of convs) await call(`"POST","/conversations/${c}/participants/bob",{},{}`, 409); // bob is in: a 17 KB fact each
+    const facts = await gauge('syncgate_lookup_cache_facts'), bytes = await gauge('syncgate_lookup_cache_bytes');
+    assert.ok(bytes <= 64 * 1024 && bytes > 3 * 16 * 1024, `the cache holds ${bytes} bytes (cap 64 KiB)`);
+    assert.ok(facts >= 3 && facts <= 4, `${facts} facts: as many of the big ones as fit`);
+    const looked = async (c) => (await be2.log()).filter((e) => e.kind === 'http' && e.method === 'GET' && e.url === `/v1/facts/conversations/${c}`).length;
+    await call(`"POST","/conversations/${convs[9]}/participants/bob",{},{}`, 409);
+    assert.equal(await looked(convs[9]), 1, 'the newest is still cached: no second lookup');
+    await call(`"POST","/conversations/${convs[0]}/participants/bob",{},{}`, 409);
+    assert.equal(await looked(convs[0]), 2, 'the oldest was dropped for room: looked up again');
+    ws.destroy();
+  } finally {
+    await sg2.stop();
+    await be2.stop();
+  }
 });
 
 test('a lookup that cannot complete fails closed with a reason (backend stalled; no secret key)', async () => {
