@@ -68,7 +68,7 @@ admin_writecb(struct px_io *io, void *arg)
 {
 	struct admin_conn *c = arg;
 	(void)io;
-	if (c->replied && evbuffer_get_length(px_io_output(c->io)) == 0)
+	if (c->replied && px_io_pending(c->io) == 0)
 		conn_free(c);
 }
 

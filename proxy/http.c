@@ -166,7 +166,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->timer_kind == T_CLOSE && c->state == PX_C_CLOSING) {
-		if (evbuffer_get_length(px_io_output(c->cio)) > 0) {
+		if (px_io_pending(c->cio) > 0) {
 			/* still flushing: the write callback goes on from there; a client that
 			 * never reads is cut off at the keep-alive timeout */
 			arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
@@ -1185,7 +1185,7 @@ handle_response(struct px_conn *c)
 		finish_transaction(c);
 		return;
 	}
-	if (evbuffer_get_length(px_io_output(c->cio)) > PX_HIGH_WATER)
+	if (px_io_pending(c->cio) > PX_HIGH_WATER)
 		px_io_read(c->uio, 0);
 }
 
@@ -1210,7 +1210,7 @@ finish_transaction(struct px_conn *c)
 	}
 	px_io_set_timeout(c->cio, 0);
 	if (c->close_after || c->srv->draining || c->state == PX_C_CLOSING) {
-		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
+		if (px_io_pending(c->cio) == 0)
 			linger_close(c);
 		else
 			px_conn_close_when_flushed(c); /* the write callback closes it once drained */
@@ -1259,7 +1259,7 @@ client_writecb(struct px_io *io, void *arg)
 	struct px_conn *c = arg;
 	(void)io;
 	if (c->state == PX_C_CLOSING) {
-		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
+		if (px_io_pending(c->cio) == 0)
 			linger_close(c);
 		return;
 	}

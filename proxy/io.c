@@ -852,23 +852,23 @@ px_io_flush(struct px_io *io)
 		io->above_low = 1; /* the WRITE callback follows when it drains */
 }
 
-int
+void
 px_io_write(struct px_io *io, const void *p, size_t n)
 {
 	ssize_t w = 0;
 
 	if (n == 0)
-		return 0;
+		return;
 	if (!io->ssl && !io->wev_added && !io->connecting && !io->pending_err && !io->dead &&
 	    io->out_len == 0) {
 		w = send(io->fd, p, n, MSG_NOSIGNAL);
 		if (w == (ssize_t)n)
-			return 0;
+			return;
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EINTR) {
 				io->pending_err = errno;
 				event_active(io->wev, EV_WRITE, 1);
-				return 1;
+				return;
 			}
 			w = 0;
 		}
@@ -876,19 +876,24 @@ px_io_write(struct px_io *io, const void *p, size_t n)
 		if (evbuffer_add(io->out, (const char *)p + w, n - (size_t)w) < 0) {
 			io->pending_err = ENOMEM;
 			event_active(io->wev, EV_WRITE, 1);
-			return 1;
+			return;
 		}
 		event_add(io->wev, NULL);
 		io->wev_added = 1;
 		if (n - (size_t)w > io->low_water)
 			io->above_low = 1;
-		return 1;
+		return;
 	}
 	if (evbuffer_add(io->out, p, n) < 0) {
 		io->pending_err = ENOMEM;
 		event_active(io->wev, EV_WRITE, 1);
 	}
-	return 1;
+}
+
+size_t
+px_io_pending(const struct px_io *io)
+{
+	return io->out_len;
 }
 
 uint64_t

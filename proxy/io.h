@@ -82,12 +82,14 @@ void px_io_flush(struct px_io *io);
 
 /*
  * Queues N bytes at P after the output: sent at once with one send(2) when nothing is queued
- * before them and the socket is a connected plain one, else copied to the output. Returns 0
- * if they all went out (nothing for the owner to do), else nonzero: bytes wait in the output
- * (the owner flushes and checks its watermarks as usual). A write error is reported later,
- * from the loop, as px_io_flush's is.
+ * before them and the socket is a connected plain one, else copied to the output (then
+ * px_io_pending() says so, and the owner flushes and checks its watermarks as usual). A write
+ * error is reported later, from the loop, as px_io_flush's is.
  */
-int px_io_write(struct px_io *io, const void *p, size_t n);
+void px_io_write(struct px_io *io, const void *p, size_t n);
+
+/* Bytes waiting in IO's output (0: everything written so far has gone to the socket). */
+size_t px_io_pending(const struct px_io *io);
 
 /*
  * TLS. px_io_tls_accept() makes IO (from px_io_new) the server side of SSL, which it takes

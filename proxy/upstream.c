@@ -76,7 +76,7 @@ px_upstream_put(struct px_server *srv, struct px_io *io)
 	const struct pol_limits *lim = &srv->cfg->limits;
 
 	if (srv->draining || (unsigned)srv->npool >= lim->upstream_pool ||
-	    evbuffer_get_length(px_io_input(io)) != 0 || evbuffer_get_length(px_io_output(io)) != 0) {
+	    evbuffer_get_length(px_io_input(io)) != 0 || px_io_pending(io) != 0) {
 		px_io_free(io);
 		return;
 	}

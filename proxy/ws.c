@@ -78,8 +78,6 @@ struct px_ws {
 	enum pol_op dc_op;
 	int dc_verdict;
 	int tunnel;
-	/* the fast path writes with px_io_write(); this says when more is owed after it */
-	int queued;              /* an output evbuffer may hold bytes: flush, check watermarks */
 	int s_in_msg;           /* inside a fragmented backend data message */
 	int nmerges;
 	int server_closed;
@@ -200,10 +198,8 @@ close_client(struct px_conn *c, int code, const char *why)
 static void
 flush_inject(struct px_ws *ws)
 {
-	if (ws->s_remaining == 0 && !ws->s_in_msg && ws->inject_len) {
+	if (ws->s_remaining == 0 && !ws->s_in_msg && ws->inject_len)
 		evbuffer_add_buffer(px_io_output(ws->c->cio), ws->inject);
-		ws->queued = 1;
-	}
 }
 
 static void
@@ -236,8 +232,8 @@ queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const
 static void
 span_flush(struct px_ws *ws)
 {
-	if (ws->span_len && ws->c->uio && px_io_write(ws->c->uio, ws->span, ws->span_len))
-		ws->queued = 1;
+	if (ws->span_len && ws->c->uio)
+		px_io_write(ws->c->uio, ws->span, ws->span_len);
 	ws->span_len = 0;
 }
 
@@ -246,7 +242,6 @@ static struct evbuffer *
 upstream_out(struct px_ws *ws)
 {
 	span_flush(ws);
-	ws->queued = 1;
 	return px_io_output(ws->c->uio);
 }
 
@@ -288,12 +283,18 @@ log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_dec
 	       "rule", d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
 }
 
+/* Bytes wait in an output (else the fast path's px_io_write() calls sent everything and there
+ * is nothing to flush and no watermark to check). */
+static int
+output_waiting(const struct px_conn *c)
+{
+	return px_io_pending(c->cio) || (c->uio && px_io_pending(c->uio));
+}
+
 /* Writes what the handlers queued on both sides: one flush per socket per event. */
 static void
 flush_both(struct px_conn *c)
 {
-	if (c->ws)
-		c->ws->queued = 0;
 	if (c->uio)
 		px_io_flush(c->uio);
 	px_io_flush(c->cio);
@@ -863,7 +864,7 @@ static void
 client_read_done(struct px_conn *c)
 {
 	flush_both(c);
-	if (c->uio && evbuffer_get_length(px_io_output(c->uio)) > PX_HIGH_WATER)
+	if (c->uio && px_io_pending(c->uio) > PX_HIGH_WATER)
 		px_io_read(c->cio, 0);
 }
 
@@ -925,8 +926,7 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	ws->last = time(NULL);
 	ws->seen_in = 0; /* the input is empty */
 	if (ws->tunnel) {
-		if (px_io_write(c->uio, p, n))
-			ws->queued = 1;
+		px_io_write(c->uio, p, n);
 		off = n;
 	}
 	while (off < n) {
@@ -961,7 +961,7 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	span_flush(ws);
 	if (ws->tunnel)
 		ws->bytes_in += n;
-	if (ws->queued) /* else everything went out with px_io_write() */
+	if (output_waiting(c))
 		client_read_done(c);
 	return off;
 }
@@ -1063,7 +1063,7 @@ upstream_read_done(struct px_conn *c)
 		px_conn_close_when_flushed(c);
 		return;
 	}
-	if (evbuffer_get_length(px_io_output(c->cio)) > PX_HIGH_WATER)
+	if (px_io_pending(c->cio) > PX_HIGH_WATER)
 		px_io_read(c->uio, 0);
 }
 
@@ -1154,10 +1154,9 @@ ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	ws->last = time(NULL);
 	ws->seen_out = 0; /* the input is empty */
 	if (ws->tunnel) {
-		if (px_io_write(c->cio, p, n))
-			ws->queued = 1;
+		px_io_write(c->cio, p, n);
 		ws->bytes_out += n;
-		if (ws->queued)
+		if (output_waiting(c))
 			upstream_read_done(c);
 		return n;
 	}
@@ -1181,16 +1180,14 @@ ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 		}
 		if (ws->s_remaining == 0 && !ws->s_in_msg && ws->inject_len) {
 			/* a message boundary with answers waiting: they go in here */
-			if (px_io_write(c->cio, p + sent, off - sent))
-				ws->queued = 1;
+			px_io_write(c->cio, p + sent, off - sent);
 			sent = off;
 			flush_inject(ws);
 		}
 	}
-	if (px_io_write(c->cio, p + sent, off - sent))
-		ws->queued = 1;
+	px_io_write(c->cio, p + sent, off - sent);
 	ws->bytes_out += off;
-	if (ws->queued || ws->server_closed) /* else everything went out with px_io_write() */
+	if (output_waiting(c) || ws->server_closed)
 		upstream_read_done(c);
 	return off;
 }
@@ -1201,7 +1198,7 @@ ws_client_writecb(struct px_io *io, void *arg)
 	struct px_conn *c = arg;
 	(void)io;
 	if (c->state == PX_C_CLOSING) {
-		if (evbuffer_get_length(px_io_output(c->cio)) == 0)
+		if (px_io_pending(c->cio) == 0)
 			px_conn_close_when_flushed(c); /* from the loop, with the lingering close */
 		return;
 	}
