@@ -88,38 +88,48 @@ static const uint8_t plain_char[256] = {
 
 #define ONES 0x0101010101010101ull
 
-/* Scans a string whose opening quote is at *POS; leaves *POS after the closing quote. */
-static int
-scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t, const char **why)
+/* Index of the first byte at or after I that a string may not hold as it is (a quote, a
+ * backslash, a control byte or non-ASCII), or LEN. */
+static inline size_t
+plain_run(const unsigned char *s, size_t len, size_t i)
 {
-	size_t i = *pos + 1;
+	/* 8 bytes per step while none is special (SWAR: a byte's high bit set by the subtraction
+	 * marks it), then byte by byte */
+	while (i + 8 <= len) {
+		uint64_t w, ctl, quote, bslash, special;
+		memcpy(&w, s + i, 8);
+		ctl = w - ONES * 0x20;
+		quote = (w ^ ONES * '"') - ONES;
+		bslash = (w ^ ONES * '\\') - ONES;
+		/* the first special byte always shows, and nothing below it does (no borrow starts
+		 * at a plain byte); bytes above it may show falsely */
+		special = (((ctl | quote | bslash) & ~w) | w) & ONES * 0x80;
+		if (special) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			i += (size_t)__builtin_ctzll(special) >> 3; /* straight to it */
+#endif
+			break;
+		}
+		i += 8;
+	}
+	while (i < len && plain_char[s[i]])
+		i++;
+	return i;
+}
+
+/*
+ * The rest of a string whose first special byte is at I (not its closing quote): escapes,
+ * UTF-8 and errors. Out of line: the strings of a frame are nearly always plain ASCII, and
+ * this code would otherwise sit between the lines every frame runs.
+ */
+static __attribute__((noinline)) int
+scan_string_rest(const unsigned char *s, size_t len, size_t i, size_t *pos, struct pol_jtok *t,
+                 const char **why)
+{
 	uint8_t flags = 0;
 
-	t->type = POL_J_STRING;
-	t->start = (uint32_t)i;
 	for (;;) {
-		/* fast path over plain ASCII: 8 bytes per step while none is a quote, a backslash,
-		 * a control byte or non-ASCII (SWAR: a byte's high bit set by the subtraction
-		 * marks it), then byte by byte */
-		while (i + 8 <= len) {
-			uint64_t w, ctl, quote, bslash, special;
-			memcpy(&w, s + i, 8);
-			ctl = w - ONES * 0x20;
-			quote = (w ^ ONES * '"') - ONES;
-			bslash = (w ^ ONES * '\\') - ONES;
-			/* the first special byte always shows, and nothing below it does (no borrow
-			 * starts at a plain byte); bytes above it may show falsely */
-			special = (((ctl | quote | bslash) & ~w) | w) & ONES * 0x80;
-			if (special) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-				i += (size_t)__builtin_ctzll(special) >> 3; /* straight to it */
-#endif
-				break;
-			}
-			i += 8;
-		}
-		while (i < len && plain_char[s[i]])
-			i++;
+		i = plain_run(s, len, i);
 		if (i >= len) {
 			*why = "unterminated string";
 			return -1;
@@ -182,6 +192,24 @@ scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t,
 	t->flags = flags;
 	*pos = i + 1;
 	return 0;
+}
+
+/* Scans a string whose opening quote is at *POS into T; leaves *POS after the closing quote. */
+static inline int
+scan_string(const unsigned char *s, size_t len, size_t *pos, struct pol_jtok *t, const char **why)
+{
+	size_t i = plain_run(s, len, *pos + 1);
+
+	t->type = POL_J_STRING;
+	t->start = (uint32_t)(*pos + 1);
+	t->size = 0;
+	if (__builtin_expect(i < len && s[i] == '"', 1)) { /* plain ASCII: the usual string */
+		t->end = (uint32_t)i;
+		t->flags = 0;
+		*pos = i + 1;
+		return 0;
+	}
+	return scan_string_rest(s, len, i, pos, t, why);
 }
 
 static inline int
@@ -414,33 +442,21 @@ check_dups(struct pol_json *j, const char *text, uint32_t obj)
 	return 0;
 }
 
-static inline size_t
-skip_ws(const unsigned char *s, size_t len, size_t i)
+/* Whitespace (RFC 8259 §2) from I on, out of line: compact frames have none between tokens. */
+static __attribute__((noinline)) size_t
+skip_ws_slow(const unsigned char *s, size_t len, size_t i)
 {
-	if (i < len && s[i] > ' ')
-		return i; /* compact JSON: no whitespace between tokens */
 	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
 		i++;
 	return i;
 }
 
-/* Token NTOK, cleared, for a value or key at POS; NULL with *WHY if the text ended there or the
- * token cap is reached. */
-static inline struct pol_jtok *
-next_token(struct pol_jtok *toks, uint32_t ntok, uint32_t max_tokens, size_t pos, size_t len,
-           const char **why)
+static inline size_t
+skip_ws(const unsigned char *s, size_t len, size_t i)
 {
-	if (pos >= len) {
-		*why = "unexpected end";
-		return NULL;
-	}
-	if (ntok >= max_tokens) {
-		*why = "too many values";
-		return NULL;
-	}
-	toks[ntok].flags = 0;
-	toks[ntok].size = 0;
-	return &toks[ntok];
+	if (__builtin_expect(i < len && s[i] > ' ', 1))
+		return i;
+	return skip_ws_slow(s, len, i);
 }
 
 #define FAIL(msg)              \
@@ -448,12 +464,17 @@ next_token(struct pol_jtok *toks, uint32_t ntok, uint32_t max_tokens, size_t pos
 		*why = (msg);  \
 		return -1;     \
 	} while (0)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /*
  * One pass, three places to be: VALUE (a value starts at POS), KEY (an object key starts at
  * POS), AFTER (a value just ended: a comma, the container's end, or the end of the text).
- * CUR is the innermost open container (IN_OBJ: an object), kept in locals rather than looked
- * up on the stack for every token: this runs for every realtime frame.
+ * The innermost open container is kept in locals (CUR, IN_OBJ, and N, its keys or elements so
+ * far, counted where each begins: at a key, at "[" or at an array's comma) and N is saved in
+ * the container's own token while a child is open: this runs for every realtime
+ * frame, and touching the token array once per value rather than twice is measurable. Error
+ * branches are marked unlikely so that the compiler lays the path of a valid frame out in one
+ * run of code.
  */
 int
 pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **why)
@@ -462,106 +483,124 @@ pol_json_parse(struct pol_json *j, const char *text, size_t len, const char **wh
 	struct pol_jtok *toks = j->toks, *t;
 	const uint32_t max_tokens = j->max_tokens;
 	size_t pos;
-	uint32_t ntok = 0, depth = 0, cur = 0, i;
+	uint32_t ntok = 0, depth = 0, cur = 0, n = 0, i;
 	int multi_key = 0, in_obj = 0;
 
-	if (len >= UINT32_MAX)
+	if (UNLIKELY(len >= UINT32_MAX))
 		FAIL("frame too large");
 	pos = skip_ws(s, len, 0);
 value:
-	if (!(t = next_token(toks, ntok, max_tokens, pos, len, why)))
-		return -1;
-	if (depth && !in_obj)
-		toks[cur].size++;
+	if (UNLIKELY(pos >= len))
+		FAIL("unexpected end");
+	if (UNLIKELY(ntok >= max_tokens))
+		FAIL("too many values");
+	t = &toks[ntok];
 	switch (s[pos]) {
+	case '"':
+		if (UNLIKELY(scan_string(s, len, &pos, t, why)))
+			return -1;
+		break;
 	case '{':
 	case '[':
-		if (depth >= j->max_depth)
+		if (UNLIKELY(depth >= j->max_depth))
 			FAIL("nested too deep");
+		if (depth)
+			toks[cur].size = n; /* the parent's count, until its child closes */
 		in_obj = s[pos] == '{';
 		t->type = in_obj ? POL_J_OBJECT : POL_J_ARRAY;
+		t->flags = 0;
 		t->start = (uint32_t)pos;
 		j->stack[depth++] = cur = ntok++;
+		n = 0;
 		pos = skip_ws(s, len, pos + 1);
 		if (pos < len && s[pos] == (in_obj ? '}' : ']'))
 			goto close;
 		if (in_obj)
 			goto key;
+		n = 1;
 		goto value;
-	case '"':
-		if (scan_string(s, len, &pos, t, why))
-			return -1;
-		break;
 	case 't':
 	case 'f':
 	case 'n': {
 		const char *lit = s[pos] == 't' ? "true" : s[pos] == 'f' ? "false" : "null";
 		size_t ll = s[pos] == 'f' ? 5 : 4;
-		if (len - pos < ll || memcmp(s + pos, lit, ll))
+		if (UNLIKELY(len - pos < ll || memcmp(s + pos, lit, ll)))
 			FAIL("bad literal");
 		t->type = s[pos] == 't' ? POL_J_TRUE : s[pos] == 'f' ? POL_J_FALSE : POL_J_NULL;
+		t->flags = 0;
+		t->size = 0;
 		t->start = (uint32_t)pos;
 		pos += ll;
 		t->end = (uint32_t)pos;
 		break;
 	}
 	default:
-		if (scan_number(s, len, &pos, t, why))
+		if (UNLIKELY(scan_number(s, len, &pos, t, why)))
 			return -1;
+		t->flags = 0;
+		t->size = 0;
 		break;
 	}
 	t->next = ++ntok;
 after:
-	if (depth == 0)
+	if (UNLIKELY(depth == 0))
 		goto done;
 	pos = skip_ws(s, len, pos);
-	if (pos >= len)
+	if (UNLIKELY(pos >= len))
 		FAIL("unexpected end");
 	if (s[pos] == ',') {
 		pos = skip_ws(s, len, pos + 1);
 		if (in_obj)
 			goto key;
+		n++;
 		goto value;
 	}
-	if (s[pos] != (in_obj ? '}' : ']'))
+	if (UNLIKELY(s[pos] != (in_obj ? '}' : ']')))
 		FAIL(in_obj ? "expected , or }" : "expected , or ]");
-close: /* S[POS] closes CUR */
+close: /* S[POS] closes CUR, which holds N keys or elements */
 	pos++;
 	toks[cur].end = (uint32_t)pos;
 	toks[cur].next = ntok;
+	toks[cur].size = n;
+	if (in_obj && n >= 2)
+		multi_key = 1; /* some object has two keys or more: check for duplicates */
 	if (--depth) {
 		cur = j->stack[depth - 1];
+		n = toks[cur].size;
 		in_obj = toks[cur].type == POL_J_OBJECT;
 	}
 	goto after;
 key:
-	if (!(t = next_token(toks, ntok, max_tokens, pos, len, why)))
-		return -1;
-	if (++toks[cur].size == 2)
-		multi_key = 1; /* some object has two keys or more: check for duplicates */
-	if (s[pos] != '"')
+	if (UNLIKELY(pos >= len))
+		FAIL("unexpected end");
+	if (UNLIKELY(ntok >= max_tokens))
+		FAIL("too many values");
+	t = &toks[ntok];
+	n++;
+	if (UNLIKELY(s[pos] != '"'))
 		FAIL("expected a key");
-	if (scan_string(s, len, &pos, t, why))
+	if (UNLIKELY(scan_string(s, len, &pos, t, why)))
 		return -1;
-	if (t->flags & (POL_JF_CTRL | POL_JF_LONE_SURR))
+	if (UNLIKELY(t->flags & (POL_JF_CTRL | POL_JF_LONE_SURR)))
 		FAIL("control character or lone surrogate in a key");
 	t->next = ++ntok;
 	pos = skip_ws(s, len, pos);
-	if (pos >= len || s[pos] != ':')
+	if (UNLIKELY(pos >= len || s[pos] != ':'))
 		FAIL("expected :");
 	pos = skip_ws(s, len, pos + 1);
 	goto value;
 done:
 	pos = skip_ws(s, len, pos);
-	if (pos != len)
+	if (UNLIKELY(pos != len))
 		FAIL("trailing data after the value");
-	for (i = 0; multi_key && i < ntok; i++)
+	for (i = 0; UNLIKELY(multi_key) && i < ntok; i++)
 		if (toks[i].type == POL_J_OBJECT && check_dups(j, text, i))
 			FAIL("duplicate key");
 	return (int)ntok;
 }
 
 #undef FAIL
+#undef UNLIKELY
 
 int
 pol_json_obj_get(const char *text, const struct pol_jtok *toks, int obj, const char *key)
