@@ -10,9 +10,11 @@ run: build
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j1
 
-build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
-	cmake --build $(BUILD) -j$(JOBS)
+# The release build is profile-guided (scripts/build.sh): its training run needs the test
+# dependencies (Node.js, the SDK, openssl). PGO=0 builds without.
+PGO ?= 1
+build: $(if $(filter 1,$(PGO)),deps-test,deps)
+	PGO=$(PGO) scripts/build.sh $(BUILD) $(JOBS) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 
 deps:
 	scripts/deps.sh build
@@ -22,7 +24,7 @@ deps-test:
 
 # The same suites under ASan+UBSan (what .ci/run adds to `make test`).
 asan: deps-test
-	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DSYNCGATE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+	$(MAKE) build PGO=0 BUILD=build-asan CMAKE_FLAGS="-DSYNCGATE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 	cd build-asan && ctest --output-on-failure -j1
 
 # libFuzzer over every parser, FUZZ_SECONDS each (default 60).
