@@ -8,7 +8,8 @@
 // smuggling, bad frames), and small realtime call frames and a WebSocket tunnel from several
 // sockets (ws_bench). Five syncgate processes (plain and TLS in front of the reference backend,
 // plain and TLS in front of an nginx answering JSON, one in front of ws_bench's server); each
-// adds its counts to the profile when it exits. Exits non-zero if a syncgate failed or the traffic went wrong.
+// adds its counts to the profile when it exits. Exits non-zero if a syncgate failed or the
+// traffic went wrong.
 // Usage: SYNCGATE_BIN=... WS_BENCH=... node scripts/pgo_train.mjs [seconds=6]
 import { spawn } from 'node:child_process';
 import http from 'node:http';
