@@ -4,11 +4,12 @@
 // deployment sees it, not the benchmark alone: realtime sessions of the real SDK with both
 // switches off (allowed reads and messages, refused user and conversation sync, existence
 // lookups, identity), REST with the server's key over keep-alive and a connection per request,
-// both again over TLS (Node clients, and wrk for volume), hostile input (malformed heads,
-// smuggling, bad frames), and small realtime call frames and a WebSocket tunnel from several
-// sockets (ws_bench). Five syncgate processes (plain and TLS in front of the reference backend,
-// plain and TLS in front of an nginx answering JSON, one in front of ws_bench's server); each
-// adds its counts to the profile when it exits. Exits non-zero if a syncgate failed or the
+// both again over TLS (Node clients, and wrk for volume) and over TLS on both sides, hostile
+// input (malformed heads, smuggling, bad frames), and small realtime call frames and a
+// WebSocket tunnel from several sockets (ws_bench). Six syncgate processes (plain, TLS, and TLS
+// to a TLS backend in front of the reference backend; plain and TLS in front of an nginx
+// answering JSON; one in front of ws_bench's server); each adds its counts to the profile when
+// it exits. Exits non-zero if a syncgate failed or the
 // traffic went wrong.
 // Usage: SYNCGATE_BIN=... WS_BENCH=... node scripts/pgo_train.mjs [seconds=6]
 import { spawn } from 'node:child_process';
@@ -35,6 +36,10 @@ const pki = makePki();
 const be = await startBackend({ apps: { train: KEY } });
 const plain = await startSyncgate(be.port, APP);
 const tls = await startSyncgate(be.port, `${APP}${tlsSection(pki.server)}`, { tls: true });
+// TLS on both sides: a backend that serves https/wss, verified against the test CA
+const beTls = await startBackend({ apps: { train: KEY }, tls: pki.server });
+const bothTls = await startSyncgate(beTls.port, `upstream_ca_file = ${pki.ca}\n${APP}${tlsSection(pki.server)}`,
+  { tls: true, upstream: 'https://localhost' });
 const benchPort = await freePort();
 const benchServer = spawn(WS_BENCH, ['server', String(benchPort)], { stdio: 'ignore' });
 await sleep(200);
@@ -171,7 +176,8 @@ const ca = fs.readFileSync(pki.ca);
 await Promise.all([sdkLoop(1), sdkLoop(2), restLoop(http, plain.port), restLoop(https, tls.port, ca),
   restLoop(http, plain.port), restLoop(https, tls.port, ca), closeLoop(plain.port),
   closeLoop(tls.port, { ca, servername: 'localhost' }), rawWsLoop(plain.port), rawWsLoop(plain.port),
-  rawWsLoop(tls.port, { ca }), rawWsLoop(tls.port, { ca }), hostileLoop(),
+  rawWsLoop(tls.port, { ca }), rawWsLoop(tls.port, { ca }), restLoop(https, bothTls.port, ca), rawWsLoop(bothTls.port, { ca }),
+  hostileLoop(),
   (async () => { await wsBench('/v1/bench/realtime/alice', 10, 1); await wsBench('/v1/bench/other/alice', 4, 1); })(),
   (async () => {
     const user = `/v1/train/users/alice`;
@@ -183,12 +189,13 @@ await Promise.all([sdkLoop(1), sdkLoop(2), restLoop(http, plain.port), restLoop(
 // The SDK has no way to end a session: its sockets reconnect after syncgate stops, and the ws
 // package reports those refused connects as uncaught errors. They are the teardown's.
 process.on('uncaughtException', (e) => { if (!['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e.code)) throw e; });
-for (const sg of [plain, tls, relay, rest, restTls]) {
+for (const sg of [plain, tls, bothTls, relay, rest, restTls]) {
   try { await sg.stop(); } catch (e) { fail(String(e.message).slice(0, 500)); }
 }
 benchServer.kill();
 ngBackend.kill();
 await be.stop();
+await beTls.stop();
 fs.rmSync(pki.dir, { recursive: true, force: true });
 fs.rmSync(ngDir, { recursive: true, force: true });
 if (errors.length) {
