@@ -18,7 +18,7 @@ if [ "$pgo" = 1 ]; then
 	train=$build/pgo-train
 	# a profile is made once per source tree state: kept while no source is newer than it
 	# (a source newer than the counts would not match them: GCC refuses such a profile)
-	if [ -f "$profile/.done" ] && [ -z "$(find policy proxy tests/bench CMakeLists.txt scripts/pgo_train.mjs -newer "$profile/.done" -print -quit)" ]; then
+	if [ -f "$profile/.done" ] && [ -z "$(find policy proxy tests/bench CMakeLists.txt scripts/pgo_train.mjs tests/lib/traffic.mjs -newer "$profile/.done" -print -quit)" ]; then
 		echo "build: profile in $profile is current" >&2
 	else
 		echo "build: profile-guided build: instrumented syncgate in $train, training run" >&2

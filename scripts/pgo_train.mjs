@@ -9,20 +9,19 @@
 // WebSocket tunnel from several sockets (ws_bench). Six syncgate processes (plain, TLS, and TLS
 // to a TLS backend in front of the reference backend; plain and TLS in front of an nginx
 // answering JSON; one in front of ws_bench's server); each adds its counts to the profile when
-// it exits. Exits non-zero if a syncgate failed or the
-// traffic went wrong.
+// it exits. Exits non-zero if a syncgate failed or the traffic went wrong. The SDK and hostile
+// rounds are the soak's (tests/lib/traffic.mjs).
 // Usage: SYNCGATE_BIN=... WS_BENCH=... node scripts/pgo_train.mjs [seconds=6]
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startBackend, startSyncgate, rawExchange, freePort, sleep } from '../tests/lib/harness.mjs';
 import { RawWs, frame, userToken } from '../tests/lib/rawws.mjs';
 import { makePki, tlsSection } from '../tests/lib/tlsca.mjs';
-import { session, uniqueUser, settle } from '../tests/interop/sdk.mjs';
+import { sdkRound, hostileRound } from '../tests/lib/traffic.mjs';
 
 const seconds = Number(process.argv[2] || 6);
 const WS_BENCH = process.env.WS_BENCH;
@@ -61,15 +60,8 @@ const end = Date.now() + seconds * 1000;
 
 async function sdkLoop(n) {
   while (Date.now() < end) {
-    const me = uniqueUser(`t${n}`), cid = uniqueUser('c');
-    await be.seed({ appId: 'train', users: { [me]: {} }, conversations: { [cid]: { participants: { [me]: {} } } } });
-    const s = session({ host: `127.0.0.1:${plain.port}`, appId: 'train', userId: me, key: KEY });
-    const c = s.conversation(cid);
-    const ok = [await settle(() => c.send('hello')), await settle(() => c.markAsRead()), await settle(() => s.user(me).get()),
-      await settle(() => c.set({ notify: false })), await settle(() => s.user(me).createIfNotExists({ name: 'x' }))];
-    const refused = [await settle(() => s.currentUser.set({ name: 'no' })), await settle(() => c.set({ subject: 'no' })),
-      await settle(() => s.conversation(uniqueUser('new')).createIfNotExists())];
-    if (!ok.every((r) => r.ok) || refused.some((r) => r.ok)) fail(`sdk: ${JSON.stringify([...ok, ...refused])}`);
+    const e = await sdkRound({ be, port: plain.port, appId: 'train', key: KEY, tag: `t${n}` });
+    if (e) fail(e);
     counts.sdk++;
   }
 }
@@ -127,20 +119,9 @@ async function rawWsLoop(port, tlsOpts) {
 }
 
 async function hostileLoop() {
-  const bad = ['GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n', 'GET /\x00 HTTP/1.1\r\n\r\n',
-    `GET /${'a'.repeat(10000)} HTTP/1.1\r\n\r\n`, 'GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n'];
-  for (let n = 0; Date.now() < end; n++) {
-    await rawExchange(plain.port, bad[n % bad.length], { idle: 500 });
-    const ws = await RawWs.open(plain.port, '/v1/train/realtime/h');
-    ws.sendText('[1,"PUT","/users/h",{"a":1,"a":2},{}]');
-    await ws.json(1);
-    ws.send(frame(1, '[2,', { fin: false }));
-    ws.destroy();
-    const s = net.connect(plain.port, '127.0.0.1');
-    s.on('error', () => {});
-    s.write('POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nxx');
-    await sleep(20);
-    s.destroy();
+  while (Date.now() < end) {
+    const e = await hostileRound({ port: plain.port, appId: 'train', key: KEY, n: counts.hostile, idle: 500 });
+    if (e) fail(e);
     counts.hostile++;
   }
 }

@@ -2,10 +2,8 @@
 // against the ASan build by default. Passes with 0 errors, no sanitizer report, and resident
 // memory flat after warm-up. Usage: node tests/bench/soak.mjs [minutes=10]
 import fs from 'node:fs';
-import net from 'node:net';
-import { startBackend, startSyncgate, rawExchange, parseResponses, sleep } from '../lib/harness.mjs';
-import { RawWs, frame, userToken } from '../lib/rawws.mjs';
-import { session, uniqueUser, settle } from '../interop/sdk.mjs';
+import { startBackend, startSyncgate, rawExchange, parseResponses } from '../lib/harness.mjs';
+import { sdkRound, hostileRound } from '../lib/traffic.mjs';
 
 const minutes = Number(process.argv[2] || 10);
 const KEY = 'sk_test_soak';
@@ -20,14 +18,8 @@ const end = Date.now() + minutes * 60000;
 
 async function sdkLoop(n) {
   while (Date.now() < end) {
-    const me = uniqueUser(`soak${n}`), cid = uniqueUser('c');
-    await be.seed({ appId: 'soak', users: { [me]: {} }, conversations: { [cid]: { participants: { [me]: {} } } } });
-    const s = session({ host, appId: 'soak', userId: me, key: KEY });
-    const c = s.conversation(cid);
-    const ok = [await settle(() => c.send('soak message')), await settle(() => c.markAsRead()), await settle(() => s.user(me).get()),
-      await settle(() => c.set({ notify: false })), await settle(() => s.user(me).createIfNotExists({ name: 'x' }))];
-    const refused = [await settle(() => s.currentUser.set({ name: 'nope' })), await settle(() => c.set({ subject: 'nope' }))];
-    if (!ok.every((r) => r.ok) || refused.some((r) => r.ok)) errors.push(`sdk: ${JSON.stringify([...ok, ...refused])}`);
+    const e = await sdkRound({ be, port: sg.port, appId: 'soak', key: KEY, tag: `soak${n}` });
+    if (e) errors.push(e);
     counts.sdk++;
   }
 }
@@ -40,19 +32,9 @@ async function restLoop() {
   }
 }
 async function hostileLoop() {
-  const bad = ['GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n', 'GET /\x00 HTTP/1.1\r\n\r\n', `GET /${'a'.repeat(10000)} HTTP/1.1\r\n\r\n`];
   while (Date.now() < end) {
-    const r = await rawExchange(sg.port, bad[counts.hostile % bad.length], { idle: 1000 });
-    if (!r.closed) errors.push('hostile http not closed');
-    const ws = await RawWs.open(sg.port, '/v1/soak/realtime/h');
-    ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token: userToken('soak', 'h', KEY) }, {}]));
-    await ws.json(0);
-    ws.sendText('[1,"PUT","/users/h",{"a":1,"a":2},{}]');
-    const a = await ws.json(1);
-    if (!a || a[1] !== 400) errors.push('duplicate keys not refused');
-    ws.send(frame(1, '[2,', { fin: false }));
-    ws.destroy(); // abandoned mid-fragment
-    const s = net.connect(sg.port, '127.0.0.1'); s.on('error', () => {}); s.write('POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nxx'); setTimeout(() => s.destroy(), 50);
+    const e = await hostileRound({ port: sg.port, appId: 'soak', key: KEY, n: counts.hostile });
+    if (e) errors.push(e);
     counts.hostile++;
   }
 }
