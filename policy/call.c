@@ -78,13 +78,29 @@ is_read(enum pol_method m)
 	       m == POL_M_HEAD || m == POL_M_OPTIONS;
 }
 
-/* Segment I of P is the literal S: pol_path_is() with the length known at compile time, so
- * the comparison is inlined (this runs several times for every frame). */
+/* Segment I of P is the literal S (lower case), compared ASCII-case-insensitively: the fixed
+ * words of a path are matched the way a backend that routes case-insensitively (Express,
+ * Koa, Spring with its defaults relaxed) reads them, so "/Users/x" is a user call, not an
+ * unknown one that passes. The length is known at compile time, so the comparison is inlined
+ * (this runs several times for every frame). */
 #define SEG_IS(p, i, s) seg_is(p, i, s, sizeof(s) - 1)
 static inline int
 seg_is(const struct pol_path *p, int i, const char *s, size_t n)
 {
-	return i < p->nseg && p->seg[i].len == n && !memcmp(p->seg[i].p, s, n);
+	const unsigned char *a;
+	size_t k;
+
+	if (i >= p->nseg || p->seg[i].len != n)
+		return 0;
+	a = (const unsigned char *)p->seg[i].p;
+	for (k = 0; k < n; k++) {
+		unsigned char c = a[k];
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		if (c != (unsigned char)s[k])
+			return 0;
+	}
+	return 1;
 }
 
 static void
@@ -289,6 +305,7 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 	memset(c, 0, offsetof(struct pol_call, path));
 	c->path.nseg = 0;
 	c->app = c->uid = c->cid = NULL;
+	c->api = 0;
 	c->actions = NULL;
 	c->nactions = 0;
 	c->keys = 0;
@@ -386,15 +403,67 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 	return 0;
 }
 
-/* Index of the first resource segment after /v1/{app} or /public_api/v1/{app}; -1 if none. */
+/*
+ * The API base P starts with: the number of segments of the base words (1 for /v1, 2 for
+ * /public_api/v1 and /api/v0), 0 if none. *V0 says which family: /api/v0 (the browser API,
+ * U2 and U3) or a /v1 one (realtime, REST). The app id is the segment after the base.
+ */
 static int
-v1_base(const struct pol_path *p)
+api_base(const struct pol_path *p, int *v0)
 {
-	if (p->nseg >= 2 && SEG_IS(p, 0, "v1"))
+	*v0 = 0;
+	if (p->nseg >= 1 && SEG_IS(p, 0, "v1"))
+		return 1;
+	if (p->nseg >= 2 && SEG_IS(p, 0, "public_api") && SEG_IS(p, 1, "v1"))
 		return 2;
-	if (p->nseg >= 3 && SEG_IS(p, 0, "public_api") && SEG_IS(p, 1, "v1"))
-		return 3;
-	return -1;
+	if (p->nseg >= 2 && SEG_IS(p, 0, "api") && SEG_IS(p, 1, "v0")) {
+		*v0 = 1;
+		return 2;
+	}
+	return 0;
+}
+
+int
+pol_appid_valid(const char *id, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > POL_APPID_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * 1 if PATH (LEN bytes, with at least one ";") read the way a ";"-stripping backend reads it,
+ * every segment cut at its first ";", starts with an API base.
+ */
+static int
+params_hide_api_base(const char *path, size_t len)
+{
+	char buf[POL_PATH_MAX_BYTES];
+	struct pol_path p;
+	const char *why;
+	size_t i, o = 0;
+	int skip = 0, v0;
+
+	for (i = 0; i < len && o < sizeof buf; i++) {
+		if (path[i] == '/')
+			skip = 0;
+		else if (path[i] == ';')
+			skip = 1;
+		if (!skip)
+			buf[o++] = path[i];
+	}
+	/* a path that no longer parses cannot be told apart: treat it as hiding a base */
+	if (i < len || pol_path_parse(buf, o, POL_PATH_PCHAR, &p, &why))
+		return 1;
+	return api_base(&p, &v0) > 0;
 }
 
 int
@@ -403,11 +472,12 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
                   const char **why)
 {
 	size_t plen = 0;
-	int b;
+	int b, v0, mutation;
 
 	(void)k;
 	memset(c, 0, offsetof(struct pol_call, path));
 	c->app = c->uid = c->cid = NULL;
+	c->api = 0;
 	c->actions = NULL;
 	c->nactions = 0;
 	c->keys = POL_PK_OTHER; /* an HTTP body is not inspected: assume the worst */
@@ -420,69 +490,65 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 		plen++;
 	if (pol_path_parse(target, plen, POL_PATH_PCHAR, &c->path, why))
 		return -1;
+	if (memchr(target, ';', plen) && params_hide_api_base(target, plen)) {
+		*why = "';' parameter in an API path";
+		return -1;
+	}
 
 	const struct pol_path *p = &c->path;
 	c->op = POL_OP_HTTP_PASS;
-	if (p->nseg >= 3 && SEG_IS(p, 0, "api") && SEG_IS(p, 1, "v0")) {
-		c->app = p->seg[2].p;
-		c->app_len = p->seg[2].len;
-		if (p->nseg == 5 && SEG_IS(p, 3, "bokens") && c->method == POL_M_GET) {
+	b = api_base(p, &v0);
+	if (b == 0)
+		return 0; /* not an API path: the app's own traffic, passed */
+	c->api = 1;
+	mutation = !is_read(c->method);
+	if (p->nseg > b) {
+		c->app = p->seg[b].p;
+		c->app_len = p->seg[b].len;
+		if (!pol_appid_valid(c->app, c->app_len)) {
+			*why = "app id outside [A-Za-z0-9_.-] or too long";
+			return -1;
+		}
+	}
+	b++; /* the first resource segment */
+	if (v0) {
+		/* /api/v0/{app} (U2) and /api/v0/{app}/bokens/{uid} (U3) are read; nothing under
+		 * /api/v0 changes anything, whoever asks */
+		if (mutation) {
+			c->op = POL_OP_UNKNOWN;
+			return 0;
+		}
+		if (p->nseg == b + 2 && SEG_IS(p, b, "bokens") && c->method != POL_M_OPTIONS) {
 			c->op = POL_OP_SIGNATURE;
-			set_id(p, 4, &c->uid, &c->uid_len);
+			set_id(p, b + 1, &c->uid, &c->uid_len);
 		}
 		return 0;
 	}
-	b = v1_base(p);
-	if (b < 0)
+	if (!c->app) {
+		c->op = mutation ? (cred == POL_CRED_SERVER ? POL_OP_REST_SERVER : POL_OP_UNKNOWN)
+		                 : POL_OP_HTTP_PASS;
 		return 0;
-	c->app = p->seg[b - 1].p;
-	c->app_len = p->seg[b - 1].len;
-	if (p->nseg == b + 2 && SEG_IS(p, b, "realtime")) {
+	}
+	if (p->nseg == b + 2 && SEG_IS(p, b, "realtime") && c->method == POL_M_GET) {
 		c->op = POL_OP_REALTIME;
 		set_id(p, b + 1, &c->uid, &c->uid_len);
 		return 0;
 	}
-	if (is_read(c->method) || c->method == POL_M_OTHER) {
-		c->op = c->method == POL_M_OTHER ? POL_OP_HTTP_PASS : POL_OP_READ;
+	if (!mutation) {
+		c->op = POL_OP_READ;
 		return 0;
 	}
-	if (p->nseg == b + 1 && SEG_IS(p, b, "files"))
+	if (p->nseg == b + 1 && SEG_IS(p, b, "files") && c->method == POL_M_POST)
 		return 0; /* U4 upload */
-	route_mutation(c, b);
-	if (c->op == POL_OP_UNKNOWN) {
-		c->op = cred == POL_CRED_SERVER ? POL_OP_REST_SERVER : POL_OP_HTTP_PASS;
-		return 0;
-	}
+	if (c->method != POL_M_OTHER)
+		route_mutation(c, b);
+	else
+		c->op = POL_OP_UNKNOWN;
 	if (cred == POL_CRED_SERVER)
 		c->op = POL_OP_REST_SERVER;
 	else if (c->op == POL_OP_PART_BATCH)
 		c->op = POL_OP_CONV_SET; /* a batch body over HTTP is not inspected: fail closed */
 	return 0;
-}
-
-int
-pol_realtime_target(const char *target, size_t tlen, char *app, size_t appsz, char *user,
-                    size_t usersz)
-{
-	struct pol_path p;
-	const char *why;
-	size_t plen = 0;
-	int b;
-
-	while (plen < tlen && target[plen] != '?')
-		plen++;
-	if (pol_path_parse(target, plen, POL_PATH_PCHAR, &p, &why))
-		return 0;
-	b = v1_base(&p);
-	if (b < 0 || p.nseg != b + 2 || !SEG_IS(&p, b, "realtime"))
-		return 0;
-	if (p.seg[b - 1].len >= appsz || p.seg[b + 1].len >= usersz)
-		return 0;
-	memcpy(app, p.seg[b - 1].p, p.seg[b - 1].len);
-	app[p.seg[b - 1].len] = 0;
-	memcpy(user, p.seg[b + 1].p, p.seg[b + 1].len);
-	user[p.seg[b + 1].len] = 0;
-	return 1;
 }
 
 const char *

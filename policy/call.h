@@ -37,7 +37,9 @@ enum pol_op {
 	POL_OP_REALTIME,      /* HTTP: the realtime WebSocket upgrade (U1) */
 	POL_OP_SIGNATURE,     /* HTTP: U3 boken exchange */
 	POL_OP_HTTP_PASS,     /* HTTP: U2, U4-U6, CORS preflights, anything not sync */
-	POL_OP_UNKNOWN,       /* a mutation of no sync resource: passes */
+	POL_OP_UNKNOWN,       /* a mutation of no shape syncgate knows, under an API path or in a
+	                       * frame: refused 400 (a lenient backend might read it as a sync
+	                       * call), unless it carries a server credential (REST_SERVER) */
 };
 
 /* Keys of a participant action's params (or an unbatched participant call's data). */
@@ -65,6 +67,8 @@ struct pol_call {
 	struct pol_path path;      /* decoded segments (resource part for HTTP) */
 	const char *app;           /* HTTP only: app id segment; NULL otherwise */
 	size_t app_len;
+	int api;                   /* HTTP only: the path is under an API base (/v1, /public_api/v1,
+	                            * /api/v0), so the rules for unknown shapes apply */
 	const char *uid, *cid;     /* decoded target ids, or NULL */
 	size_t uid_len, cid_len;
 	unsigned keys;             /* POL_PK_* of the data (participant calls) */
@@ -94,17 +98,22 @@ int pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 /*
  * Classifies an HTTP request from its method and request-target (origin-form, query allowed)
  * and credential class. Returns 0, or -1 with *WHY for a target that must be refused (400).
+ *
+ * The fixed words of a path (v1, public_api, api, v0, realtime, bokens, users, ...) are
+ * matched case-insensitively after per-segment percent-decoding, the way a backend that
+ * routes case-insensitively reads them. Refused: an app id outside [A-Za-z0-9_.-]; a ";"
+ * in a path whose segments, read without their ";parameters", start with an API base
+ * (Tomcat, Spring and others strip them). Under an API base, a method other than GET, HEAD,
+ * OPTIONS, SUBSCRIBE and UNSUBSCRIBE on a path that is no known shape is POL_OP_UNKNOWN
+ * (refused by pol_decide) unless CRED is SERVER; so is any such method under /api/v0/{app}
+ * whatever the credential. The realtime socket's path is POL_OP_REALTIME for GET only.
  */
 int pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
                       const char *target, size_t tlen, enum pol_cred cred, struct pol_call *out,
                       const char **why);
 
-/*
- * Splits an HTTP target into its app id and, for the realtime socket, user id (decoded into
- * the given buffers, NUL-terminated). Returns 1 for a realtime upgrade path, 0 otherwise.
- */
-int pol_realtime_target(const char *target, size_t tlen, char *app, size_t appsz, char *user,
-                        size_t usersz);
+/* 1 if the LEN bytes at ID are a valid app id: 1..POL_APPID_MAX bytes of [A-Za-z0-9_.-]. */
+int pol_appid_valid(const char *id, size_t len);
 
 const char *pol_op_to_str(enum pol_op op);
 enum pol_method pol_method_parse(const char *m, size_t len);

@@ -513,6 +513,18 @@ handler(void *user, const char *section, const char *name, const char *value)
 			if (r >= 0)
 				return r;
 		}
+		if (!strcmp(name, "underscore_headers")) {
+			if (!strcmp(value, "drop"))
+				ld->c->underscore_headers = POL_UNDERSCORE_DROP;
+			else if (!strcmp(value, "reject"))
+				ld->c->underscore_headers = POL_UNDERSCORE_REJECT;
+			else if (!strcmp(value, "allow"))
+				ld->c->underscore_headers = POL_UNDERSCORE_ALLOW;
+			else
+				return fail(ld, "underscore_headers: '%s' is not drop, reject or allow%s",
+				            value, "");
+			return 1;
+		}
 		if (!strcmp(name, "workers")) {
 			uint64_t n;
 			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)
@@ -809,6 +821,12 @@ const char *
 pol_mode_to_str(enum pol_mode m)
 {
 	return m == POL_MODE_REPORT ? "report" : "enforce";
+}
+
+const char *
+pol_underscore_to_str(enum pol_underscore u)
+{
+	return u == POL_UNDERSCORE_REJECT ? "reject" : u == POL_UNDERSCORE_ALLOW ? "allow" : "drop";
 }
 
 const char *

@@ -22,6 +22,13 @@
 
 enum pol_mode { POL_MODE_ENFORCE, POL_MODE_REPORT };
 enum pol_identity { POL_IDENTITY_OFF, POL_IDENTITY_VERIFY, POL_IDENTITY_REQUIRE };
+/* Request header names with "_" (Envoy's headers_with_underscores_action): a CGI/WSGI-style
+ * backend maps "_" to "-", so such a name may read as another header. DROP (the default, as
+ * nginx's underscores_in_headers off) removes them from the forwarded head, REJECT answers 400,
+ * ALLOW forwards them. Whatever the setting, a name that reads as a header syncgate frames,
+ * routes or decides on (Content-Length, Transfer-Encoding, Host, Connection, Upgrade, ...)
+ * is refused (proxy/httpguard.c). */
+enum pol_underscore { POL_UNDERSCORE_DROP, POL_UNDERSCORE_REJECT, POL_UNDERSCORE_ALLOW };
 
 /* Per-app switches. Every field is always set: an app section starts as a copy of [app:*]. */
 struct pol_app {
@@ -107,6 +114,7 @@ struct pol_config {
 	char upstream_port[8];
 	int workers;
 	int access_log;          /* [syncgate] access_log = on | off (default on) */
+	enum pol_underscore underscore_headers; /* [syncgate] underscore_headers (default drop) */
 	struct pol_app defaults; /* [app:*] */
 	struct pol_app *apps;    /* sorted by id for bsearch */
 	int napps;
@@ -153,5 +161,6 @@ int pol_config_has_app(const struct pol_config *c, const char *appid);
 
 const char *pol_mode_to_str(enum pol_mode m);
 const char *pol_identity_to_str(enum pol_identity i);
+const char *pol_underscore_to_str(enum pol_underscore u);
 
 #endif

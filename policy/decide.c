@@ -220,8 +220,22 @@ pol_decide(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol
 	case POL_OP_REALTIME:
 	case POL_OP_SIGNATURE:
 	case POL_OP_HTTP_PASS:
-	case POL_OP_UNKNOWN:
 		return allow(d, pol_op_to_str(c->op));
+	case POL_OP_UNKNOWN:
+		/* A change of no shape in protocol.md section 3. A backend that reads paths more
+		 * leniently than syncgate might take it for a sync call, so it never passes: 400,
+		 * refused in report mode too (the SDK sends no such call). */
+		d->verdict = POL_DENY;
+		d->status = 400;
+		d->error_code = "INVALID_REQUEST";
+		d->rule = "unknown-mutation";
+		snprintf(d->reason, sizeof d->reason,
+		         "syncgate: %.*s of this path is not a call syncgate recognises, so it is "
+		         "refused (app %.64s); make server-side changes with the REST API and your "
+		         "secret key",
+		         (int)(c->method_len > 16 ? 16 : c->method_len),
+		         c->method_text ? c->method_text : "", app_name(ctx));
+		return;
 	}
 	d->verdict = POL_BADREQ;
 	d->status = 400;

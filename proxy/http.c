@@ -322,6 +322,8 @@ px_conn_close(struct px_conn *c)
 		evbuffer_free(c->req_buf);
 		c->req_buf = NULL;
 	}
+	free(c->user);
+	c->user = NULL;
 	pol_config_unref(c->cfg);
 	c->cfg = NULL;
 	if (c->counted)
@@ -562,13 +564,27 @@ drop_header(const char *name, size_t n, int request, int ws, int upgrade)
 	return 0;
 }
 
+/* Request header lines copy_fields() leaves out for write_upstream_head() to write again in
+ * canonical form, or (RW_UNDERSCORE) at all. */
+#define RW_TE 0x1         /* Transfer-Encoding: sent as exactly "chunked" */
+#define RW_CL 0x2         /* Content-Length with leading zeros: sent as plain digits */
+#define RW_UNDERSCORE 0x4 /* names with "_" (underscore_headers = drop) */
+
+static int
+rewritten_header(const char *name, size_t n, unsigned rw)
+{
+	return ((rw & RW_TE) && px_token_eq(name, n, "transfer-encoding")) ||
+	       ((rw & RW_CL) && px_token_eq(name, n, "content-length")) ||
+	       ((rw & RW_UNDERSCORE) && memchr(name, '_', n));
+}
+
 /*
- * Copies the header lines of HEAD (after its first line) to OUT, leaving out the dropped ones,
- * in as few copies as there are runs of kept lines.
+ * Copies the header lines of HEAD (after its first line) to OUT, leaving out the dropped ones
+ * and those RW names, in as few copies as there are runs of kept lines.
  */
 static void
 copy_fields(const char *head, size_t len, const struct conn_tokens *ct, int request, int ws,
-            int upgrade, struct evbuffer *out)
+            int upgrade, unsigned rw, struct evbuffer *out)
 {
 	const char *p = memchr(head, '\n', len) + 1, *end = head + len - 2, *run = p;
 
@@ -577,7 +593,7 @@ copy_fields(const char *head, size_t len, const struct conn_tokens *ct, int requ
 		const char *colon = memchr(p, ':', (size_t)(eol - p));
 		size_t nl = (size_t)(colon - p);
 		if (drop_header(p, nl, request, ws, upgrade) ||
-		    (!upgrade && named_by_connection(ct, p, nl))) {
+		    (!upgrade && named_by_connection(ct, p, nl)) || (rw && rewritten_header(p, nl, rw))) {
 			if (p > run)
 				evbuffer_add(out, run, (size_t)(p - run));
 			run = eol + 2;
@@ -620,12 +636,26 @@ write_upstream_head(struct px_conn *c, const char *head, size_t len, struct evbu
 	const char *p = memchr(head, '\n', len) + 1;
 	int ws = c->state == PX_C_UPGRADING;
 	struct conn_tokens ct;
+	unsigned rw = 0;
 
 	connection_tokens(head, len, &ct);
 	if (ct.overflow)
 		return -1;
+	if (c->req.chunked)
+		rw |= RW_TE;
+	if (c->req.cl_rewrite)
+		rw |= RW_CL;
+	if (c->req.underscores && c->cfg->underscore_headers == POL_UNDERSCORE_DROP)
+		rw |= RW_UNDERSCORE;
 	evbuffer_add(out, head, (size_t)(p - head)); /* request line, byte for byte */
-	copy_fields(head, len, &ct, 1, ws, 0, out); /* Upgrade is re-added below for ws */
+	copy_fields(head, len, &ct, 1, ws, 0, rw, out); /* Upgrade is re-added below for ws */
+	/* the framing the backend gets is the one syncgate read, spelt as no backend can read
+	 * otherwise (a case-sensitive "chunked" compare, an octal-minded length parser) */
+	if (rw & RW_TE)
+		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+	if (rw & RW_CL)
+		evbuffer_add_printf(out, "Content-Length: %llu\r\n",
+		                    (unsigned long long)c->req.content_length);
 	if (ws)
 		evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
 	evbuffer_add(out, c->fwd, c->fwd_len);
@@ -651,36 +681,101 @@ log_decision(struct px_conn *c, const struct pol_call *call, const struct pol_de
 	       d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
 }
 
+/* Value of a hex digit, -1 if C is none. */
+static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * How many parameters of the query of TARGET[0..TLEN) are named NAME (lower case) when their
+ * names are read the way a lenient backend reads them: percent-decoded, "+" as a space,
+ * case ignored. *V / *VL: the value of the last one as written (not decoded).
+ */
+static int
+query_param_count(const char *target, size_t tlen, const char *name, const char **v, size_t *vl)
+{
+	const char *q = memchr(target, '?', tlen), *end = target + tlen;
+	size_t nl = strlen(name);
+	int count = 0;
+
+	while (q && q < end) {
+		const char *p = q + 1, *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp ? amp : end, *eq = memchr(p, '=', (size_t)(e - p));
+		const char *ne = eq ? eq : e;
+		size_t k = 0;
+		int match = 1;
+
+		while (p < ne && match) {
+			int c = (unsigned char)*p++, hi, lo;
+			if (c == '%' && ne - p >= 2 && (hi = hexval((unsigned char)p[0])) >= 0 &&
+			    (lo = hexval((unsigned char)p[1])) >= 0) {
+				c = hi << 4 | lo;
+				p += 2;
+			} else if (c == '+') {
+				c = ' ';
+			}
+			if (c >= 'A' && c <= 'Z')
+				c += 'a' - 'A';
+			match = k < nl && c == (unsigned char)name[k++];
+		}
+		if (match && k == nl) {
+			count++;
+			*v = eq ? eq + 1 : e;
+			*vl = (size_t)(e - *v);
+		}
+		q = amp;
+	}
+	return count;
+}
+
 /*
  * U3 with identity verify or require: the signature query parameter must be the HMAC of the
- * user id (protocol.md 3.4). Returns 1 if the request may go on; 0 when it was answered 401.
+ * user id (protocol.md 3.4), and the only parameter any backend could read as "signature"
+ * (a second one, "Signature" or "%73ignature", might be the one the backend reads). Returns
+ * 1 if the request may go on; 0 when it was answered 401.
  */
 static int
 check_signature(struct px_conn *c, const struct pol_app *app, const struct pol_call *call,
                 const char *target, size_t tlen)
 {
-	const char *q = memchr(target, '?', tlen), *end = target + tlen, *sig = NULL;
+	const char *sig = NULL;
 	size_t sl = 0;
-	int ok;
+	int n = query_param_count(target, tlen, "signature", &sig, &sl);
+	int ok = n == 1 && pol_signature_ok(app->secret_key, call->uid, call->uid_len, sig, sl);
 
-	while (q && q < end) {
-		const char *p = q + 1, *amp = memchr(p, '&', (size_t)(end - p));
-		const char *e = amp ? amp : end;
-		if ((size_t)(e - p) > 10 && !memcmp(p, "signature=", 10)) {
-			sig = p + 10;
-			sl = (size_t)(e - sig);
-		}
-		q = amp;
-	}
-	ok = sig && pol_signature_ok(app->secret_key, call->uid, call->uid_len, sig, sl);
 	px_log(ok ? PX_LOG_INFO : PX_LOG_WARN, "identity", "transport", "http", "app", app->id,
 	       "peer", c->peer, "result", ok ? "valid" : "invalid", "why",
-	       ok ? "" : sig ? "signature does not match the user id" : "no signature", "mode",
+	       ok ? "" : n > 1 ? "more than one signature parameter" : n ? "signature does not match the user id" : "no signature", "mode",
 	       pol_identity_to_str(app->identity), NULL);
 	if (ok || app->identity != POL_IDENTITY_REQUIRE)
 		return 1;
 	px_conn_reply(c, 401, "INVALID_SIGNATURE",
-	              "syncgate: this app requires a valid identity-verification signature", 0);
+	              n > 1 ? "syncgate: more than one signature parameter"
+	                    : "syncgate: this app requires a valid identity-verification signature", 0);
+	return 0;
+}
+
+/*
+ * The realtime socket of an approved upgrade (CALL is POL_OP_REALTIME): its app and user id
+ * are kept for the relay, which polices every frame. Returns 0, or -1 on ENOMEM.
+ */
+static int
+keep_realtime_ids(struct px_conn *c, const struct pol_call *call)
+{
+	free(c->user);
+	c->user = malloc(call->uid_len + 1);
+	if (!c->user)
+		return -1;
+	memcpy(c->user, call->uid, call->uid_len);
+	c->user[call->uid_len] = 0;
+	memcpy(c->app, call->app, call->app_len); /* pol_appid_valid(): at most POL_APPID_MAX */
+	c->app[call->app_len] = 0;
+	c->ws_realtime = 1;
 	return 0;
 }
 
@@ -701,6 +796,8 @@ police_request(struct px_conn *c, const char *head, size_t len)
 	const struct pol_app *app;
 	struct pol_ctx ctx;
 	enum pol_cred cred = al > 0 ? POL_CRED_BROWSER : POL_CRED_NONE;
+	const char *ov;
+	size_t ovl;
 
 	c->req_method_head = px_token_eq(head, mlen, "HEAD");
 	if (target[0] == '*')
@@ -716,6 +813,23 @@ police_request(struct px_conn *c, const char *head, size_t len)
 		                            c->cfg->limits.jwt_clock_skew_s);
 		if (cred == POL_CRED_SERVER)
 			pol_classify_http(srv->classifier, head, mlen, target, tlen, cred, &call, &why);
+	}
+	if (call.api && (c->req.method_override ||
+	                 query_param_count(target, tlen, "_method", &ov, &ovl))) {
+		/* a backend honouring it would carry out another method than the one decided */
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", "method override", NULL);
+		px_conn_reply(c, 400, "INVALID_REQUEST",
+		              "syncgate: method override (X-HTTP-Method-Override, _method) is not "
+		              "accepted on API paths", 1);
+		return 0;
+	}
+	if (c->req.upgrade_ws && call.api && call.op != POL_OP_REALTIME) {
+		/* only the realtime socket is an API WebSocket: any other would be a blind tunnel */
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", "upgrade on an API path", NULL);
+		px_conn_reply(c, 400, "INVALID_REQUEST",
+		              "syncgate: WebSocket upgrade on an API path that is not the realtime socket "
+		              "(/v1/{appId}/realtime/{userId})", 1);
+		return 0;
 	}
 	ctx.app = app;
 	ctx.me = NULL;
@@ -733,6 +847,11 @@ police_request(struct px_conn *c, const char *head, size_t len)
 	if (d.verdict == POL_ALLOW && call.op == POL_OP_SIGNATURE && app->identity != POL_IDENTITY_OFF &&
 	    !check_signature(c, app, &call, target, tlen))
 		return 0;
+	if (d.verdict == POL_ALLOW && c->req.upgrade_ws && call.op == POL_OP_REALTIME &&
+	    keep_realtime_ids(c, &call)) {
+		px_conn_reply(c, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
+		return 0;
+	}
 	if (d.verdict == POL_ALLOW) {
 		px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, d.would_deny ? 2 : 0);
 		if (call.op == POL_OP_REST_SERVER && call.method != POL_M_GET && app->id[0]) {
@@ -786,10 +905,17 @@ reset_request(struct px_conn *c)
 	c->resp_bytes = 0;
 	c->upstream_reused = 0;
 	c->ws_realtime = 0;
+	free(c->user);
+	c->user = NULL;
 }
 
-static void
-handle_head(struct px_conn *c)
+/*
+ * Handles the request head at the front of the client's input. Returns 1 when it was refused
+ * and answered with the connection still usable (the next pipelined head may follow), else 0:
+ * forwarded, waiting for more bytes, or closing.
+ */
+static int
+handle_one_head(struct px_conn *c)
 {
 	struct evbuffer *in = px_io_input(c->cio);
 	const struct pol_limits *lim = &c->cfg->limits;
@@ -801,7 +927,7 @@ handle_head(struct px_conn *c)
 	llhttp_errno_t e;
 
 	if (n == 0)
-		return;
+		return 0;
 	px_server_refresh(c->srv);
 	if (c->cfg != c->srv->cfg) {
 		pol_config_unref(c->cfg);
@@ -818,22 +944,26 @@ handle_head(struct px_conn *c)
 	end = px_head_end(p, look);
 	if (end < 0) {
 		px_conn_reply(c, 400, "INVALID_REQUEST", "bare CR or LF, or NUL, in the request head", 1);
-		return;
+		return 0;
 	}
 	if (end == 0) {
 		if (!memchr(p, '\n', look) && look > lim->request_line_bytes + 1)
 			px_conn_reply(c, 414, "URI_TOO_LONG", "request line too long", 1);
 		else if (look >= lim->header_bytes)
 			px_conn_reply(c, 431, "HEADERS_TOO_LARGE", "request head too large", 1);
-		return;
+		return 0;
 	}
 	st = px_guard_request(p, (size_t)end, lim->request_line_bytes, (int)lim->header_count,
 	                      &c->req, &why);
+	if (!st && c->req.underscores && c->cfg->underscore_headers == POL_UNDERSCORE_REJECT) {
+		st = 400;
+		why = "header name with '_' (underscore_headers = reject)";
+	}
 	if (st) {
 		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", why, NULL);
 		px_conn_reply(c, st, st == 431 ? "HEADERS_TOO_LARGE" : st == 414 ? "URI_TOO_LONG" :
 		              "INVALID_REQUEST", why, 1);
-		return;
+		return 0;
 	}
 	{
 		/* the access line: method and path, never the query */
@@ -858,34 +988,31 @@ handle_head(struct px_conn *c)
 		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why",
 		       llhttp_get_error_reason(&c->req_parser), NULL);
 		px_conn_reply(c, 400, "INVALID_REQUEST", "malformed request head", 1);
-		return;
+		return 0;
 	}
 	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)
 		llhttp_resume(&c->req_parser);
 	if (c->req.has_cl && c->req.content_length > lim->body_bytes) {
 		px_conn_reply(c, 413, "BODY_TOO_LARGE", "request body over the configured limit", 1);
-		return;
+		return 0;
 	}
 	px_count(&c->srv->stats.http_requests, 1);
 	if (!police_request(c, p, (size_t)end)) {
-		if (c->state != PX_C_CLOSING) {
-			/* refused with no body: the connection stays usable */
-			evbuffer_drain(in, (size_t)end);
-			evtimer_del(c->timer);
-			arm_timer(c, T_KEEPALIVE, lim->keepalive_idle_ms);
-			handle_head(c);
-		}
-		return;
+		if (c->state == PX_C_CLOSING)
+			return 0;
+		/* refused with no body: the connection stays usable */
+		evbuffer_drain(in, (size_t)end);
+		evtimer_del(c->timer);
+		arm_timer(c, T_KEEPALIVE, lim->keepalive_idle_ms);
+		return 1;
 	}
 	c->state = PX_C_REQUEST;
 	if (c->req.upgrade_ws) {
 		if (!check_ws_upgrade(c, p, (size_t)end)) {
 			px_conn_reply(c, 400, "INVALID_REQUEST", "bad WebSocket upgrade request", 1);
-			return;
+			return 0;
 		}
-		c->ws_realtime = pol_realtime_target(strchr(p, ' ') + 1, (size_t)(strchr(strchr(p, ' ') + 1, ' ') - strchr(p, ' ') - 1),
-		                                     c->app, sizeof c->app, c->user, sizeof c->user);
-		c->state = PX_C_UPGRADING;
+		c->state = PX_C_UPGRADING; /* police_request() kept the realtime socket's ids */
 	}
 	evtimer_del(c->timer);
 	c->timer_kind = T_NONE;
@@ -893,11 +1020,11 @@ handle_head(struct px_conn *c)
 		c->req_buf = evbuffer_new();
 	if (!c->req_buf) {
 		px_conn_close(c);
-		return;
+		return 0;
 	}
 	if (write_upstream_head(c, p, (size_t)end, c->req_buf)) {
 		px_conn_reply(c, 400, "INVALID_REQUEST", "Connection header lists too many names", 1);
-		return;
+		return 0;
 	}
 	if (c->req.expect_continue && !c->req_msg_complete)
 		evbuffer_add(c->resp_buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -912,6 +1039,35 @@ handle_head(struct px_conn *c)
 		px_io_set_timeout(c->cio, lim->body_idle_ms); /* a body is still to come */
 	}
 	relay_request(c);
+	return 0;
+}
+
+/*
+ * The client does not read its answers: its input waits unread (reading off) until the
+ * output drains to PX_LOW_WATER (client_writecb), so that syncgate's own answers to a flood
+ * of pipelined requests are bounded like relayed bytes. A client that reads nothing for
+ * keepalive_idle is closed.
+ */
+static void
+pause_for_output(struct px_conn *c)
+{
+	c->out_paused = 1;
+	px_io_read(c->cio, 0);
+	evtimer_del(c->timer);
+	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+}
+
+/* Handles the request heads waiting in the client's input, one after the other while they
+ * are refused, as long as the client reads the answers. */
+static void
+handle_head(struct px_conn *c)
+{
+	while (handle_one_head(c)) {
+		if (px_io_pending(c->cio) > PX_HIGH_WATER) {
+			pause_for_output(c);
+			return;
+		}
+	}
 }
 
 /* ---- request body and hand-off to the upstream ---- */
@@ -1018,7 +1174,7 @@ write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
 	if (ct.overflow)
 		return -1;
 	evbuffer_add(out, head, (size_t)(p - head));
-	copy_fields(head, len, &ct, 0, 0, upgrade, out);
+	copy_fields(head, len, &ct, 0, 0, upgrade, 0, out);
 	if (upgrade)
 		evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
 	else if (c->close_after)
@@ -1223,6 +1379,10 @@ finish_transaction(struct px_conn *c)
 		pol_config_unref(c->cfg);
 		c->cfg = pol_config_ref(c->srv->cfg);
 	}
+	if (px_io_pending(c->cio) > PX_HIGH_WATER) {
+		pause_for_output(c); /* answers pile up unread: the next request waits */
+		return;
+	}
 	evtimer_del(c->timer);
 	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
 	px_io_read(c->cio, 1);
@@ -1263,9 +1423,14 @@ client_writecb(struct px_io *io, void *arg)
 			linger_close(c);
 		return;
 	}
-	/* drained below the low watermark: resume the response */
+	/* drained below the low watermark: resume the response, or the requests waiting */
 	if (c->uio && c->resp_started && !c->resp_done)
 		px_io_read(c->uio, 1);
+	if (c->out_paused && c->state == PX_C_HEAD) {
+		c->out_paused = 0;
+		px_io_read(c->cio, 1);
+		handle_head(c);
+	}
 }
 
 /*

@@ -41,30 +41,102 @@ px_head_end(const char *buf, size_t len)
 	return 0;
 }
 
-/* Iterates comma-separated list elements of a field value (RFC 9110 §5.6.1). */
+/* The next element of the comma-separated list V[*I..N) (RFC 9110 §5.6.1), trimmed, at
+ * [*S, *E); returns 0 when the list is done. */
 static int
-list_has(const char *v, size_t n, const char *tok)
+list_next(const char *v, size_t n, size_t *i, size_t *s, size_t *e)
 {
-	size_t i = 0;
-	while (i < n) {
-		size_t s, e;
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		s = i;
-		while (i < n && v[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e > s && px_token_eq(v + s, e - s, tok))
+	while (*i < n) {
+		while (*i < n && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ','))
+			(*i)++;
+		*s = *i;
+		while (*i < n && v[*i] != ',')
+			(*i)++;
+		*e = *i;
+		while (*e > *s && (v[*e - 1] == ' ' || v[*e - 1] == '\t'))
+			(*e)--;
+		if (*e > *s)
 			return 1;
 	}
 	return 0;
 }
 
+static int
+list_has(const char *v, size_t n, const char *tok)
+{
+	size_t i = 0, s, e;
+	while (list_next(v, n, &i, &s, &e))
+		if (px_token_eq(v + s, e - s, tok))
+			return 1;
+	return 0;
+}
+
+/*
+ * Header names a CGI/WSGI-style backend reading "_" as "-" must never be handed in disguise:
+ * framing, routing, hop-by-hop, credentials, forwarding and the WebSocket handshake. Only
+ * names with a "-" can be spelt with "_", but the whole set is listed for the reader.
+ */
+static const char *const protected_names[] = {
+	"content-length", "transfer-encoding", "host", "connection", "upgrade", "te", "trailer",
+	"keep-alive", "proxy-connection", "expect", "authorization", "content-type",
+	"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
+	"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+	"sec-websocket-protocol", "x-http-method-override", "x-http-method", "x-method-override",
+};
+
+/* The names a Connection header may not list: a proxy removes what Connection names, and
+ * each of these decides how syncgate framed, routed or judged the request. */
+static const char *const unremovable_names[] = {
+	"content-length", "transfer-encoding", "host", "authorization", "content-type",
+	"sec-websocket-key", "sec-websocket-version",
+};
+
+/* 1 if the N bytes at NAME read as TARGET when case is ignored and "_" is read as "-". */
+static int
+reads_as(const char *name, size_t n, const char *target)
+{
+	size_t i;
+
+	if (strlen(target) != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		else if (c == '_')
+			c = '-';
+		if (c != (unsigned char)target[i])
+			return 0;
+	}
+	return 1;
+}
+
+static int
+reads_as_any(const char *name, size_t n, const char *const *set, size_t count)
+{
+	size_t i;
+	for (i = 0; i < count; i++)
+		if (reads_as(name, n, set[i]))
+			return 1;
+	return 0;
+}
+
+/* 1 if the list value V[0..N) names a header in unremovable_names (RFC 9110 §7.6.1). */
+static int
+connection_names_unremovable(const char *v, size_t n)
+{
+	size_t i = 0, s, e;
+	while (list_next(v, n, &i, &s, &e))
+		if (reads_as_any(v + s, e - s, unremovable_names,
+		                 sizeof unremovable_names / sizeof unremovable_names[0]))
+			return 1;
+	return 0;
+}
+
 struct hstate {
+	int request;
 	int host, te, cl, conn_upgrade, conn_close, conn_keepalive, upgrade_ws, expect;
-	int expect_other;
+	int expect_other, authz;
 };
 
 /* Checks the header lines from P (just past the start line's CRLF) to END (the final CRLF). */
@@ -116,8 +188,25 @@ check_fields(const char *p, const char *end, int max_headers, struct px_head_inf
 			ve--;
 		size_t vl = (size_t)(ve - v);
 
+		if (st->request && memchr(p, '_', nl)) {
+			if (reads_as_any(p, nl, protected_names,
+			                 sizeof protected_names / sizeof protected_names[0])) {
+				*why = "header name with '_' that reads as a framing, routing or credential header";
+				return 400;
+			}
+			info->underscores++;
+		}
 		if (px_token_eq(p, nl, "host")) {
 			st->host++;
+		} else if (st->request && px_token_eq(p, nl, "authorization")) {
+			if (st->authz++) {
+				*why = "more than one Authorization header";
+				return 400;
+			}
+		} else if (st->request && (px_token_eq(p, nl, "x-http-method-override") ||
+		                           px_token_eq(p, nl, "x-http-method") ||
+		                           px_token_eq(p, nl, "x-method-override"))) {
+			info->method_override = 1;
 		} else if (px_token_eq(p, nl, "content-length")) {
 			uint64_t n = 0;
 			size_t i;
@@ -134,6 +223,7 @@ check_fields(const char *p, const char *end, int max_headers, struct px_head_inf
 			}
 			info->has_cl = 1;
 			info->content_length = n;
+			info->cl_rewrite = vl > 1 && v[0] == '0';
 		} else if (px_token_eq(p, nl, "transfer-encoding")) {
 			if (st->te++ || !px_token_eq(v, vl, "chunked")) {
 				*why = "Transfer-Encoding other than a single chunked";
@@ -141,6 +231,10 @@ check_fields(const char *p, const char *end, int max_headers, struct px_head_inf
 			}
 			info->chunked = 1;
 		} else if (px_token_eq(p, nl, "connection")) {
+			if (connection_names_unremovable(v, vl)) {
+				*why = "Connection names a header that frames, routes or authorizes the message";
+				return 400;
+			}
 			st->conn_close |= list_has(v, vl, "close");
 			st->conn_keepalive |= list_has(v, vl, "keep-alive");
 			st->conn_upgrade |= list_has(v, vl, "upgrade");
@@ -193,6 +287,7 @@ px_guard_request(const char *head, size_t len, size_t max_line, int max_headers,
 
 	memset(info, 0, sizeof *info);
 	memset(&st, 0, sizeof st);
+	st.request = 1;
 	eol = memchr(head, '\r', len);
 	if (!eol || eol == head) {
 		*why = "empty request line";

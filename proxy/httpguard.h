@@ -24,6 +24,9 @@ struct px_head_info {
 	int upgrade_ws;       /* Upgrade: websocket with Connection: upgrade */
 	int nheaders;
 	size_t line_len;      /* request/status line, without CRLF */
+	int cl_rewrite;       /* Content-Length has leading zeros: forwarded canonical */
+	int underscores;      /* request header names containing "_" (none of them protected) */
+	int method_override;  /* X-HTTP-Method-Override, X-HTTP-Method or X-Method-Override */
 };
 
 /*
@@ -40,7 +43,12 @@ long px_head_end(const char *buf, size_t len);
  * a colon; obs-fold; control bytes (but HTAB) in a value; two Host headers or none on 1.1;
  * Transfer-Encoding with Content-Length, on HTTP/1.0, or other than one final "chunked";
  * duplicate or malformed Content-Length; more than MAX_HEADERS headers; a request line
- * over MAX_LINE bytes (414).
+ * over MAX_LINE bytes (414). Also refused, because a backend would frame, route or judge
+ * the request differently from syncgate: a Connection header naming a header syncgate reads
+ * (Content-Length, Transfer-Encoding, Host, Authorization, ...: removing it as hop-by-hop
+ * would turn a body into a request syncgate never saw); two Authorization headers; a header
+ * name with "_" that reads as one of those names (or another hop-by-hop or forwarding
+ * header) once "_" is read as "-". The same Connection rule holds for responses (502).
  */
 int px_guard_request(const char *head, size_t len, size_t max_line, int max_headers,
                      struct px_head_info *info, const char **why);

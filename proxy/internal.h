@@ -97,8 +97,10 @@ struct px_conn {
 	int upstream_idle;              /* uio is kept between this client's requests, idle */
 	char ws_key[32];                /* Sec-WebSocket-Key of an upgrade */
 	int ws_realtime;                /* realtime socket: enforce per frame */
-	char app[POL_APPID_MAX + 1];
-	char user[256];
+	char app[POL_APPID_MAX + 1];     /* realtime socket: its app id (checked: [A-Za-z0-9_.-]) */
+	char *user;                     /* realtime socket: its user id, decoded (owned; NULL) */
+	int out_paused;                 /* HEAD: requests wait unread while the client's output
+	                                 * is above PX_HIGH_WATER (it does not read its answers) */
 
 	/* the current response */
 	struct evbuffer *resp_buf;      /* bytes for the client, written out by send_buffer() */
@@ -113,6 +115,13 @@ struct px_conn {
 	int close_after;                /* close the client once the response is flushed */
 	uint64_t resp_bytes;
 };
+
+/* The realtime socket's user id, "" for any other connection (log fields). */
+static inline const char *
+px_conn_user(const struct px_conn *c)
+{
+	return c->user ? c->user : "";
+}
 
 /* Prometheus counters of one worker: written by it, read by the admin thread (atomics). */
 #define PX_LATENCY_BUCKETS 12

@@ -31,6 +31,10 @@
 #include "proxy/wsframe.h"
 
 #define MAX_MERGES 32
+/* Calls of one socket waiting for a fact at once: past it the client is not read until one
+ * settles (each holds a copy of its frame; a client sending lookups faster than the backend
+ * answers them must not grow syncgate's memory). */
+#define MAX_PARKED 64
 #define SERVER_FRAME_CAP (64ull * 1024 * 1024)
 
 struct merge {
@@ -97,6 +101,7 @@ struct px_ws {
 	time_t opened;
 	int close_code;          /* the first close code seen either way (0: none) */
 	struct parked *parked;   /* calls waiting for a fact */
+	int nparked;             /* how many: at MAX_PARKED the client waits */
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -106,6 +111,7 @@ static void ws_upstream_writecb(struct px_io *io, void *arg);
 static void ws_eventcb(struct px_io *io, short what, void *arg);
 static size_t ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg);
 static size_t ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg);
+static void client_resume(struct px_conn *c);
 
 static void
 merge_free(struct merge *m)
@@ -131,7 +137,7 @@ px_ws_free(struct px_ws *ws)
 	snprintf(bin, sizeof bin, "%llu", ws->bytes_in);
 	snprintf(bout, sizeof bout, "%llu", ws->bytes_out);
 	px_log(PX_LOG_INFO, "ws_closed", "socket", ws->c->id, "peer", ws->c->peer, "app", ws->c->app,
-	       "user", ws->c->user, "frames_in", in, "frames_out", out, "bytes_in", bin, "bytes_out",
+	       "user", px_conn_user(ws->c), "frames_in", in, "frames_out", out, "bytes_in", bin, "bytes_out",
 	       bout, "refused", refused, "seconds", secs, "close_code", ws->close_code ? code : "none",
 	       NULL);
 	px_count(&ws->c->srv->stats.ws_closed, 1);
@@ -277,7 +283,7 @@ log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_dec
 	if (pl < 0)
 		strcpy(path, "(long)");
 	px_log(PX_LOG_INFO, d->would_deny ? "would_refuse" : "refuse", "transport", "ws",
-	       "socket", c->id, "peer", c->peer, "app", c->app, "user", c->user, "op", pol_op_to_str(call->op),
+	       "socket", c->id, "peer", c->peer, "app", c->app, "user", px_conn_user(c), "op", pol_op_to_str(call->op),
 	       "method", method,
 	       "path", path, "status", status, "errorCode", d->error_code ? d->error_code : "",
 	       "rule", d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
@@ -489,6 +495,7 @@ unpark(struct px_ws *ws, struct parked *p)
 	for (pp = &ws->parked; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
+			ws->nparked--;
 			return;
 		}
 }
@@ -587,6 +594,8 @@ fact_arrived(const struct px_fact *f, void *arg)
 				policy_ctx(ws, &ctx);
 				settle(ws, &ctx, &call, p->text, &raw, f);
 				flush_both(ws->c);
+				if (ws->c->state == PX_C_WS)
+					client_resume(ws->c);
 			}
 		}
 	}
@@ -618,6 +627,7 @@ park(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call, c
 	p->ws = ws;
 	p->next = ws->parked;
 	ws->parked = p;
+	ws->nparked++;
 	/* a cached fact (or an immediate error) calls fact_arrived() before this returns */
 	px_lookup(ws->c->srv, ctx->app, kind, id, idlen, fact_arrived, p);
 }
@@ -858,13 +868,36 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 	return c->state == PX_C_CLOSING ? -1 : 0;
 }
 
-/* After client bytes were handled: what they produced goes out, and reading pauses while the
- * backend's output is above the high watermark (ws_upstream_writecb resumes it). */
+/*
+ * 1 while the client must not be read: the backend's output is above the high watermark, or
+ * the client's own is (relayed answers and syncgate's together, those still waiting for a
+ * backend message boundary included: a client that sends refused calls and reads nothing
+ * must not grow the answers it does not read), or MAX_PARKED calls wait for facts.
+ */
+static int
+client_must_wait(const struct px_conn *c)
+{
+	return (c->uio && px_io_pending(c->uio) > PX_HIGH_WATER) ||
+	       px_io_pending(c->cio) + c->ws->inject_len > PX_HIGH_WATER ||
+	       c->ws->nparked >= MAX_PARKED;
+}
+
+/* Reads the client again once nothing holds it back (from the write callbacks, which run
+ * when an output drained to its low watermark, and when a parked call settles). */
+static void
+client_resume(struct px_conn *c)
+{
+	if (c->state == PX_C_WS && !c->ws->client_closed && !client_must_wait(c))
+		px_io_read(c->cio, 1);
+}
+
+/* After client bytes were handled: what they produced goes out, and reading pauses while
+ * client_must_wait() (client_resume() turns it back on). */
 static void
 client_read_done(struct px_conn *c)
 {
 	flush_both(c);
-	if (c->uio && px_io_pending(c->uio) > PX_HIGH_WATER)
+	if (client_must_wait(c))
 		px_io_read(c->cio, 0);
 }
 
@@ -1204,6 +1237,7 @@ ws_client_writecb(struct px_io *io, void *arg)
 	}
 	if (c->uio)
 		px_io_read(c->uio, 1);
+	client_resume(c);
 }
 
 static void
@@ -1211,8 +1245,7 @@ ws_upstream_writecb(struct px_io *io, void *arg)
 {
 	struct px_conn *c = arg;
 	(void)io;
-	if (c->state == PX_C_WS && !c->ws->client_closed)
-		px_io_read(c->cio, 1);
+	client_resume(c);
 }
 
 static void
@@ -1240,7 +1273,7 @@ px_ws_start(struct px_conn *c)
 	}
 	c->ws = ws;
 	ws->c = c;
-	ws->user_len = strlen(c->user);
+	ws->user_len = strlen(px_conn_user(c));
 	ws->dc_slot = -1;
 	ws->realtime = c->ws_realtime;
 	ws->tunnel = !c->ws_realtime;
@@ -1270,7 +1303,7 @@ px_ws_start(struct px_conn *c)
 	evtimer_add(c->timer, &tv);
 	px_io_read(c->cio, 1);
 	px_io_read(c->uio, 1);
-	px_log(PX_LOG_DEBUG, "ws_open", "peer", c->peer, "app", c->app, "user", c->user, NULL);
+	px_log(PX_LOG_DEBUG, "ws_open", "peer", c->peer, "app", c->app, "user", px_conn_user(c), NULL);
 	/* bytes the client sent after its upgrade request, held until now */
 	if (evbuffer_get_length(px_io_input(c->cio)))
 		ws_client_readcb(c->cio, c);

@@ -61,7 +61,7 @@ static const struct row {
 	{"[1,\"PUT\",\"/conversations/c1/subject\",{},{}]", POL_OP_CONV_SET, 'c'},
 	{"[1,\"PUT\",\"/conversations/c1/participants\",{},{}]", POL_OP_CONV_SET, 'c'},
 	{"[1,\"PUT\",\"/me/conversations/c1\",{},{}]", POL_OP_CONV_SET, 'c'},
-	{"[1,\"POST\",\"/somewhere/else\",{},{}]", POL_OP_UNKNOWN, 'r'},
+	{"[1,\"POST\",\"/somewhere/else\",{},{}]", POL_OP_UNKNOWN, 'x'}, /* refused whatever the switches */
 };
 
 static struct pol_app
@@ -103,6 +103,7 @@ test_table(void)
 				struct pol_app app = mkapp(us, cs);
 				struct pol_ctx ctx = {&app, "alice", 5, 1};
 				struct pol_decision d;
+				/* cls: r always passes, u / c with user / conversation sync on, x never */
 				int open = rows[i].cls == 'r' || (rows[i].cls == 'u' && us) ||
 				           (rows[i].cls == 'c' && cs);
 				pol_decide(&ctx, &c, NULL, &d);
@@ -371,16 +372,15 @@ test_http(void)
 	struct pol_app app = mkapp(0, 0);
 	struct pol_ctx ctx = {&app, NULL, 0, 1};
 	struct pol_decision d;
-	char a[64], u[64];
 
 #define H(m, t, cred) pol_classify_http(K, m, strlen(m), t, strlen(t), cred, &c, &why)
 	CHECK(H("GET", "/v1/app1/realtime/alice?talkjs-core=1", POL_CRED_NONE) == 0 && c.op == POL_OP_REALTIME);
 	CHECK(H("GET", "/public_api/v1/app1/realtime/a%20b", POL_CRED_NONE) == 0 && c.op == POL_OP_REALTIME &&
 	      c.uid_len == 3);
-	CHECK(pol_realtime_target("/public_api/v1/app1/realtime/a%20b?x", 35, a, sizeof a, u, sizeof u) == 1);
-	CHECK_STR(a, "app1");
-	CHECK_STR(u, "a b");
-	CHECK(pol_realtime_target("/v1/app1/users/x", 16, a, sizeof a, u, sizeof u) == 0);
+	CHECK(c.app_len == 4 && !memcmp(c.app, "app1", 4) && !memcmp(c.uid, "a b", 3) && c.api);
+	CHECK(H("GET", "/v1/app1/users/x", POL_CRED_NONE) == 0 && c.op == POL_OP_READ && c.api);
+	CHECK(H("GET", "/index.html", POL_CRED_NONE) == 0 && c.op == POL_OP_HTTP_PASS && !c.api);
+	CHECK(H("PUT", "/upload/x", POL_CRED_NONE) == 0 && c.op == POL_OP_HTTP_PASS && !c.api);
 	CHECK(H("GET", "/api/v0/app1", POL_CRED_NONE) == 0 && c.op == POL_OP_HTTP_PASS && c.app_len == 4);
 	CHECK(H("GET", "/api/v0/app1/bokens/alice?signature=ab", POL_CRED_NONE) == 0 && c.op == POL_OP_SIGNATURE);
 	CHECK(H("PUT", "/v1/app1/users/alice", POL_CRED_SERVER) == 0 && c.op == POL_OP_REST_SERVER);
@@ -398,6 +398,94 @@ test_http(void)
 	CHECK(H("PUT", "/v1/app1/users/a/../b", POL_CRED_SERVER) < 0);
 	CHECK(H("PUT", "/x/../v1/app1/users/b", POL_CRED_NONE) < 0);
 	CHECK(H("GET", "/v1/app1/users/a%2Fb", POL_CRED_NONE) < 0);
+#undef H
+}
+
+/*
+ * The shapes a lenient backend reads as sync calls (issue 15): case variants of the fixed
+ * words, escapes of them, ";" parameters, methods outside the table, /api/v0 mutations,
+ * odd app ids, and a realtime path with a long user id. Each is either a known call decided
+ * by the switches, or refused; none is passed as "not sync".
+ */
+static void
+test_lenient_shapes(void)
+{
+	struct pol_call c;
+	const char *why;
+	struct pol_app app = mkapp(0, 0);
+	struct pol_ctx ctx = {&app, "alice", 5, 1};
+	struct pol_decision d;
+	char longid[1200], target[1300];
+	size_t i;
+	static const char *const user_set[] = {
+		"/v1/app1/Users/x", "/V1/app1/users/x", "/v1/app1/USERS/x", "/PUBLIC_API/v1/app1/users/x",
+		"/public_api/V1/app1/users/x", "/v1/app1/%55sers/x", "/%76%31/app1/users/x",
+	};
+	static const char *const refused[] = {
+		"/v1/app1;v=1/users/x", "/v1;x/app1/users/x", "/v1/app1/users;x/y", "/Public_Api;a/v1/app1/users/x",
+		"/v1/t%20App/users/x", "/v1/app1%3B/users/x", "/v1/app%2e1/../users/x",
+	};
+
+#define H(m, t, cred) pol_classify_http(K, m, strlen(m), t, strlen(t), cred, &c, &why)
+	for (i = 0; i < sizeof user_set / sizeof user_set[0]; i++) {
+		CHECK(H("PUT", user_set[i], POL_CRED_BROWSER) == 0 && c.op == POL_OP_USER_SET);
+		pol_decide(&ctx, &c, NULL, &d);
+		CHECK(d.verdict == POL_DENY && d.status == 403);
+	}
+	for (i = 0; i < sizeof refused / sizeof refused[0]; i++)
+		CHECK(H("PUT", refused[i], POL_CRED_BROWSER) < 0);
+	/* ";" on a path that is no API path, even read without its parameters, passes */
+	CHECK(H("GET", "/app/page;jsessionid=1", POL_CRED_NONE) == 0 && c.op == POL_OP_HTTP_PASS);
+	CHECK(H("POST", "/Conversations/c1", POL_CRED_BROWSER) == 0 && c.op == POL_OP_HTTP_PASS);
+	/* unknown shapes and methods under an API base: refused, in report mode too */
+	app.mode = POL_MODE_REPORT;
+	static const char *const unknown[][2] = {
+		{"PUT", "/v1/app1/things/x"}, {"PROPPATCH", "/v1/app1/users/x"}, {"MERGE", "/v1/app1/x"},
+		{"POST", "/api/v0/app1/bokens/alice"}, {"PUT", "/api/v0/app1"}, {"DELETE", "/API/v0/app1/users/x"},
+		{"POST", "/v1/app1/realtime/alice"}, {"PUT", "/v1/app1/files"}, {"POST", "/v1"},
+	};
+	for (i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+		CHECK(H(unknown[i][0], unknown[i][1], POL_CRED_BROWSER) == 0 && c.op == POL_OP_UNKNOWN);
+		pol_decide(&ctx, &c, NULL, &d);
+		CHECK(d.verdict == POL_DENY && d.status == 400 && !d.would_deny);
+	}
+	app.mode = POL_MODE_ENFORCE;
+	/* with the secret key a REST call of any shape passes (the REST API is larger than the
+	 * table), but nothing under /api/v0 changes anything */
+	CHECK(H("PROPPATCH", "/v1/app1/things/x", POL_CRED_SERVER) == 0 && c.op == POL_OP_REST_SERVER);
+	CHECK(H("POST", "/api/v0/app1/bokens/alice", POL_CRED_SERVER) == 0 && c.op == POL_OP_UNKNOWN);
+	/* the boken exchange in any case, for every method that reads it */
+	CHECK(H("GET", "/API/V0/app1/Bokens/alice", POL_CRED_NONE) == 0 && c.op == POL_OP_SIGNATURE);
+	CHECK(H("HEAD", "/api/v0/app1/bokens/alice", POL_CRED_NONE) == 0 && c.op == POL_OP_SIGNATURE);
+	CHECK(H("OPTIONS", "/api/v0/app1/bokens/alice", POL_CRED_NONE) == 0 && c.op == POL_OP_HTTP_PASS);
+	/* the realtime socket: any case, any id length up to the path cap */
+	CHECK(H("GET", "/v1/app1/Realtime/alice", POL_CRED_NONE) == 0 && c.op == POL_OP_REALTIME);
+	CHECK(H("GET", "/v1/app1/%52ealtime/alice", POL_CRED_NONE) == 0 && c.op == POL_OP_REALTIME);
+	for (i = 0; i < 400; i++)
+		memcpy(longid + 3 * i, "%C3", 3); /* not UTF-8 alone: refused */
+	snprintf(target, sizeof target, "/v1/app1/realtime/%.*s", 1200, longid);
+	CHECK(H("GET", target, POL_CRED_NONE) < 0);
+	for (i = 0; i < 200; i++)
+		memcpy(longid + 6 * i, "%C3%A9", 6); /* 200 x "é": 400 bytes decoded */
+	snprintf(target, sizeof target, "/v1/app1/realtime/%.*s", 1200, longid);
+	CHECK(H("GET", target, POL_CRED_NONE) == 0 && c.op == POL_OP_REALTIME && c.uid_len == 400);
+	/* frames: the same words, decoded from JSON escapes and percent-escapes */
+	static const char *const frames[] = {
+		"[1,\"PUT\",\"/Users/u2\",{},{}]", "[1,\"PUT\",\"/\\u0055sers/u2\",{},{}]",
+		"[1,\"PUT\",\"/%55sers/u2\",{},{}]", "[1,\"POST\",\"/CONVERSATIONS/c1\",{},{}]",
+	};
+	for (i = 0; i < sizeof frames / sizeof frames[0]; i++) {
+		CHECK(classify(frames[i], &c, &why) == 0 &&
+		      (c.op == POL_OP_USER_SET || c.op == POL_OP_CONV_CREATE));
+		pol_decide(&ctx, &c, NULL, &d);
+		CHECK(d.verdict == POL_DENY || d.verdict == POL_NEED_FACT);
+	}
+	CHECK(classify("[1,\"POST\",\"/conversations/c1/Participants\",{\"actions\":[{\"id\":\"bob\",\"method\":\"POST\",\"params\":{}}]},{}]", &c, &why) == 0 &&
+	      c.op == POL_OP_PART_BATCH);
+	CHECK(classify("[1,\"POST\",\"/session/renew/x\",{},{}]", &c, &why) == 0 && c.op == POL_OP_UNKNOWN);
+	pol_decide(&ctx, &c, NULL, &d);
+	CHECK(d.verdict == POL_DENY && d.status == 400);
+	CHECK(classify("[1,\"GET\",\"/Ping\",{},{}]", &c, &why) == 0 && c.op == POL_OP_PING);
 #undef H
 }
 
@@ -431,6 +519,7 @@ main(void)
 	test_refusals();
 	test_modes();
 	test_http();
+	test_lenient_shapes();
 	test_prefixes();
 	pol_classifier_free(K);
 	return t_done("test_policy");
