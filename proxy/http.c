@@ -693,8 +693,8 @@ hexval(unsigned char c)
 
 /*
  * How many parameters of the query of TARGET[0..TLEN) are named NAME (lower case) when their
- * names are read the way a lenient backend reads them: percent-decoded, "+" as a space,
- * case ignored. *V / *VL: the value of the last one as written (not decoded).
+ * names are read the way a lenient backend reads them: split at "&" or ";", percent-decoded,
+ * "+" as a space, case ignored. *V / *VL: the value of the last one as written (not decoded).
  */
 static int
 query_param_count(const char *target, size_t tlen, const char *name, const char **v, size_t *vl)
@@ -704,7 +704,11 @@ query_param_count(const char *target, size_t tlen, const char *name, const char 
 	int count = 0;
 
 	while (q && q < end) {
-		const char *p = q + 1, *amp = memchr(p, '&', (size_t)(end - p));
+		const char *p = q + 1, *amp = p;
+		while (amp < end && *amp != '&' && *amp != ';') /* ";" too: CGI, older Pythons */
+			amp++;
+		if (amp == end)
+			amp = NULL;
 		const char *e = amp ? amp : end, *eq = memchr(p, '=', (size_t)(e - p));
 		const char *ne = eq ? eq : e;
 		size_t k = 0;

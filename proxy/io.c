@@ -166,6 +166,24 @@ px_evbuffer_track_length(struct evbuffer *b, size_t *len)
 	return evbuffer_add_cb(b, track_length, len) ? 0 : -1;
 }
 
+static void update_read(struct px_io *io);
+
+/*
+ * The input's length, kept as track_length() keeps it; and when the owner drains the input
+ * below READ_MAX while reading had paused on it, reading resumes here, wherever the drain
+ * happened (a pipelined request handled from the write callback or the other side's, not
+ * from READ, after which px_io would have checked).
+ */
+static void
+input_changed(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct px_io *io = arg;
+	(void)b;
+	io->in_len = info->orig_size + info->n_added - info->n_deleted;
+	if (info->n_deleted && io->reading && !io->rev_added && io->in_len < io->read_max)
+		update_read(io);
+}
+
 struct px_io *
 px_io_new(struct event_base *base, evutil_socket_t fd)
 {
@@ -183,7 +201,7 @@ px_io_new(struct event_base *base, evutil_socket_t fd)
 	io->out = evbuffer_new();
 	io->read_max = (size_t)-1;
 	if (!io->rev || !io->wev || !io->in || !io->out ||
-	    px_evbuffer_track_length(io->in, &io->in_len) < 0 ||
+	    !evbuffer_add_cb(io->in, input_changed, io) ||
 	    px_evbuffer_track_length(io->out, &io->out_len) < 0) {
 		destroy(io);
 		return NULL;
@@ -749,7 +767,13 @@ write_out(struct px_io *io, size_t *left)
 			*left -= (size_t)n;
 		}
 	} else {
-		n = evbuffer_write(io->out, io->fd);
+		/* evbuffer_write() sends at most 128 chains per call (many small answers are many
+		 * chains): go on until the socket is full or the output empty, because the fd is
+		 * edge-triggered (the read event's EV_ET covers it) and a socket left writable
+		 * raises no new edge for the write event */
+		do
+			n = evbuffer_write(io->out, io->fd);
+		while (n > 0 && io->out_len > 0);
 		*left = io->out_len;
 	}
 	return n < 0 && errno != EAGAIN && errno != EINTR ? -1 : 0;
