@@ -84,23 +84,35 @@ is_read(enum pol_method m)
  * unknown one that passes. The length is known at compile time, so the comparison is inlined
  * (this runs several times for every frame). */
 #define SEG_IS(p, i, s) seg_is(p, i, s, sizeof(s) - 1)
+
+/* Up to 8 bytes at P (N of them, 1..8) in a word, every byte ORed with 0x20. */
+static inline uint64_t
+fold_word(const unsigned char *p, size_t n)
+{
+	uint64_t w = 0;
+	memcpy(&w, p, n);
+	return w | 0x2020202020202020ull;
+}
+
+/*
+ * ORing 0x20 folds A-Z onto a-z, and the literals hold only lower-case letters, digits and
+ * "_", whose other preimages under it (0x10-0x19, DEL) pol_path_parse() never lets into a
+ * segment: so folded words are equal exactly when the segment is the word in some case.
+ * N is a compile-time constant, so this is a few word compares.
+ */
 static inline int
 seg_is(const struct pol_path *p, int i, const char *s, size_t n)
 {
-	const unsigned char *a;
+	const unsigned char *a, *b = (const unsigned char *)s;
 	size_t k;
 
 	if (i >= p->nseg || p->seg[i].len != n)
 		return 0;
 	a = (const unsigned char *)p->seg[i].p;
-	for (k = 0; k < n; k++) {
-		unsigned char c = a[k];
-		if (c >= 'A' && c <= 'Z')
-			c += 'a' - 'A';
-		if (c != (unsigned char)s[k])
+	for (k = 0; k + 8 <= n; k += 8)
+		if (fold_word(a + k, 8) != fold_word(b + k, 8))
 			return 0;
-	}
-	return 1;
+	return k == n || fold_word(a + k, n - k) == fold_word(b + k, n - k);
 }
 
 static void
