@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "policy/jwt.h"
+#include "policy/text.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
 #include "proxy/lookup.h"
@@ -681,16 +682,6 @@ log_decision(struct px_conn *c, const struct pol_call *call, const struct pol_de
 	       d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
 }
 
-/* Value of a hex digit, -1 if C is none. */
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /*
  * How many parameters of the query of TARGET[0..TLEN) are named NAME (lower case) when their
  * names are read the way a lenient backend reads them: split at "&" or ";", percent-decoded,
@@ -716,8 +707,8 @@ query_param_count(const char *target, size_t tlen, const char *name, const char 
 
 		while (p < ne && match) {
 			int c = (unsigned char)*p++, hi, lo;
-			if (c == '%' && ne - p >= 2 && (hi = hexval((unsigned char)p[0])) >= 0 &&
-			    (lo = hexval((unsigned char)p[1])) >= 0) {
+			if (c == '%' && ne - p >= 2 && (hi = pol_hexval((unsigned char)p[0])) >= 0 &&
+			    (lo = pol_hexval((unsigned char)p[1])) >= 0) {
 				c = hi << 4 | lo;
 				p += 2;
 			} else if (c == '+') {

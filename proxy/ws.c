@@ -994,7 +994,7 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	span_flush(ws);
 	if (ws->tunnel)
 		ws->bytes_in += n;
-	if (output_waiting(c))
+	if (output_waiting(c) || ws->nparked >= MAX_PARKED)
 		client_read_done(c);
 	return off;
 }

@@ -24,7 +24,7 @@ let be, sg, fast, token;
 
 // A backend that answers at once: every HTTP request "200 {}" (keep-alive, heads only), every
 // realtime call [seq,200,{}]. The reference backend answers pipelined requests ~40 ms apart.
-// It stops reading while its own writes wait, so a client that does not read stalls the
+// A lookup of user "stuck" is never answered. It stops reading while its own writes wait, so a client that does not read stalls the
 // whole chain; what must stay flat is syncgate's memory in the middle of it.
 async function startFastBackend() {
   const port = await freePort();
@@ -45,7 +45,7 @@ async function startFastBackend() {
             const accept = crypto.createHash('sha1').update(key[1] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
             out.push(Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`));
             ws = true;
-          } else {
+          } else if (!/^GET \S*\/users\/stuck /.test(head)) { // that lookup is never answered
             out.push(Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'));
           }
           continue;
@@ -109,6 +109,20 @@ async function floodingClient(port, head, chunks) {
   };
 }
 
+// FLOOD bytes of realtime calls CALL(seq), seq from 1, in chunks of 1000 masked frames.
+function realtimeFlood(call) {
+  const chunks = [];
+  let seq = 1, size = 0;
+  while (size < FLOOD) {
+    const parts = [];
+    for (let i = 0; i < 1000; i++) parts.push(frame(1, call(seq++)));
+    const b = Buffer.concat(parts);
+    chunks.push(b);
+    size += b.length;
+  }
+  return chunks;
+}
+
 // Waits until syncgate stops taking the flood (the client's writes block), then checks RSS.
 async function assertBounded(pid, rss0, client, what) {
   let last = -1;
@@ -131,6 +145,19 @@ async function otherClientServed(port) {
   assert.equal(r.status, 200);
 }
 
+// Floods SG through a client that does not read: syncgate must stop taking the flood with its
+// RSS flat, and serve another client meanwhile. Then the client stops writing and reads.
+async function floodThenRead(sg, head, chunks, what) {
+  const rss0 = rss(sg.proc.pid);
+  const c = await floodingClient(sg.port, head, chunks);
+  const grew = await assertBounded(sg.proc.pid, rss0, c, what);
+  console.log(`${what}: ${(c.written() / 1048576).toFixed(1)} MB taken before syncgate stopped reading; RSS +${(grew / 1048576).toFixed(1)} MB`);
+  await otherClientServed(sg.port);
+  c.stop();
+  c.read();
+  return c;
+}
+
 test('HTTP: pipelined refused requests from a client that does not read leave memory flat, and are all answered in order once it reads', async () => {
   const reqs = [
     Buffer.from(`PUT /v1/tApp/users/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\n\r\n`),
@@ -141,13 +168,7 @@ test('HTTP: pipelined refused requests from a client that does not read leave me
   const round = Buffer.concat(reqs), perChunk = Math.floor(65536 / round.length);
   const chunk = Buffer.concat(Array(perChunk).fill(round));
   const chunks = Array(Math.ceil(FLOOD / chunk.length)).fill(chunk);
-  const rss0 = rss(sg.proc.pid);
-  const c = await floodingClient(sg.port, null, chunks);
-  const grew = await assertBounded(sg.proc.pid, rss0, c, 'HTTP refusals');
-  console.log(`HTTP refusals: ${(c.written() / 1048576).toFixed(1)} MB taken before syncgate stopped reading; RSS +${(grew / 1048576).toFixed(1)} MB`);
-  await otherClientServed(sg.port);
-  c.stop();
-  c.read();
+  const c = await floodThenRead(sg, null, chunks, 'HTTP refusals');
   const n = c.handed() * perChunk * 3;
   await waitFor(() => {
     const b = c.bytes();
@@ -163,24 +184,10 @@ test('HTTP: pipelined refused requests from a client that does not read leave me
 });
 
 test('realtime: refused calls from a client that does not read leave memory flat, and are all answered in order once it reads', async () => {
-  const rss0 = rss(sg.proc.pid);
   const key = crypto.randomBytes(16).toString('base64');
   const head = `GET /v1/tApp/realtime/alice HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`;
-  const chunks = [];
-  let seq = 1, size = 0;
-  while (size < FLOOD) {
-    const parts = [];
-    for (let i = 0; i < 1000; i++) parts.push(frame(1, `[${seq++},"PUT","/users/u2",{"name":"x"},{}]`));
-    const b = Buffer.concat(parts);
-    chunks.push(b);
-    size += b.length;
-  }
-  const c = await floodingClient(sg.port, head, chunks);
-  const grew = await assertBounded(sg.proc.pid, rss0, c, 'realtime refusals');
-  console.log(`realtime refusals: ${(c.written() / 1048576).toFixed(1)} MB taken before syncgate stopped reading; RSS +${(grew / 1048576).toFixed(1)} MB`);
-  await otherClientServed(sg.port);
-  c.stop();
-  c.read();
+  const chunks = realtimeFlood((seq) => `[${seq},"PUT","/users/u2",{"name":"x"},{}]`);
+  const c = await floodThenRead(sg, head, chunks, 'realtime refusals');
   // the seq of the last call written: every call up to it must be answered, in order
   const lastSeq = c.handed() * 1000;
   const seqs = [];
@@ -210,35 +217,34 @@ test('allowed calls answered by the backend: a client that does not read stalls 
     // HTTP: pipelined allowed reads, each answered by the backend
     const req = Buffer.from(`GET /v1/tApp/users/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\n\r\n`);
     const chunk = Buffer.concat(Array(Math.floor(65536 / req.length)).fill(req));
-    const rss0 = rss(sg2.proc.pid);
-    const c = await floodingClient(sg2.port, null, Array(Math.ceil(FLOOD / chunk.length)).fill(chunk));
-    const grew = await assertBounded(sg2.proc.pid, rss0, c, 'HTTP allowed');
-    console.log(`HTTP allowed: ${(c.written() / 1048576).toFixed(1)} MB taken; RSS +${(grew / 1048576).toFixed(1)} MB`);
-    c.stop();
+    const c = await floodThenRead(sg2, null, Array(Math.ceil(FLOOD / chunk.length)).fill(chunk), 'HTTP allowed');
     const n = c.handed() * Math.floor(65536 / req.length);
-    c.read();
     await waitFor(() => (c.bytes().toString('latin1').match(/HTTP\/1\.1 200/g) || []).length >= n, { timeout: 60000, every: 100 });
     c.s.destroy();
 
-    // realtime: allowed calls, each answered by the backend
+    // realtime: allowed calls, each answered by the backend, every answer reaching the client
     const key = crypto.randomBytes(16).toString('base64');
     const head = `GET /v1/tApp/realtime/alice HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`;
-    const chunks = [];
-    let seq = 1, size = 0;
-    while (size < FLOOD) {
-      const parts = [];
-      for (let i = 0; i < 1000; i++) parts.push(frame(1, `[${seq++},"GET","/users",{"ids":["a"]},{}]`));
-      const b = Buffer.concat(parts);
-      chunks.push(b);
-      size += b.length;
-    }
-    const rss1 = rss(sg2.proc.pid);
-    const w = await floodingClient(sg2.port, head, chunks);
-    const grew2 = await assertBounded(sg2.proc.pid, rss1, w, 'realtime allowed');
-    console.log(`realtime allowed: ${(w.written() / 1048576).toFixed(1)} MB taken; RSS +${(grew2 / 1048576).toFixed(1)} MB`);
-    w.stop();
+    const w = await floodThenRead(sg2, head, realtimeFlood((seq) => `[${seq},"GET","/users",{"ids":["a"]},{}]`), 'realtime allowed');
+    const answers = w.handed() * 1000;
+    await waitFor(() => (w.bytes().toString('latin1').match(/,200,\{\}\]/g) || []).length >= answers, { timeout: 60000, every: 100 });
     w.s.destroy();
   } finally {
     await sg2.stop();
+  }
+});
+
+test('calls waiting for a fact the backend does not give: at most 64 per socket, then the client is not read', async () => {
+  const sg3 = await startSyncgate(fast.port, conf);
+  try {
+    const key = crypto.randomBytes(16).toString('base64');
+    const head = `GET /v1/tApp/realtime/alice HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`;
+    // createIfNotExists of one user: every call parks on the same lookup, which never ends
+    // before lookup_timeout (then each fails closed, 403, and the next 64 are read)
+    const w = await floodThenRead(sg3, head, realtimeFlood((seq) => `[${seq},"POST","/users/stuck",{"name":"x"},{}]`), 'parked calls');
+    await waitFor(() => /,403,\{"errorCode":"USER_SYNC_DISABLED"/.test(w.bytes().toString('latin1')), { timeout: 10000, every: 100 });
+    w.s.destroy();
+  } finally {
+    await sg3.stop();
   }
 });
