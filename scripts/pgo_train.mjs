@@ -159,7 +159,7 @@ await Promise.all([sdkLoop(1), sdkLoop(2), restLoop(http, plain.port), restLoop(
   closeLoop(tls.port, { ca, servername: 'localhost' }), rawWsLoop(plain.port), rawWsLoop(plain.port),
   rawWsLoop(tls.port, { ca }), rawWsLoop(tls.port, { ca }), restLoop(https, bothTls.port, ca), rawWsLoop(bothTls.port, { ca }),
   hostileLoop(),
-  (async () => { await wsBench('/v1/bench/realtime/alice', 10, 1); await wsBench('/v1/bench/other/alice', 4, 1); })(),
+  (async () => { await wsBench('/v1/bench/realtime/alice', 10, 1); await wsBench('/bench/tunnel/alice', 4, 1); })(),
   (async () => {
     const user = `/v1/train/users/alice`;
     await wrk(`http://127.0.0.1:${rest.port}${user}`, 1);

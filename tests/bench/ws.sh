@@ -59,11 +59,12 @@ echo "WebSocket relay benchmark: 100 sockets, [seq,\"GET\",\"/ping\",{},{}] roun
 echo "le_relay is the control: a blind relay on libevent (tests/bench/le_relay.c), the least a libevent proxy can do"
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b / a }'; }
-# sg_tunnel: syncgate on a WebSocket path that is not the realtime socket, which it relays as a
-# tunnel (upgrade checked, frames not read): what syncgate's relay costs without inspection
+# sg_tunnel: syncgate on a WebSocket path outside the API paths (there an upgrade that is not
+# the realtime socket is refused), which it relays as a tunnel (upgrade checked, frames not
+# read): what syncgate's relay costs without inspection
 relays=(nginx le_relay syncgate sg_tunnel)
 port() { case $1 in nginx) echo $NG ;; le_relay) echo $LE ;; syncgate | sg_tunnel) echo $SG ;; esac; }
-target_path() { if [ "$1" = sg_tunnel ]; then echo /v1/bench/other/alice; else echo $path; fi; }
+target_path() { if [ "$1" = sg_tunnel ]; then echo /bench/tunnel/alice; else echo $path; fi; }
 ngw=$(pgrep -P "$(cat "$dir/b.pid")" | head -1)
 sgp=$(cat "$dir/c.pid")
 lep=$(cat "$dir/d.pid")
