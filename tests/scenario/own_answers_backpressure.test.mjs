@@ -12,7 +12,8 @@ import crypto from 'node:crypto';
 import { startBackend, startSyncgate, freePort, sleep, waitFor, parseResponses } from '../lib/harness.mjs';
 import { frame, userToken } from '../lib/rawws.mjs';
 
-const FLOOD = 20 * 1024 * 1024; // bytes of calls the client writes without reading
+// bytes of calls the client writes without reading (FLOOD_MB=40 reproduces the issue's figure)
+const FLOOD = Number(process.env.FLOOD_MB || 20) * 1024 * 1024;
 const RSS_BUDGET = 16 * 1024 * 1024;
 const conf = `[app:tApp]\nuser_sync = off\nconversation_sync = off\nsecret_key = sk_test_tApp\n`;
 
