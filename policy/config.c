@@ -4,6 +4,12 @@
  * inih calls handler() once per "name = value" line. handler() returns 0 on the first bad
  * line and keeps the message; inih reports that line's number as the parse result, which
  * gives the "FILE:LINE: message" form without inih's optional line-number handler.
+ *
+ * inih reads the text through read_line(), which counts lines and sees each one first: it
+ * removes leading whitespace (so indented keys, as in HAProxy-style files, are keys, not
+ * inih's "continuation lines" that would append to the previous value), and it refuses a
+ * section that appears twice and a key given twice in one section, naming both lines: the
+ * last value silently winning would let a stray "user_sync = on" turn protection off.
  */
 #include "policy/config.h"
 
@@ -72,11 +78,28 @@ struct app_draft {
 	int secret_key_set;
 };
 
+/* A section or key seen so far, with its line (duplicate detection). */
+struct seen {
+	char name[POL_APPID_MAX + 8];
+	int line;
+};
+
+#define MAX_LINE 4096 /* inih's own line buffer is smaller: a longer line is an error there */
+
 struct loader {
 	struct pol_config *c;
 	const char *name;
 	char msg[POL_ERR_MAX];
 	int failed;
+	int fail_line;         /* the line of the first error found outside handler() */
+	/* read_line()'s state */
+	int line;              /* the line inih is handling now */
+	FILE *file;            /* the file read, or NULL for a string */
+	const char *text;      /* the string's rest */
+	struct seen *sections; /* every section so far */
+	int nsections, csections;
+	struct seen *keys;     /* the keys of the current section */
+	int nkeys, ckeys;
 	struct app_draft def;
 	struct app_draft *apps;
 	int napps, capps;
@@ -546,6 +569,13 @@ handler(void *user, const char *section, const char *name, const char *value)
 			snprintf(ld->c->admin_listen, sizeof ld->c->admin_listen, "%s", value);
 			return 1;
 		}
+		if (!strcmp(name, "metrics_token_file")) {
+			free(ld->c->metrics_token);
+			ld->c->metrics_token = read_secret_file(value);
+			if (!ld->c->metrics_token || !ld->c->metrics_token[0])
+				return fail(ld, "[admin] metrics_token_file: cannot read '%s' (or it is empty)%s", value, "");
+			return 1;
+		}
 		if (!strcmp(name, "token_file")) {
 			free(ld->c->admin_token);
 			ld->c->admin_token = read_secret_file(value);
@@ -601,18 +631,144 @@ set_defaults(struct pol_config *c)
 	}
 }
 
+/* Adds NAME at the current line to SET; returns the line it was seen at before, 0 if new, or
+ * -1 when out of memory. */
+static int
+remember(struct loader *ld, struct seen **set, int *n, int *cap, const char *name, size_t len)
+{
+	int i;
+
+	if (len >= sizeof (*set)->name)
+		len = sizeof (*set)->name - 1;
+	for (i = 0; i < *n; i++)
+		if (strlen((*set)[i].name) == len && !memcmp((*set)[i].name, name, len))
+			return (*set)[i].line;
+	if (*n == *cap) {
+		int nc = *cap ? *cap * 2 : 16;
+		struct seen *ns = realloc(*set, (size_t)nc * sizeof *ns);
+		if (!ns)
+			return -1;
+		*set = ns;
+		*cap = nc;
+	}
+	memcpy((*set)[*n].name, name, len);
+	(*set)[*n].name[len] = 0;
+	(*set)[*n].line = ld->line;
+	(*n)++;
+	return 0;
+}
+
+/* Records the first error found by read_line() (inih goes on; load() reports this one). */
+static void
+fail_at_line(struct loader *ld, const char *what, const char *name, int first)
+{
+	if (ld->failed)
+		return;
+	ld->failed = 1;
+	ld->fail_line = ld->line;
+	snprintf(ld->msg, sizeof ld->msg, "%s '%.140s' again (first at line %d): each may appear once",
+	         what, name, first);
+}
+
+/* Notes the section header or key on LINE (whitespace already stripped). */
+static void
+check_line(struct loader *ld, const char *line)
+{
+	const char *end;
+	int first;
+
+	if (*line == '[') {
+		end = strchr(line, ']');
+		if (!end)
+			return; /* inih reports the malformed header */
+		first = remember(ld, &ld->sections, &ld->nsections, &ld->csections, line + 1,
+		                 (size_t)(end - line - 1));
+		if (first > 0) {
+			char sec[160];
+			snprintf(sec, sizeof sec, "[%.*s]", (int)(end - line - 1 > 150 ? 150 : end - line - 1),
+			         line + 1);
+			fail_at_line(ld, "section", sec, first);
+		}
+		ld->nkeys = 0; /* keys are per section */
+		return;
+	}
+	if (*line == ';' || *line == '#' || *line == 0 || !(end = strpbrk(line, "=:")))
+		return;
+	while (end > line && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	first = remember(ld, &ld->keys, &ld->nkeys, &ld->ckeys, line, (size_t)(end - line));
+	if (first > 0) {
+		char key[160];
+		snprintf(key, sizeof key, "%.*s", (int)(end - line > 150 ? 150 : end - line), line);
+		fail_at_line(ld, "key", key, first);
+	}
+}
+
+/* inih's ini_reader: the next line of the file or string into STR (NUM bytes), leading
+ * whitespace removed, counted; NULL at the end. */
+static char *
+read_line(char *str, int num, void *stream)
+{
+	struct loader *ld = stream;
+	char buf[MAX_LINE];
+	const char *p;
+	size_t n;
+
+	if (ld->file) {
+		if (!fgets(buf, sizeof buf, ld->file))
+			return NULL;
+	} else {
+		const char *nl;
+		if (!*ld->text)
+			return NULL;
+		nl = strchr(ld->text, '\n');
+		n = nl ? (size_t)(nl - ld->text + 1) : strlen(ld->text);
+		if (n >= sizeof buf)
+			n = sizeof buf - 1;
+		memcpy(buf, ld->text, n);
+		buf[n] = 0;
+		ld->text += n;
+	}
+	ld->line++;
+	for (p = buf; *p == ' ' || *p == '\t'; p++)
+		;
+	n = strlen(p);
+	if (n + 1 > (size_t)num || (strlen(buf) == sizeof buf - 1 && buf[sizeof buf - 2] != '\n')) {
+		/* inih would cut it: a value silently shortened is worse than an error */
+		if (!ld->failed) {
+			ld->failed = 1;
+			ld->fail_line = ld->line;
+			snprintf(ld->msg, sizeof ld->msg, "line longer than %d bytes", num - 2);
+		}
+		str[0] = 0;
+		return str;
+	}
+	check_line(ld, p);
+	memcpy(str, p, n + 1);
+	return str;
+}
+
 typedef int (*ini_runner)(const void *src, struct loader *ld);
 
 static int
 run_file(const void *src, struct loader *ld)
 {
-	return ini_parse((const char *)src, handler, ld);
+	int rc;
+
+	ld->file = fopen((const char *)src, "r");
+	if (!ld->file)
+		return -1;
+	rc = ini_parse_stream(read_line, ld, handler, ld);
+	fclose(ld->file);
+	ld->file = NULL;
+	return rc;
 }
 
 static int
 run_string(const void *src, struct loader *ld)
 {
-	return ini_parse_string((const char *)src, handler, ld);
+	ld->text = (const char *)src;
+	return ini_parse_stream(read_line, ld, handler, ld);
 }
 
 static struct pol_config *
@@ -634,10 +790,17 @@ load(ini_runner run, const void *src, const char *name, char *err)
 	ld.def.user_sync = ld.def.conversation_sync = ld.def.mode = ld.def.identity = UNSET;
 
 	rc = run(src, &ld);
+	free(ld.sections);
+	free(ld.keys);
+	ld.sections = ld.keys = NULL;
 	if (rc < 0) {
 		snprintf(err, POL_ERR_MAX, "%s:0: cannot open: %s", name, strerror(errno));
 		goto bad;
 	}
+	if (ld.fail_line && (rc == 0 || ld.fail_line < rc))
+		rc = ld.fail_line; /* read_line() found it before any error inih saw */
+	else if (ld.fail_line && rc < ld.fail_line)
+		ld.failed = 0; /* inih's own syntax error came first: its message */
 	if (rc > 0) {
 		if (!ld.failed)
 			snprintf(ld.msg, sizeof ld.msg, "syntax error (expected [section] or name = value)");
@@ -739,6 +902,7 @@ pol_config_unref(struct pol_config *c)
 	free(c->apps);
 	free(c->defaults.secret_key);
 	free(c->admin_token);
+	free(c->metrics_token);
 	free(c->path);
 	free(c);
 }
@@ -789,6 +953,7 @@ pol_config_with_change(const struct pol_config *base, const char *appid,
 	c->path = base->path ? strdup(base->path) : NULL;
 	c->defaults.secret_key = base->defaults.secret_key ? strdup(base->defaults.secret_key) : NULL;
 	c->admin_token = base->admin_token ? strdup(base->admin_token) : NULL;
+	c->metrics_token = base->metrics_token ? strdup(base->metrics_token) : NULL;
 	c->apps = calloc((size_t)n + 1, sizeof *c->apps);
 	c->napps = 0;
 	if (!c->apps) {

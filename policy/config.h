@@ -123,6 +123,7 @@ struct pol_config {
 	char admin_host[256];
 	char admin_port[8];
 	char *admin_token;       /* from token_file; NULL: none (loopback only) */
+	char *metrics_token;     /* from metrics_token_file: /metrics only; NULL: none */
 };
 
 /*

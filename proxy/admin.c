@@ -200,12 +200,11 @@ metrics(struct admin_conn *c)
 			}
 			pthread_mutex_unlock(&s->dlock);
 		}
-		static const char *verdicts[] = {"allow", "refuse", "would_refuse"};
 		for (i = 0; i < n; i++) {
 			char esc[POL_APPID_MAX * 2 + 8];
 			px_json_escape(esc, sizeof esc, all[i].app, strlen(all[i].app));
 			evbuffer_add_printf(b, "syncgate_decisions_total{app=\"%s\",op=\"%s\",verdict=\"%s\"} %llu\n",
-			                    esc, pol_op_to_str((enum pol_op)all[i].op), verdicts[all[i].verdict % 3],
+			                    esc, pol_op_to_str((enum pol_op)all[i].op), px_verdict_to_str((enum px_verdict)all[i].verdict),
 			                    all[i].n);
 		}
 		free(all);
@@ -298,12 +297,26 @@ put_app(struct admin_conn *c, const char *app)
 		reply_error(c, 400, "body must be a JSON object");
 		return;
 	}
-	cJSON_ArrayForEach(item, j) {
-		if (strcmp(item->string, "user_sync") && strcmp(item->string, "conversation_sync") &&
-		    strcmp(item->string, "mode")) {
-			snprintf(why, sizeof why, "unknown key \"%.40s\"", item->string);
-			break;
+	{
+		/* the known keys, each at most once: cJSON finds the first of two, and a reader of
+		 * the request (or a proxy in front) might take the last */
+		static const char *const keys[] = {"user_sync", "conversation_sync", "mode"};
+		int seen[3] = {0, 0, 0}, k, n = 0;
+		cJSON_ArrayForEach(item, j) {
+			for (k = 0; k < 3 && strcmp(item->string, keys[k]); k++)
+				;
+			if (k == 3) {
+				snprintf(why, sizeof why, "unknown key \"%.40s\"", item->string);
+				break;
+			}
+			if (seen[k]++) {
+				snprintf(why, sizeof why, "key \"%s\" given twice", keys[k]);
+				break;
+			}
+			n++;
 		}
+		if (!why[0] && n == 0)
+			snprintf(why, sizeof why, "the body names no switch to change (user_sync, conversation_sync, mode)");
 	}
 	if (why[0] || switch_value(j, "user_sync", "on", "off", &ch.user_sync, why, sizeof why) ||
 	    switch_value(j, "conversation_sync", "on", "off", &ch.conversation_sync, why, sizeof why) ||
@@ -383,16 +396,30 @@ readyz(struct admin_conn *c)
 
 /* ---- requests ---- */
 
+/* 1 if the request carries "Bearer TOK" (constant time); 0 for none or another. */
 static int
-authorized(struct admin_conn *c)
+bearer_is(const struct admin_conn *c, const char *tok)
 {
-	const char *tok = c->a->m->cfg->admin_token;
-	size_t tl;
-	if (!tok)
-		return 1; /* loopback without a token_file */
-	tl = strlen(tok);
+	size_t tl = strlen(tok);
 	return c->auth_len == 7 + tl && !strncasecmp(c->auth, "Bearer ", 7) &&
 	       CRYPTO_memcmp(c->auth + 7, tok, tl) == 0;
+}
+
+/* The admin token: every endpoint that reads policy or changes it. */
+static int
+authorized(const struct admin_conn *c)
+{
+	const char *tok = c->a->m->cfg->admin_token;
+	return !tok || bearer_is(c, tok); /* no token: loopback without a token_file */
+}
+
+/* /metrics: the admin token, or the read-only metrics token when one is configured, so a
+ * scraper's credential cannot change switches. */
+static int
+metrics_authorized(const struct admin_conn *c)
+{
+	const char *mt = c->a->m->cfg->metrics_token;
+	return (mt && bearer_is(c, mt)) || authorized(c);
 }
 
 static void
@@ -401,16 +428,22 @@ route(struct admin_conn *c)
 	const char *u = c->url;
 	int get = !strcmp(c->method, "GET"), put = !strcmp(c->method, "PUT");
 
-	if (!authorized(c)) {
+	/* probes need no token: a kubelet or load balancer has none, and rotating the token
+	 * must not fail every pod's probes; they tell nothing but up and ready */
+	if (!strcmp(u, "/healthz") && get) {
+		reply(c, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+		return;
+	}
+	if (!strcmp(u, "/readyz") && get) {
+		readyz(c);
+		return;
+	}
+	if (!strcmp(u, "/metrics") && get ? !metrics_authorized(c) : !authorized(c)) {
 		px_log(PX_LOG_WARN, "admin_unauthorized", "peer", c->peer, "path", c->url, NULL);
 		reply_error(c, 401, "Authorization: Bearer <admin token> required");
 		return;
 	}
-	if (!strcmp(u, "/healthz") && get)
-		reply(c, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
-	else if (!strcmp(u, "/readyz") && get)
-		readyz(c);
-	else if (!strcmp(u, "/metrics") && get)
+	if (!strcmp(u, "/metrics") && get)
 		metrics(c);
 	else if (!strcmp(u, "/apps") && get)
 		apps(c);

@@ -676,7 +676,7 @@ log_decision(struct px_conn *c, const struct pol_call *call, const struct pol_de
 	app[call->app ? al : 0] = 0;
 	memcpy(path, target, pl);
 	path[pl] = 0;
-	px_log(PX_LOG_INFO, d->would_deny ? "would_refuse" : "refuse", "transport", "http",
+	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", "http",
 	       "socket", c->id, "peer", c->peer, "app", app, "op", pol_op_to_str(call->op), "path", path,
 	       "status", status, "errorCode", d->error_code ? d->error_code : "", "rule",
 	       d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
@@ -848,7 +848,7 @@ police_request(struct px_conn *c, const char *head, size_t len)
 		return 0;
 	}
 	if (d.verdict == POL_ALLOW) {
-		px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, d.would_deny ? 2 : 0);
+		px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, px_verdict_of(&d));
 		if (call.op == POL_OP_REST_SERVER && call.method != POL_M_GET && app->id[0]) {
 			/* a server-side change passing through: drop what syncgate cached about it */
 			if (call.cid)
@@ -858,8 +858,9 @@ police_request(struct px_conn *c, const char *head, size_t len)
 		}
 		return 1;
 	}
-	px_count(&srv->stats.http_refused, 1);
-	px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, 1);
+	if (px_verdict_of(&d) == PX_V_REFUSE)
+		px_count(&srv->stats.http_refused, 1);
+	px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, px_verdict_of(&d));
 	log_decision(c, &call, &d, target, tlen);
 	px_conn_reply(c, d.status, d.error_code, d.reason,
 	              c->req.has_cl || c->req.chunked || c->req.conn_close);

@@ -149,11 +149,32 @@ px_count(_Atomic unsigned long long *c, unsigned long long n)
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
+/*
+ * The decision-table verdict of final decision D (not NEED_FACT): PX_V_EXISTS for a 409 (what
+ * a createIfNotExists asked for is there: the SDK takes it as success, so it is not counted
+ * or logged as a refusal that alerts would fire on), else refuse / would_refuse / allow.
+ */
+enum px_verdict { PX_V_ALLOW, PX_V_REFUSE, PX_V_WOULD_REFUSE, PX_V_EXISTS, PX_V_COUNT };
+static inline enum px_verdict
+px_verdict_of(const struct pol_decision *d)
+{
+	if (d->status == 409 && (d->verdict == POL_DENY || d->would_deny))
+		return PX_V_EXISTS;
+	return d->verdict != POL_ALLOW ? PX_V_REFUSE : d->would_deny ? PX_V_WOULD_REFUSE : PX_V_ALLOW;
+}
+/* Its name in /metrics and as the event of a decision's log line. */
+static inline const char *
+px_verdict_to_str(enum px_verdict v)
+{
+	static const char *const names[PX_V_COUNT] = {"allow", "refuse", "would_refuse", "exists"};
+	return (unsigned)v < PX_V_COUNT ? names[v] : "?";
+}
+
 /* Decisions by (app, operation, verdict), for /metrics: a worker-local table with a lock,
  * since the admin thread reads it. */
 struct px_decision_count {
 	char app[POL_APPID_MAX + 1];
-	unsigned char op, verdict; /* verdict: 0 allow, 1 refuse, 2 would_refuse */
+	unsigned char op, verdict; /* enum px_verdict */
 	unsigned long long n;
 };
 
@@ -259,6 +280,10 @@ void px_upstream_pool_free(struct px_server *srv);
 /* proxy/ws.c: takes over C after a valid 101 (both sockets). */
 void px_ws_start(struct px_conn *c);
 void px_ws_free(struct px_ws *ws);
+/* Drain: a 1001 close frame to the client of realtime relay C (when the backend is between
+ * messages), the backend side closed; C closes once the frame is written, so SDKs reconnect
+ * elsewhere at once instead of waiting out the grace period. */
+void px_ws_going_away(struct px_conn *c);
 
 /* proxy/server.c */
 void px_server_conn_gone(struct px_server *srv);
@@ -270,7 +295,7 @@ px_server_refresh(struct px_server *srv)
 	if (atomic_load_explicit(&srv->main->gen, memory_order_acquire) != srv->gen)
 		px_server_refresh_slow(srv);
 }
-/* Counts one decision for /metrics (VERDICT: 0 allow, 1 refuse, 2 would_refuse). Returns
+/* Counts one decision for /metrics (VERDICT: enum px_verdict). Returns
  * the entry's index in srv->dc (stable: entries are never removed), or -1 if not counted. */
 int px_server_count_decision(struct px_server *srv, const char *app, enum pol_op op, int verdict);
 /* Policy changes, from the admin API (returns 0, or 404 for an unknown app, 400). */

@@ -27,6 +27,10 @@
 #include <unistd.h>
 
 #define READ_CHUNK 16384
+/* A read rest smaller than this is copied into the input instead of pinning its block (see
+ * io_readable): at most 4 blocks' worth of memory per byte count, where a reference could pin
+ * 200 times the bytes it holds. */
+#define COPY_BELOW (READ_CHUNK / 4)
 #define TLS_WRITE_CHUNK 16384  /* one TLS record's worth per SSL_write */
 #define TLS_READ_BURST (4 * READ_CHUNK) /* per loop turn, then the other sockets get theirs */
 
@@ -69,6 +73,7 @@ struct px_io {
 
 /*
  * Read blocks. recv(2) lands in a READ_CHUNK block from a per-thread free list, and the bytes
+ * (when there are COPY_BELOW or more of them; fewer are copied)
  * join the input as a reference chain (evbuffer_add_reference) whose cleanup hands the block
  * back when libevent frees the chain: once the owner drained it, or once it moved to another
  * px_io's output and was sent. Every chain of a worker is freed on that worker's thread (or
@@ -722,9 +727,21 @@ io_readable(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 		if (used < (size_t)n) {
-			if (evbuffer_add_reference(io->in, (char *)block + used, (size_t)n - used, block_put,
-			                           block) < 0) {
+			size_t left = (size_t)n - used;
+			/* A few bytes by reference would pin the whole block wherever they go, and an
+			 * output holding many small answers (a client that does not read) counts
+			 * bytes against its watermark, not blocks: 256 KiB of 73-byte answers pinned
+			 * 56 MB. So a small rest is copied (into the input's last chain where it
+			 * fits) and the block goes back at once; a large one stays zero-copy. */
+			int r = left < COPY_BELOW
+			            ? evbuffer_add(io->in, (char *)block + used, left)
+			            : evbuffer_add_reference(io->in, (char *)block + used, left, block_put,
+			                                     block);
+			if (left < COPY_BELOW)
 				block_put(NULL, 0, block);
+			if (r < 0) {
+				if (left >= COPY_BELOW)
+					block_put(NULL, 0, block);
 				report(io, PX_IO_ERROR);
 				return;
 			}

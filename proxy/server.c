@@ -16,6 +16,7 @@
  */
 #include "proxy/server.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <sys/socket.h>
@@ -277,7 +278,9 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct px_server *srv = arg;
 	(void)fd;
 	(void)what;
-	px_log(PX_LOG_WARN, "shutdown", "why", "grace period over, closing the rest", NULL);
+	char n[16];
+	snprintf(n, sizeof n, "%d", srv->nconns);
+	px_log(PX_LOG_WARN, "shutdown", "why", "grace period over, closing the rest", "cut", n, NULL);
 	while (srv->conns)
 		px_conn_close(srv->conns);
 	event_base_loopexit(srv->base, NULL);
@@ -319,6 +322,8 @@ worker_stop_cb(evutil_socket_t fd, short what, void *arg)
 		next = c->next;
 		if (c->state == PX_C_HEAD && evbuffer_get_length(px_io_input(c->cio)) == 0)
 			px_conn_close(c);
+		else if (c->state == PX_C_WS)
+			px_ws_going_away(c); /* closes from the loop once the frame is out */
 	}
 	event_del(srv->access_timer); /* a pending timer would keep the loop alive */
 	if (srv->nconns == 0) {
@@ -376,12 +381,12 @@ server_free(struct px_server *srv)
 }
 
 static struct px_server *
-server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen)
+server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen,
+           const evutil_socket_t *listen_fds, int nlisten)
 {
 	struct px_server *srv = calloc(1, sizeof *srv);
 	struct pol_config *cfg = m->cfg;
-	struct addrinfo hints, *ai;
-	int i, rc;
+	int i;
 
 	if (!srv)
 		return NULL;
@@ -425,40 +430,81 @@ server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen
 	}
 	memcpy(&srv->up_addr, up, uplen);
 	srv->up_addrlen = uplen;
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	for (i = 0; i < cfg->nlisten; i++) {
-		char addr[300];
-		ai = NULL;
-		rc = getaddrinfo(cfg->listen[i].host, cfg->listen[i].port, &hints, &ai);
-		snprintf(addr, sizeof addr, "%s:%s", cfg->listen[i].host, cfg->listen[i].port);
-		if (rc || !ai) {
-			px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve listen address", "addr", addr, NULL);
-			server_free(srv);
-			return NULL;
-		}
-		/* SO_REUSEPORT: each worker has its own listening socket on the same address */
-		srv->listeners[i] = evconnlistener_new_bind(
+	for (i = 0; i < nlisten; i++) {
+		evutil_socket_t fd = dup(listen_fds[i]);
+		srv->listeners[i] = fd < 0 ? NULL : evconnlistener_new(
 			srv->base, cfg->listen[i].tls ? accept_tls_cb : accept_cb, srv,
-			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-				LEV_OPT_CLOSE_ON_EXEC,
-			1024, ai->ai_addr, (int)ai->ai_addrlen);
-		freeaddrinfo(ai);
+			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 		if (!srv->listeners[i]) {
-			px_log(PX_LOG_ERROR, "startup", "why", "cannot listen", "addr", addr, "error",
+			if (fd >= 0)
+				evutil_closesocket(fd);
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot accept", "error",
 			       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), NULL);
 			server_free(srv);
 			return NULL;
 		}
 		evconnlistener_set_error_cb(srv->listeners[i], accept_error_cb);
 		srv->nlisteners++;
-		if (id == 0)
-			px_log(PX_LOG_INFO, "listen", "addr", addr, "tls", cfg->listen[i].tls ? "on" : "off",
-			       NULL);
 	}
 	return srv;
+}
+
+/*
+ * Binds every listen address once, for the whole process (nginx without reuseport): the
+ * workers accept on dup()s of these sockets, and the originals are closed once they have
+ * (a drain closes the socket when the last worker frees its listener). SO_REUSEPORT would let another process with
+ * the same user bind the same address and take a share of the connections, under its own
+ * policy; without it such a bind fails with EADDRINUSE, and so does ours when the address
+ * is taken (a fatal start error). SO_REUSEADDR only allows a restart while old connections
+ * are in TIME_WAIT. The sockets are only bound here: px_main_new() calls listen(2) once the
+ * whole process is up (the admin listener too), so a client that can connect is served.
+ * Returns 0, or -1 after logging why.
+ */
+static int
+bind_listeners(const struct pol_config *cfg, evutil_socket_t *fds, int *n)
+{
+	struct addrinfo hints, *ai;
+	int i, rc, one = 1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	for (i = 0; i < cfg->nlisten; i++) {
+		char addr[300];
+		evutil_socket_t fd;
+		const char *what = NULL;
+
+		snprintf(addr, sizeof addr, "%s:%s", cfg->listen[i].host, cfg->listen[i].port);
+		ai = NULL;
+		rc = getaddrinfo(cfg->listen[i].host, cfg->listen[i].port, &hints, &ai);
+		if (rc || !ai) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve listen address", "addr", addr,
+			       "error", rc ? gai_strerror(rc) : "no address", NULL);
+			if (ai)
+				freeaddrinfo(ai);
+			return -1;
+		}
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			what = "socket";
+		else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one))
+			what = "setsockopt";
+		else if (bind(fd, ai->ai_addr, ai->ai_addrlen))
+			what = "bind";
+		freeaddrinfo(ai);
+		if (what) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot listen", "addr", addr, "call", what,
+			       "error", strerror(errno), NULL);
+			if (fd >= 0)
+				evutil_closesocket(fd);
+			return -1;
+		}
+		fds[(*n)++] = fd;
+		px_log(PX_LOG_INFO, "listen", "addr", addr, "tls", cfg->listen[i].tls ? "on" : "off",
+		       NULL);
+	}
+	return 0;
 }
 
 static void *
@@ -669,7 +715,8 @@ px_main_new(struct pol_config *cfg, const char *path)
 {
 	struct px_main *m;
 	struct addrinfo hints, *res = NULL;
-	int i, rc;
+	evutil_socket_t fds[PX_MAX_LISTENERS];
+	int i, rc, nfds = 0;
 
 	m = calloc(1, sizeof *m);
 	if (!m)
@@ -702,19 +749,17 @@ px_main_new(struct pol_config *cfg, const char *path)
 		goto bad;
 	}
 	m->workers = calloc((size_t)cfg->workers, sizeof *m->workers);
-	if (!m->workers) {
-		freeaddrinfo(res);
-		goto bad;
-	}
-	for (i = 0; i < cfg->workers; i++) {
-		m->workers[i] = server_new(m, i, res->ai_addr, res->ai_addrlen);
-		if (!m->workers[i]) {
-			freeaddrinfo(res);
-			goto bad;
-		}
-		m->nworkers++;
+	rc = m->workers ? bind_listeners(cfg, fds, &nfds) : -1;
+	for (i = 0; rc == 0 && i < cfg->workers; i++) {
+		m->workers[i] = server_new(m, i, res->ai_addr, res->ai_addrlen, fds, nfds);
+		if (!m->workers[i])
+			rc = -1;
+		else
+			m->nworkers++;
 	}
 	freeaddrinfo(res);
+	if (rc)
+		goto bad;
 	/* one worker: its loop is the main loop, and the process stays single-threaded (glibc's
 	 * syscall wrappers then skip the cancellation bookkeeping a second thread would cost) */
 	m->base = m->nworkers == 1 ? m->workers[0]->base : event_base_new();
@@ -725,6 +770,15 @@ px_main_new(struct pol_config *cfg, const char *path)
 		if (!m->admin)
 			goto bad;
 	}
+	for (i = 0; i < nfds; i++)
+		if (listen(fds[i], 1024)) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot listen", "addr", cfg->listen[i].host,
+			       "call", "listen", "error", strerror(errno), NULL);
+			goto bad;
+		}
+	for (i = 0; i < nfds; i++)
+		evutil_closesocket(fds[i]); /* the workers have their own */
+	nfds = 0;
 	m->sig_term = evsignal_new(m->base, SIGTERM, stop_cb, m);
 	m->sig_int = evsignal_new(m->base, SIGINT, stop_cb, m);
 	m->sig_hup = evsignal_new(m->base, SIGHUP, reload_cb, m);
@@ -733,6 +787,8 @@ px_main_new(struct pol_config *cfg, const char *path)
 	evsignal_add(m->sig_hup, NULL);
 	return m;
 bad:
+	for (i = 0; i < nfds; i++)
+		evutil_closesocket(fds[i]);
 	px_main_free(m);
 	return NULL;
 }

@@ -80,7 +80,7 @@ struct px_ws {
 	size_t user_len;         /* strlen(c->user), fixed from the upgrade on */
 	int dc_slot;             /* the last decision's entry in srv->dc, -1: none */
 	enum pol_op dc_op;
-	int dc_verdict;
+	enum px_verdict dc_verdict;
 	int tunnel;
 	int s_in_msg;           /* inside a fragmented backend data message */
 	int nmerges;
@@ -230,6 +230,8 @@ queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const
 	             (int)seq_len, seq, status, code, esc);
 	if (n > 0 && (size_t)n < sizeof buf)
 		queue_text(ws, buf, (size_t)n);
+	if (status == 409)
+		return; /* "exists": the SDK's success, not a refusal */
 	ws->refused++;
 	px_count(&ws->c->srv->stats.ws_refused, 1);
 }
@@ -282,7 +284,7 @@ log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_dec
 	         call->method_text ? call->method_text : "");
 	if (pl < 0)
 		strcpy(path, "(long)");
-	px_log(PX_LOG_INFO, d->would_deny ? "would_refuse" : "refuse", "transport", "ws",
+	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", "ws",
 	       "socket", c->id, "peer", c->peer, "app", c->app, "user", px_conn_user(c), "op", pol_op_to_str(call->op),
 	       "method", method,
 	       "path", path, "status", status, "errorCode", d->error_code ? d->error_code : "",
@@ -311,7 +313,7 @@ flush_both(struct px_conn *c)
  * verdict), so the entry of the last one is remembered and bumped without hashing.
  */
 static void
-count_decision(struct px_ws *ws, const struct pol_ctx *ctx, enum pol_op op, int verdict)
+count_decision(struct px_ws *ws, const struct pol_ctx *ctx, enum pol_op op, enum px_verdict verdict)
 {
 	struct px_server *srv = ws->c->srv;
 
@@ -412,7 +414,7 @@ decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call 
 		}
 		if (d.verdict != POL_ALLOW || d.would_deny)
 			log_refusal(c, call, &d);
-		count_decision(ws, ctx, call->op, d.verdict != POL_ALLOW ? 1 : d.would_deny ? 2 : 0);
+		count_decision(ws, ctx, call->op, px_verdict_of(&d));
 		m->act[i].allowed = d.verdict == POL_ALLOW;
 		if (!m->act[i].allowed) {
 			m->act[i].status = d.status;
@@ -548,7 +550,7 @@ apply(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
 {
 	if (d->verdict != POL_ALLOW || d->would_deny)
 		log_refusal(ws->c, call, d);
-	count_decision(ws, ctx, call->op, d->verdict != POL_ALLOW ? 1 : d->would_deny ? 2 : 0);
+	count_decision(ws, ctx, call->op, px_verdict_of(d));
 	if (d->verdict == POL_ALLOW) {
 		forward_raw(ws, raw);
 		forget_facts(ws, call);
@@ -1258,6 +1260,16 @@ ws_eventcb(struct px_io *io, short what, void *arg)
 		return;
 	}
 	px_conn_close(c);
+}
+
+void
+px_ws_going_away(struct px_conn *c)
+{
+	struct px_ws *ws = c->ws;
+	/* only between backend messages (a close frame inside one would corrupt it), and not in
+	 * a tunnel, whose frames syncgate does not follow: those have the grace period */
+	if (c->state == PX_C_WS && ws && !ws->tunnel && !ws->s_remaining && !ws->s_in_msg)
+		close_client(c, PX_WS_CLOSE_GOING_AWAY, "syncgate is shutting down");
 }
 
 void

@@ -6,8 +6,9 @@
  * this driver reads the target the way a lenient backend could: the query cut off, each
  * segment cut at its first ";", percent-decoded where the escape is valid, compared without
  * case; the method upper-cased. Properties (issue 15):
- *  - a request the lenient reading takes for a user, conversation or participant mutation,
- *    or for any mutation under /api/v0/{app}, is never allowed by syncgate;
+ *  - a request the lenient reading takes for a user, conversation or participant mutation
+ *    (anything under /users/{x} or /conversations/{x} but its messages), or for any mutation
+ *    under /api/v0/{app}, is never allowed by syncgate;
  *  - a request the lenient reading takes for the realtime socket is either refused or known
  *    to syncgate as an API path (so an upgrade on it is inspected or refused, never tunnelled).
  */
@@ -101,7 +102,8 @@ lenient_forbidden(const char *m, const struct reading *r)
 	b = v1_resource(r);
 	if (b < 0 || r->n < b + 2)
 		return 0;
-	return is(r, b, "users") || is(r, b, "conversations");
+	/* messages (and their reactions) are not sync: they pass whatever the switches */
+	return is(r, b, "users") || (is(r, b, "conversations") && !is(r, b + 2, "messages"));
 }
 
 static int

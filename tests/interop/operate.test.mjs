@@ -13,34 +13,56 @@ import { session, uniqueUser, settle } from './sdk.mjs';
 import { defineScenarios } from './sdk_scenarios.mjs';
 
 const KEY = 'sk_test_demo', TOKEN = 'admin-token-123';
+const adminPort = (admin) => admin.port;
 const cleanup = [];
 after(async () => { for (const f of cleanup.reverse()) await f(); setTimeout(() => process.exit(), 200).unref(); });
 
-async function setup(appConf, { workers = 1, extra = '' } = {}) {
+async function setup(appConf, { workers = 1, extra = '', adminExtra = '' } = {}) {
   const be = await startBackend({ apps: { demo: KEY } });
   cleanup.push(() => be.stop());
   const adminPort = await freePort();
   const tokenFile = path.join(fs.mkdtempSync('/tmp/sgtok-'), 'token');
   fs.writeFileSync(tokenFile, TOKEN + '\n');
-  const conf = (app) => `workers = ${workers}\n[admin]\nlisten = 127.0.0.1:${adminPort}\ntoken_file = ${tokenFile}\n[app:demo]\nsecret_key = ${KEY}\n${app}\n${extra}`;
+  const conf = (app) => `workers = ${workers}\n[admin]\nlisten = 127.0.0.1:${adminPort}\ntoken_file = ${tokenFile}\n${adminExtra}[app:demo]\nsecret_key = ${KEY}\n${app}\n${extra}`;
   const sg = await startSyncgate(be.port, conf(appConf));
   cleanup.push(() => sg.stop());
   const admin = async (method, p, body, token = TOKEN) => {
     const r = await fetch(`http://127.0.0.1:${adminPort}${p}`, { method, headers: token ? { Authorization: `Bearer ${token}` } : {}, body: body ? JSON.stringify(body) : undefined });
     return { status: r.status, text: await r.text() };
   };
+  admin.port = adminPort;
   return { be, sg, admin, reconf: (app) => sg.writeConf(conf(app).replace(/^/, '')) };
 }
 
-test('admin API: token required; health and readiness; unknown app 404; bad value 400', async () => {
-  const { be, admin } = await setup('user_sync = on');
-  assert.equal((await admin('GET', '/healthz', null, null)).status, 401);
-  assert.equal((await admin('GET', '/healthz', null, 'wrong')).status, 401);
-  assert.equal((await admin('GET', '/healthz')).status, 200);
-  assert.equal((await admin('GET', '/readyz')).status, 200);
+test('admin API: token required but for probes; a read-only metrics token; unknown app 404; bad value 400', async () => {
+  const metricsTokenFile = path.join(fs.mkdtempSync('/tmp/sgtok-'), 'metrics');
+  fs.writeFileSync(metricsTokenFile, 'scrape-only-456\n');
+  const { be, sg, admin } = await setup('user_sync = on', { adminExtra: `metrics_token_file = ${metricsTokenFile}\n` });
+  // probes need no token (kubelets have none; rotating the token must not fail them) and
+  // are not logged as unauthorized
+  assert.equal((await admin('GET', '/healthz', null, null)).status, 200);
+  assert.equal((await admin('GET', '/healthz', null, 'wrong')).status, 200);
+  assert.equal((await admin('GET', '/readyz', null, null)).status, 200);
+  assert.ok(!sg.logs().some((l) => l.event === 'admin_unauthorized'));
+  // everything else needs the token; /metrics also takes the read-only metrics token,
+  // which changes nothing
+  assert.equal((await admin('GET', '/apps', null, null)).status, 401);
+  assert.equal((await admin('GET', '/metrics', null, null)).status, 401);
+  assert.equal((await admin('GET', '/metrics', null, 'scrape-only-456')).status, 200);
+  assert.equal((await admin('GET', '/metrics')).status, 200);
+  assert.equal((await admin('GET', '/apps', null, 'scrape-only-456')).status, 401);
+  assert.equal((await admin('PUT', '/apps/demo', { user_sync: 'off' }, 'scrape-only-456')).status, 401);
   assert.equal((await admin('PUT', '/apps/nosuchapp', { user_sync: 'off' })).status, 404);
   assert.equal((await admin('PUT', '/apps/demo', { user_sync: 'maybe' })).status, 400);
   assert.equal((await admin('PUT', '/apps/demo', { colour: 'red' })).status, 400);
+  // a key given twice (cJSON would read the first, another reader the last) and a body that
+  // changes nothing are refused, and change nothing
+  const twice = await fetch(`http://127.0.0.1:${adminPort(admin)}/apps/demo`, { method: 'PUT', headers: { Authorization: `Bearer ${TOKEN}` }, body: '{"user_sync":"off","user_sync":"on"}' });
+  assert.equal(twice.status, 400);
+  assert.match(await twice.text(), /given twice/);
+  const empty = await admin('PUT', '/apps/demo', {});
+  assert.equal(empty.status, 400);
+  assert.match(empty.text, /names no switch/);
   const apps = JSON.parse((await admin('GET', '/apps')).text);
   const demo = apps.apps.find((a) => a.id === 'demo');
   assert.deepEqual([demo.user_sync, demo.secret_key], ['on', true]);
@@ -91,6 +113,11 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   await ws.json(0);
   for (let i = 1; i <= 3; i++) { ws.sendText(`[${i},"GET","/ping",{},{}]`); await ws.json(i); }
   for (let i = 4; i <= 5; i++) { ws.sendText(`[${i},"PUT","/users/alice",{"name":"x"},{}]`); await ws.json(i); }
+  // createIfNotExists of a user that exists: 409, which the SDK takes as success: counted and
+  // logged as "exists", not as a refusal
+  await be.seed({ appId: 'demo', users: { carol: { name: 'Carol' } } });
+  ws.sendText('[6,"POST","/users/carol",{"name":"C"},{}]');
+  assert.equal((await ws.json(6))[1], 409);
   for (let i = 0; i < 4; i++) await rawExchange(sg.port, 'GET /bytes/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { idle: 500 });
   await rawExchange(sg.port, 'PUT /v1/demo/users/bob HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', { idle: 500 });
   // decision counts are published every 250 ms: poll until the scenario's last one is there
@@ -103,9 +130,11 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   assert.equal(val(/^syncgate_decisions_total\{app="demo",op="ping",verdict="allow"\} (\d+)$/m), 3);
   assert.equal(val(/^syncgate_decisions_total\{app="demo",op="auth",verdict="allow"\} (\d+)$/m), 1);
   assert.equal(val(/^syncgate_decisions_total\{app="demo",op="user-set",verdict="refuse"\} (\d+)$/m), 3); // 2 ws + 1 http
+  assert.equal(val(/^syncgate_decisions_total\{app="demo",op="user-create",verdict="exists"\} (\d+)$/m), 1);
+  assert.ok(!/op="user-create",verdict="refuse"/.test(m));
   assert.equal(val(/^syncgate_ws_refused_total (\d+)$/m), 2);
   assert.equal(val(/^syncgate_http_refused_total (\d+)$/m), 1);
-  assert.equal(val(/^syncgate_ws_frames_total\{direction="client"\} (\d+)$/m), 6);
+  assert.equal(val(/^syncgate_ws_frames_total\{direction="client"\} (\d+)$/m), 7);
   assert.equal(val(/^syncgate_http_requests_total (\d+)$/m), 6); // upgrade + 4 GET + 1 PUT
   assert.equal(val(/^syncgate_ws_open (\d+)$/m), 1);
   assert.equal(val(/^syncgate_http_request_duration_seconds_count (\d+)$/m), 6);
@@ -118,10 +147,12 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   assert.ok(access.some((l) => l.request === 'GET /v1/demo/realtime/alice' && l.status === '101'));
   await waitFor(() => sg.logs().some((l) => l.event === 'ws_closed'));
   const closed = sg.logs().find((l) => l.event === 'ws_closed');
-  assert.deepEqual([closed.frames_in, closed.refused], ['6', '2']);
+  assert.deepEqual([closed.frames_in, closed.refused], ['7', '2']);
   assert.ok(Number(closed.bytes_in) > 150 && Number(closed.bytes_out) > 50, JSON.stringify(closed));
   assert.match(closed.socket, /^w0-\d+$/);
   assert.ok(sg.logs().some((l) => l.event === 'refuse' && l.socket === closed.socket));
+  assert.ok(sg.logs().some((l) => l.event === 'exists' && l.op === 'user-create' && l.status === '409'));
+  assert.ok(!sg.logs().some((l) => l.event === 'refuse' && l.op === 'user-create'));
   assert.ok(!sg.stderr().includes(KEY) && !sg.stderr().includes(userToken('demo', 'alice', KEY)), 'no keys or tokens in logs');
   void be;
 });

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SYNCGATE, ROOT, startBackend, startSyncgate, rawExchange, parseResponses, freePort, sleep, waitFor } from '../lib/harness.mjs';
+import { RawWs } from '../lib/rawws.mjs';
 
 const cleanup = [];
 after(async () => { for (const f of cleanup.reverse()) await f(); });
@@ -35,6 +36,11 @@ test('-t accepts the shipped config and reports FILE:LINE for a bad one', () => 
   const r = run('-t', '-c', bad);
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `${bad}:5: user_sync: 'sometimes' is not on or off\n`);
+  // a later duplicate turning protection off is refused by -t, naming both lines
+  fs.writeFileSync(bad, '[syncgate]\nlisten = 127.0.0.1:1\nupstream = http://127.0.0.1:2\n[app:x]\nuser_sync = off\n[app:y]\n[app:x]\nuser_sync = on\n');
+  const dup = run('-t', '-c', bad);
+  assert.equal(dup.status, 1);
+  assert.equal(dup.stderr, `${bad}:7: section '[app:x]' again (first at line 4): each may appear once\n`);
 });
 
 test('SIGTERM: in-flight requests finish, new connections are refused, exit 0', async () => {
@@ -79,4 +85,44 @@ test('SIGHUP applies a changed file; a broken file keeps the old policy', async 
   const line = sg.logs().find((l) => l.event === 'reload_failed');
   assert.match(line.why, /listen: 'nowhere' is not HOST:PORT/);
   assert.equal(await put(), 403, 'old policy still in force');
+});
+
+test('a second process cannot listen on an address syncgate holds (EADDRINUSE, exit 1); workers of one process share it', async () => {
+  const be = await startBackend();
+  cleanup.push(() => be.stop());
+  const first = await startSyncgate(be.port, 'workers = 2\n[app:demo]\nuser_sync = off\n');
+  cleanup.push(() => first.stop());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sgb-'));
+  const conf = path.join(dir, 'second.conf');
+  // another policy on the same address: it would have taken a share of the connections
+  fs.writeFileSync(conf, `[syncgate]\nlisten = 127.0.0.1:${first.port}\nupstream = http://127.0.0.1:${be.port}\n[app:demo]\nuser_sync = on\n`);
+  const second = spawnSync(SYNCGATE, ['-c', conf], { encoding: 'utf8', timeout: 10000 });
+  assert.equal(second.status, 1, second.stderr);
+  const line = second.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.why === 'cannot listen');
+  assert.ok(line, second.stderr);
+  assert.equal(line.addr, `127.0.0.1:${first.port}`);
+  assert.match(line.error, /in use/);
+  // every connection still meets the first one's policy, on both of its workers
+  for (let i = 0; i < 20; i++) {
+    const r = parseResponses((await rawExchange(first.port, 'PUT /v1/demo/users/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer u\r\nConnection: close\r\n\r\n', { idle: 1000 })).data);
+    assert.equal(r[0].status, 403);
+  }
+});
+
+test('SIGTERM: open realtime sockets get a 1001 close at once (not at the end of the grace period)', async () => {
+  const be = await startBackend();
+  cleanup.push(() => be.stop());
+  const sg = await startSyncgate(be.port, '[limits]\nshutdown_grace = 20s\n');
+  const ws = await RawWs.open(sg.port, '/v1/demo/realtime/alice');
+  ws.sendText('[0,"GET","/ping",{},{}]');
+  await ws.json(0);
+  const exited = new Promise((r) => sg.proc.on('exit', (code) => r(code)));
+  const t0 = Date.now();
+  sg.signal('SIGTERM');
+  const c = await ws.closeFrame();
+  assert.equal(c.code, 1001);
+  assert.ok(Date.now() - t0 < 5000, 'the close came at the start of the drain');
+  assert.ok(await ws.waitClosed());
+  assert.equal(await exited, 0);
+  assert.ok(Date.now() - t0 < 10000, 'the process did not wait out the grace period');
 });

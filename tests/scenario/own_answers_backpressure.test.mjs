@@ -90,6 +90,9 @@ async function floodingClient(port, head, chunks) {
   s.pause();
   const got = [];
   s.on('data', (d) => got.push(d));
+  // a reset after the test is done with the socket (its own destroy() racing the last
+  // writes) is no finding: what a test needs of the socket it asserts on its bytes
+  s.on('error', () => {});
   let written = 0, handed = 0, stop = false;
   const writing = (async () => {
     if (head) s.write(head);
@@ -125,7 +128,9 @@ function realtimeFlood(call) {
 }
 
 // Waits until syncgate stops taking the flood (the client's writes block), then checks RSS.
-async function assertBounded(pid, rss0, client, what) {
+// STALLS: the flood must stop short of its end. Not for small answers to allowed realtime
+// calls: kernel socket buffers along client, syncgate and backend can hold all of it.
+async function assertBounded(pid, rss0, client, what, stalls = true) {
   let last = -1;
   await waitFor(async () => {
     const w = client.written();
@@ -134,7 +139,7 @@ async function assertBounded(pid, rss0, client, what) {
     await sleep(300);
     return still && client.written() === w;
   }, { timeout: 20000, every: 0 });
-  assert.ok(client.written() < FLOOD, `${what}: syncgate kept reading a client that reads nothing (${client.written()} of ${FLOOD} bytes taken)`);
+  if (stalls) assert.ok(client.written() < FLOOD, `${what}: syncgate kept reading a client that reads nothing (${client.written()} of ${FLOOD} bytes taken)`);
   const grew = rss(pid) - rss0;
   if (!asan(pid)) assert.ok(grew < RSS_BUDGET, `${what}: RSS grew by ${(grew / 1048576).toFixed(1)} MB while the client did not read`);
   return grew;
@@ -148,10 +153,10 @@ async function otherClientServed(port) {
 
 // Floods SG through a client that does not read: syncgate must stop taking the flood with its
 // RSS flat, and serve another client meanwhile. Then the client stops writing and reads.
-async function floodThenRead(sg, head, chunks, what) {
+async function floodThenRead(sg, head, chunks, what, stalls = true) {
   const rss0 = rss(sg.proc.pid);
   const c = await floodingClient(sg.port, head, chunks);
-  const grew = await assertBounded(sg.proc.pid, rss0, c, what);
+  const grew = await assertBounded(sg.proc.pid, rss0, c, what, stalls);
   console.log(`${what}: ${(c.written() / 1048576).toFixed(1)} MB taken before syncgate stopped reading; RSS +${(grew / 1048576).toFixed(1)} MB`);
   await otherClientServed(sg.port);
   c.stop();
@@ -226,7 +231,7 @@ test('allowed calls answered by the backend: a client that does not read stalls 
     // realtime: allowed calls, each answered by the backend, every answer reaching the client
     const key = crypto.randomBytes(16).toString('base64');
     const head = `GET /v1/tApp/realtime/alice HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`;
-    const w = await floodThenRead(sg2, head, realtimeFlood((seq) => `[${seq},"GET","/users",{"ids":["a"]},{}]`), 'realtime allowed');
+    const w = await floodThenRead(sg2, head, realtimeFlood((seq) => `[${seq},"GET","/users",{"ids":["a"]},{}]`), 'realtime allowed', false);
     const answers = w.handed() * 1000;
     await waitFor(() => (w.bytes().toString('latin1').match(/,200,\{\}\]/g) || []).length >= answers, { timeout: 60000, every: 100 });
     w.s.destroy();

@@ -5,13 +5,19 @@
 #include "policy/config.h"
 #include "t.h"
 
-static const char *base = "[syncgate]\nlisten = 127.0.0.1:8080\nupstream = http://127.0.0.1:8081\n";
 
+/* BASE and then EXTRA; a listen or upstream key first in EXTRA replaces BASE's (a key may
+ * appear once per section), on the same line. */
 static struct pol_config *
 load(const char *extra, char *err)
 {
 	static char buf[8192];
-	snprintf(buf, sizeof buf, "%s%s", base, extra);
+	const char *lines[3] = {"[syncgate]\n", "listen = 127.0.0.1:8080\n", "upstream = http://127.0.0.1:8081\n"};
+	if (!strncmp(extra, "listen =", 8))
+		lines[1] = "\n";
+	if (!strncmp(extra, "upstream =", 10))
+		lines[2] = "\n";
+	snprintf(buf, sizeof buf, "%s%s%s%s", lines[0], lines[1], lines[2], extra);
 	return pol_config_load_string(buf, "t.conf", err);
 }
 
@@ -88,20 +94,45 @@ main(void)
 	}
 
 	/* listen lists and IPv6 */
-	c = load("[syncgate]\nlisten = 127.0.0.1:1, [::1]:2\n", err);
+	c = load("listen = 127.0.0.1:1, [::1]:2\n", err);
 	CHECK(c && c->nlisten == 2 && !strcmp(c->listen[1].host, "::1") &&
 	      !strcmp(c->listen[1].port, "2"));
 	pol_config_unref(c);
 
 	/* errors, with file and line */
 	expect_error("bogus = 1\n", "t.conf:4: unknown key 'bogus' in [syncgate]");
+	/* a section or a key given twice: refused, naming both lines (the last one silently
+	 * winning would let a stray "user_sync = on" turn protection off) */
+	expect_error("[app:a]\nuser_sync = off\n[app:b]\n[app:a]\nuser_sync = on\n",
+	             "t.conf:7: section '[app:a]' again (first at line 4)");
+	expect_error("[app:a]\nuser_sync = off\nconversation_sync = off\nuser_sync = on\n",
+	             "t.conf:7: key 'user_sync' again (first at line 5)");
+	expect_error("workers = 2\nlisten = 127.0.0.1:9\n", "t.conf:5: key 'listen' again (first at line 2)");
+	expect_error("[limits]\nbody = 1m\n[syncgate]\nworkers = 2\n", "t.conf:6: section '[syncgate]' again (first at line 1)");
+	/* the same key in two sections is fine; indented keys are keys (not continuation lines) */
+	c = load("[app:a]\n  user_sync = off\n\tconversation_sync = off\n[app:b]\n    user_sync = off\n", err);
+	CHECK(c != NULL);
+	if (c) {
+		a = pol_config_app(c, "a", 1);
+		CHECK(a->user_sync == 0 && a->conversation_sync == 0);
+		a = pol_config_app(c, "b", 1);
+		CHECK(a->user_sync == 0 && a->conversation_sync == 1);
+		pol_config_unref(c);
+	}
+	{
+		char longline[400];
+		memset(longline, 'A', sizeof longline);
+		memcpy(longline, "[tls]\nciphers = ", 16);
+		memcpy(longline + sizeof longline - 2, "\n", 2);
+		expect_error(longline, "t.conf:5: line longer than");
+	}
 	expect_error("[nope]\nx = 1\n", "t.conf:5: unknown section [nope]");
 	expect_error("[app:a]\nuser_sync = maybe\n", "t.conf:5: user_sync: 'maybe' is not on or off");
 	expect_error("[app:a]\nmode = loud\n", "mode: 'loud' is not enforce or report");
 	expect_error("[app:a]\nidentity = x\n", "identity: 'x' is not off, verify or require");
 	expect_error("[app:a]\ncolour = red\n", "unknown key 'colour' in an app section");
 	expect_error("[app:a b]\nuser_sync = on\n", "app id must be");
-	expect_error("[app:a]\nsecret_key = x\nsecret_key = y\n", "t.conf:6: secret_key: the app already has a secret key");
+	expect_error("[app:a]\nsecret_key = x\nsecret_key = y\n", "t.conf:6: key 'secret_key' again (first at line 5)");
 	expect_error("[app:a]\nsecret_key_file = /nonexistent/key\n", "secret_key_file: cannot read");
 	expect_error("[limits]\nbody = lots\n", "t.conf:5: body: 'lots' is not a valid value");
 	expect_error("[limits]\nheader_count = 5\n", "header_count: out of range (8..1000)");
