@@ -569,18 +569,12 @@ handler(void *user, const char *section, const char *name, const char *value)
 			snprintf(ld->c->admin_listen, sizeof ld->c->admin_listen, "%s", value);
 			return 1;
 		}
-		if (!strcmp(name, "metrics_token_file")) {
-			free(ld->c->metrics_token);
-			ld->c->metrics_token = read_secret_file(value);
-			if (!ld->c->metrics_token || !ld->c->metrics_token[0])
-				return fail(ld, "[admin] metrics_token_file: cannot read '%s' (or it is empty)%s", value, "");
-			return 1;
-		}
-		if (!strcmp(name, "token_file")) {
-			free(ld->c->admin_token);
-			ld->c->admin_token = read_secret_file(value);
-			if (!ld->c->admin_token || !ld->c->admin_token[0])
-				return fail(ld, "[admin] token_file: cannot read '%s' (or it is empty)%s", value, "");
+		if (!strcmp(name, "token_file") || !strcmp(name, "metrics_token_file")) {
+			char **tok = name[0] == 't' ? &ld->c->admin_token : &ld->c->metrics_token;
+			free(*tok);
+			*tok = read_secret_file(value);
+			if (!*tok || !**tok)
+				return fail(ld, "[admin] %s: cannot read '%s' (or it is empty)", name, value);
 			return 1;
 		}
 		return fail(ld, "unknown key '%s' in [admin]%s", name, "");
