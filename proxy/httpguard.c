@@ -133,6 +133,35 @@ connection_names_unremovable(const char *v, size_t n)
 	return 0;
 }
 
+/* The header names the guard reads, told apart by length first (one compare for most lines). */
+enum hkind { H_OTHER, H_HOST, H_AUTHZ, H_OVERRIDE, H_CL, H_TE, H_CONNECTION, H_UPGRADE, H_EXPECT };
+
+static enum hkind
+header_kind(const char *p, size_t n)
+{
+	switch (n) {
+	case 4:
+		return px_token_eq(p, n, "host") ? H_HOST : H_OTHER;
+	case 6:
+		return px_token_eq(p, n, "expect") ? H_EXPECT : H_OTHER;
+	case 7:
+		return px_token_eq(p, n, "upgrade") ? H_UPGRADE : H_OTHER;
+	case 10:
+		return px_token_eq(p, n, "connection") ? H_CONNECTION : H_OTHER;
+	case 13:
+		return px_token_eq(p, n, "authorization") ? H_AUTHZ
+		       : px_token_eq(p, n, "x-http-method") ? H_OVERRIDE : H_OTHER;
+	case 14:
+		return px_token_eq(p, n, "content-length") ? H_CL : H_OTHER;
+	case 17:
+		return px_token_eq(p, n, "transfer-encoding") ? H_TE
+		       : px_token_eq(p, n, "x-method-override") ? H_OVERRIDE : H_OTHER;
+	case 22:
+		return px_token_eq(p, n, "x-http-method-override") ? H_OVERRIDE : H_OTHER;
+	}
+	return H_OTHER;
+}
+
 struct hstate {
 	int request;
 	int host, te, cl, conn_upgrade, conn_close, conn_keepalive, upgrade_ws, expect;
@@ -196,18 +225,20 @@ check_fields(const char *p, const char *end, int max_headers, struct px_head_inf
 			}
 			info->underscores++;
 		}
-		if (px_token_eq(p, nl, "host")) {
+		switch (header_kind(p, nl)) {
+		case H_HOST:
 			st->host++;
-		} else if (st->request && px_token_eq(p, nl, "authorization")) {
-			if (st->authz++) {
+			break;
+		case H_AUTHZ:
+			if (st->request && st->authz++) {
 				*why = "more than one Authorization header";
 				return 400;
 			}
-		} else if (st->request && (px_token_eq(p, nl, "x-http-method-override") ||
-		                           px_token_eq(p, nl, "x-http-method") ||
-		                           px_token_eq(p, nl, "x-method-override"))) {
-			info->method_override = 1;
-		} else if (px_token_eq(p, nl, "content-length")) {
+			break;
+		case H_OVERRIDE:
+			info->method_override = st->request;
+			break;
+		case H_CL: {
 			uint64_t n = 0;
 			size_t i;
 			if (st->cl++ || vl == 0 || vl > 19) {
@@ -224,13 +255,16 @@ check_fields(const char *p, const char *end, int max_headers, struct px_head_inf
 			info->has_cl = 1;
 			info->content_length = n;
 			info->cl_rewrite = vl > 1 && v[0] == '0';
-		} else if (px_token_eq(p, nl, "transfer-encoding")) {
+			break;
+		}
+		case H_TE:
 			if (st->te++ || !px_token_eq(v, vl, "chunked")) {
 				*why = "Transfer-Encoding other than a single chunked";
 				return 400;
 			}
 			info->chunked = 1;
-		} else if (px_token_eq(p, nl, "connection")) {
+			break;
+		case H_CONNECTION:
 			if (connection_names_unremovable(v, vl)) {
 				*why = "Connection names a header that frames, routes or authorizes the message";
 				return 400;
@@ -238,13 +272,18 @@ check_fields(const char *p, const char *end, int max_headers, struct px_head_inf
 			st->conn_close |= list_has(v, vl, "close");
 			st->conn_keepalive |= list_has(v, vl, "keep-alive");
 			st->conn_upgrade |= list_has(v, vl, "upgrade");
-		} else if (px_token_eq(p, nl, "upgrade")) {
+			break;
+		case H_UPGRADE:
 			st->upgrade_ws |= list_has(v, vl, "websocket");
-		} else if (px_token_eq(p, nl, "expect")) {
+			break;
+		case H_EXPECT:
 			if (px_token_eq(v, vl, "100-continue"))
 				st->expect = 1;
 			else
 				st->expect_other = 1;
+			break;
+		case H_OTHER:
+			break;
 		}
 		p = eol + 2;
 	}
