@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define UNSET (-1)
 
@@ -76,6 +77,7 @@ struct app_draft {
 	int user_sync, conversation_sync, mode, identity;
 	char *secret_key;
 	int secret_key_set;
+	int identity_line;      /* where identity was set (an error names it) */
 };
 
 /* A section or key seen so far, with its line (duplicate detection). */
@@ -234,6 +236,13 @@ trim(char *s)
 	return s;
 }
 
+/* 1 if HOST listens on every address (so it overlaps any other listener on its port). */
+static int
+wildcard(const char *host)
+{
+	return !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "*") || !host[0];
+}
+
 static int
 parse_listen(struct loader *ld, const char *value)
 {
@@ -259,6 +268,10 @@ parse_listen(struct loader *ld, const char *value)
 		if (parse_hostport(t, c->listen[c->nlisten].host, sizeof c->listen[0].host,
 		                   c->listen[c->nlisten].port))
 			return fail(ld, "listen: '%s' is not HOST:PORT%s", t, "");
+		for (int k = 0; k < c->nlisten; k++)
+			if (!strcmp(c->listen[k].host, c->listen[c->nlisten].host) &&
+			    !strcmp(c->listen[k].port, c->listen[c->nlisten].port))
+				return fail(ld, "listen: '%s' is listed twice%s", t, "");
 		c->listen[c->nlisten].tls = tls;
 		c->tls_listeners += tls;
 		c->nlisten++;
@@ -387,6 +400,7 @@ app_key(struct loader *ld, struct app_draft *a, const char *name, const char *va
 		return 1;
 	}
 	if (!strcmp(name, "identity")) {
+		a->identity_line = ld->line;
 		if (!strcmp(value, "off"))
 			a->identity = POL_IDENTITY_OFF;
 		else if (!strcmp(value, "verify"))
@@ -512,6 +526,28 @@ tls_key(struct loader *ld, const char *name, const char *value)
 	return fail(ld, "unknown key '%s' in [tls]%s", name, "");
 }
 
+/* The line of each key a later check (here or in proxy/) may have to name. */
+static void
+note_line(struct loader *ld, const char *section, const char *name)
+{
+	static const struct {
+		const char *section, *name;
+		size_t off;
+	} keys[] = {
+#define KL(s, n, f) {s, n, offsetof(struct pol_key_lines, f)}
+		KL("syncgate", "listen", listen), KL("syncgate", "upstream", upstream),
+		KL("syncgate", "upstream_ca_file", up_ca), KL("syncgate", "upstream_cert", up_cert),
+		KL("syncgate", "upstream_key", up_key), KL("tls", "cert", tls_cert),
+		KL("tls", "key", tls_key), KL("admin", "listen", admin_listen),
+		KL("admin", "token_file", admin_token),
+#undef KL
+	};
+	size_t i;
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (!strcmp(section, keys[i].section) && !strcmp(name, keys[i].name))
+			*(int *)((char *)&ld->c->lines + keys[i].off) = ld->line;
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -519,6 +555,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 
 	if (ld->failed)
 		return 1; /* keep inih's line of the first error */
+	note_line(ld, section, name);
 	if (!strcmp(section, "syncgate")) {
 		if (!strcmp(name, "listen"))
 			return parse_listen(ld, value);
@@ -684,6 +721,10 @@ check_line(struct loader *ld, const char *line)
 			fail_at_line(ld, "section", sec, first);
 		}
 		ld->nkeys = 0; /* keys are per section */
+		if (end - line - 1 == 8 && !memcmp(line + 1, "syncgate", 8))
+			ld->c->lines.syncgate = ld->line;
+		else if (end - line - 1 == 3 && !memcmp(line + 1, "tls", 3))
+			ld->c->lines.tls = ld->line;
 		return;
 	}
 	if (*line == ';' || *line == '#' || *line == 0 || !(end = strpbrk(line, "=:")))
@@ -749,9 +790,17 @@ run_file(const void *src, struct loader *ld)
 {
 	int rc;
 
+	struct stat st;
+
 	ld->file = fopen((const char *)src, "r");
 	if (!ld->file)
 		return -1;
+	if (fstat(fileno(ld->file), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(ld->file);
+		ld->file = NULL;
+		errno = EISDIR;
+		return -1;
+	}
 	rc = ini_parse_stream(read_line, ld, handler, ld);
 	fclose(ld->file);
 	ld->file = NULL;
@@ -802,30 +851,41 @@ load(ini_runner run, const void *src, const char *name, char *err)
 		goto bad;
 	}
 	if (!c->nlisten) {
-		snprintf(err, POL_ERR_MAX, "%s:0: [syncgate] listen is required", name);
+		snprintf(err, POL_ERR_MAX, "%s:%d: [syncgate] listen is required", name, c->lines.syncgate);
 		goto bad;
 	}
 	if (!ld.seen_upstream) {
-		snprintf(err, POL_ERR_MAX, "%s:0: [syncgate] upstream is required", name);
+		snprintf(err, POL_ERR_MAX, "%s:%d: [syncgate] upstream is required", name, c->lines.syncgate);
 		goto bad;
 	}
 	if (c->tls_listeners && (!c->tls.cert[0] || !c->tls.key[0])) {
-		snprintf(err, POL_ERR_MAX, "%s:0: a listen address is marked tls: [tls] needs cert and key", name);
+		snprintf(err, POL_ERR_MAX, "%s:%d: a listen address is marked tls: [tls] needs cert and key", name,
+		         c->lines.tls ? c->lines.tls : c->lines.listen);
 		goto bad;
 	}
 	if (ld.seen_up_tls_key && !c->upstream_tls) {
-		snprintf(err, POL_ERR_MAX, "%s:0: upstream_* TLS settings need an https:// upstream", name);
+		snprintf(err, POL_ERR_MAX, "%s:%d: upstream_* TLS settings need an https:// upstream", name, c->lines.upstream);
 		goto bad;
 	}
 	if (!c->up_tls.cert[0] != !c->up_tls.key[0]) {
-		snprintf(err, POL_ERR_MAX, "%s:0: upstream_cert and upstream_key go together", name);
+		snprintf(err, POL_ERR_MAX, "%s:%d: upstream_cert and upstream_key go together", name,
+		         c->lines.up_cert ? c->lines.up_cert : c->lines.up_key);
 		goto bad;
 	}
 	if (c->admin_listen[0] && !c->admin_token && strcmp(c->admin_host, "localhost") &&
 	    strcmp(c->admin_host, "::1") && strncmp(c->admin_host, "127.", 4)) {
-		snprintf(err, POL_ERR_MAX, "%s:0: [admin] listen on a non-loopback address needs token_file", name);
+		snprintf(err, POL_ERR_MAX, "%s:%d: [admin] listen on a non-loopback address needs token_file", name,
+		         c->lines.admin_listen);
 		goto bad;
 	}
+	for (i = 0; c->admin_listen[0] && i < c->nlisten; i++)
+		if (!strcmp(c->admin_port, c->listen[i].port) &&
+		    (!strcmp(c->admin_host, c->listen[i].host) || wildcard(c->admin_host) ||
+		     wildcard(c->listen[i].host))) {
+			snprintf(err, POL_ERR_MAX, "%s:%d: [admin] listen %.280s is also a [syncgate] listen address",
+			         name, c->lines.admin_listen, c->admin_listen);
+			goto bad;
+		}
 	if (c->limits.header_bytes < c->limits.request_line_bytes) {
 		snprintf(err, POL_ERR_MAX, "%s:0: [limits] header_bytes must be >= request_line", name);
 		goto bad;
@@ -848,6 +908,17 @@ load(ini_runner run, const void *src, const char *name, char *err)
 		ld.apps[i].secret_key = NULL; /* none: lookups fail closed (protocol.md 7.5) */
 	}
 	c->napps = ld.napps;
+	/* identity = require needs the key: without one every renew would be refused */
+	for (i = -1; i < ld.napps; i++) {
+		const struct pol_app *a = i < 0 ? &c->defaults : &c->apps[i];
+		const struct app_draft *d = i < 0 ? &ld.def : &ld.apps[i];
+		if (a->identity == POL_IDENTITY_REQUIRE && !a->secret_key) {
+			snprintf(err, POL_ERR_MAX, "%s:%d: identity = require needs the app's secret_key (%s)",
+			         name, d->identity_line ? d->identity_line : ld.def.identity_line,
+			         i < 0 ? "[app:*]" : a->id);
+			goto bad;
+		}
+	}
 	qsort(c->apps, (size_t)c->napps, sizeof *c->apps, app_cmp);
 	c->path = strdup(name);
 	free(ld.apps);

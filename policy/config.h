@@ -100,8 +100,18 @@ struct pol_upstream_tls {
 	char server_name[256];          /* SNI and name checked; "" = upstream host */
 };
 
+/* Where keys were set (0: not in the file), so that checks made after loading (in proxy/:
+ * resolving the upstream, reading certificates) name the line to fix. */
+struct pol_key_lines {
+	int syncgate, tls;              /* the section headers */
+	int listen, upstream, up_ca, up_cert, up_key;
+	int tls_cert, tls_key;
+	int admin_listen, admin_token;
+};
+
 struct pol_config {
 	int refs;               /* see pol_config_ref(); atomic */
+	struct pol_key_lines lines;
 	char *path;             /* file it was read from */
 	struct pol_listen listen[POL_MAX_LISTEN];
 	int nlisten;

@@ -3,6 +3,8 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <netdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +27,48 @@ usage(FILE *f)
 	        "  --help      this text\n"
 	        "\n"
 	        "Signals: SIGHUP reloads the configuration; SIGTERM drains and exits.\n");
+}
+
+/* The line of the key a TLS loading error WHY (from proxy/tls.c) is about. */
+static int
+key_line(const struct pol_config *cfg, const char *why)
+{
+	static const struct {
+		const char *prefix;
+		size_t off;
+	} map[] = {
+		{"[tls] key", offsetof(struct pol_key_lines, tls_key)},
+		{"[tls] cert", offsetof(struct pol_key_lines, tls_cert)},
+		{"[tls]", offsetof(struct pol_key_lines, tls)},
+		{"upstream_ca_file", offsetof(struct pol_key_lines, up_ca)},
+		{"upstream_key", offsetof(struct pol_key_lines, up_key)},
+		{"upstream_cert", offsetof(struct pol_key_lines, up_cert)},
+		{"upstream", offsetof(struct pol_key_lines, upstream)},
+	};
+	size_t i;
+	for (i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (!strncmp(why, map[i].prefix, strlen(map[i].prefix)))
+			return *(const int *)((const char *)&cfg->lines + map[i].off);
+	return 0;
+}
+
+/* -t: the upstream host must resolve (at start it must, or syncgate does not start). */
+static int
+upstream_resolves(const struct pol_config *cfg, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	int rc;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(cfg->upstream_host, cfg->upstream_port, &hints, &res);
+	if (res)
+		freeaddrinfo(res);
+	if (rc == 0)
+		return 1;
+	snprintf(err, errlen, "upstream: cannot resolve '%s': %s", cfg->upstream_host, gai_strerror(rc));
+	return 0;
 }
 
 int
@@ -81,7 +125,13 @@ main(int argc, char **argv)
 		SSL_CTX_free(s);
 		SSL_CTX_free(c);
 		if (failed_s || (!failed_s && failed_c)) {
-			fprintf(stderr, "%s:0: %s\n", file, failed_s ? err : terr);
+			const char *why = failed_s ? err : terr;
+			fprintf(stderr, "%s:%d: %s\n", file, key_line(cfg, why), why);
+			pol_config_unref(cfg);
+			return 1;
+		}
+		if (!upstream_resolves(cfg, err, sizeof err)) {
+			fprintf(stderr, "%s:%d: %s\n", file, cfg->lines.upstream, err);
 			pol_config_unref(cfg);
 			return 1;
 		}

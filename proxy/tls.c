@@ -7,6 +7,8 @@
  */
 #include "proxy/tls.h"
 
+#include "proxy/log.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
@@ -60,6 +62,24 @@ file_error(char *err, size_t errlen, const char *what, const char *file)
 	ERR_clear_error();
 }
 
+/* An expired certificate (or one not valid yet) loads, since replacing it by a reload must
+ * stay possible, but every peer will refuse it: say so at -t, at start and at reload. */
+static void
+warn_expired(SSL_CTX *ctx, const char *what, const char *file)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	const char *why = NULL;
+
+	if (!x)
+		return;
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		why = "the certificate has expired: peers will refuse it";
+	else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+		why = "the certificate is not valid yet: peers will refuse it";
+	if (why)
+		px_log(PX_LOG_WARN, "certificate", "key", what, "file", file, "why", why, NULL);
+}
+
 static int
 load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *cwhat, const char *kwhat,
           char *err, size_t errlen)
@@ -77,6 +97,7 @@ load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *cwhat, co
 		ERR_clear_error();
 		return -1;
 	}
+	warn_expired(ctx, cwhat, cert);
 	return 0;
 }
 

@@ -41,6 +41,20 @@ test('-t accepts the shipped config and reports FILE:LINE for a bad one', () => 
   const dup = run('-t', '-c', bad);
   assert.equal(dup.status, 1);
   assert.equal(dup.stderr, `${bad}:7: section '[app:x]' again (first at line 4): each may appear once\n`);
+  // what used to pass -t and then fail at start: each names the line to fix
+  const check = (text) => { fs.writeFileSync(bad, text); return run('-t', '-c', bad); };
+  let r2 = check('[syncgate]\nlisten = 127.0.0.1:1\nupstream = http://no-such-host.invalid:2\n');
+  assert.equal(r2.status, 1);
+  assert.match(r2.stderr, new RegExp(`^${bad}:3: upstream: cannot resolve 'no-such-host.invalid'`));
+  r2 = check('[syncgate]\nlisten = 127.0.0.1:1 tls\nupstream = http://127.0.0.1:2\n[tls]\ncert = /nonexistent/cert.pem\nkey = /nonexistent/key.pem\n');
+  assert.equal(r2.status, 1);
+  assert.match(r2.stderr, new RegExp(`^${bad}:5: \\[tls\\] cert /nonexistent/cert.pem`));
+  r2 = check('[syncgate]\n  listen = 127.0.0.1:1\n  upstream = http://127.0.0.1:2\n[admin]\n  listen = 127.0.0.1:1\n');
+  assert.equal(r2.status, 1);
+  assert.match(r2.stderr, new RegExp(`^${bad}:5: \\[admin\\] listen 127.0.0.1:1 is also a \\[syncgate\\] listen address`));
+  r2 = run('-t', '-c', dir);
+  assert.equal(r2.status, 1);
+  assert.equal(r2.stderr, `${dir}:0: cannot open: Is a directory\n`);
 });
 
 test('SIGTERM: in-flight requests finish, new connections are refused, exit 0', async () => {
@@ -125,4 +139,24 @@ test('SIGTERM: open realtime sockets get a 1001 close at once (not at the end of
   assert.ok(await ws.waitClosed());
   assert.equal(await exited, 0);
   assert.ok(Date.now() - t0 < 10000, 'the process did not wait out the grace period');
+});
+
+test('-t warns about an expired certificate (it still loads: a reload must be able to replace it)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sgexp-'));
+  const sh = (args) => { const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
+  fs.writeFileSync(path.join(dir, 'index.txt'), '');
+  fs.writeFileSync(path.join(dir, 'serial'), '01\n');
+  fs.writeFileSync(path.join(dir, 'ca.cnf'), '[ca]\ndefault_ca=d\n[d]\ndir=.\ndatabase=./index.txt\nnew_certs_dir=.\nserial=./serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n');
+  sh(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost', '-keyout', 'k.pem', '-out', 'csr.pem']);
+  sh(['ca', '-batch', '-config', 'ca.cnf', '-selfsign', '-keyfile', 'k.pem', '-in', 'csr.pem', '-startdate', '20200101000000Z', '-enddate', '20200102000000Z', '-out', 'c.pem']);
+  const conf = path.join(dir, 'sg.conf');
+  fs.writeFileSync(conf, `[syncgate]\nlisten = 127.0.0.1:1 tls\nupstream = http://127.0.0.1:2\n[tls]\ncert = ${dir}/c.pem\nkey = ${dir}/k.pem\n`);
+  const r = run('-t', '-c', conf);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /configuration ok/);
+  const warn = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.event === 'certificate');
+  assert.ok(warn, r.stderr);
+  assert.equal(warn.level, 'warn');
+  assert.match(warn.why, /expired/);
+  assert.equal(warn.file, `${dir}/c.pem`);
 });

@@ -69,7 +69,7 @@ main(void)
 	/* app sections inherit [app:*] regardless of order; lookups are exact */
 	c = load("[app:abc]\nuser_sync = off\nsecret_key = sk_test_1\n"
 	         "[app:*]\nconversation_sync = off\nmode = report\n"
-	         "[app:abd]\nidentity = require\n"
+	         "[app:abd]\nidentity = require\nsecret_key = sk_test_2\n"
 	         "[limits]\nbody = 1m\nheader_timeout = 2s\nws_idle = 3m\njwt_clock_skew = 5\n",
 	         err);
 	CHECK(c != NULL);
@@ -109,6 +109,25 @@ main(void)
 	             "t.conf:7: key 'user_sync' again (first at line 5)");
 	expect_error("workers = 2\nlisten = 127.0.0.1:9\n", "t.conf:5: key 'listen' again (first at line 2)");
 	expect_error("[limits]\nbody = 1m\n[syncgate]\nworkers = 2\n", "t.conf:6: section '[syncgate]' again (first at line 1)");
+	/* what used to pass -t and fail at start or never work (#20): each names its line */
+	expect_error("listen = 127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:1\n",
+	             "t.conf:4: listen: '127.0.0.1:1' is listed twice");
+	expect_error("[admin]\nlisten = 127.0.0.1:8080\n",
+	             "t.conf:5: [admin] listen 127.0.0.1:8080 is also a [syncgate] listen address");
+	expect_error("listen = 0.0.0.0:9000\n[admin]\nlisten = 127.0.0.1:9000\n",
+	             "t.conf:6: [admin] listen 127.0.0.1:9000 is also a [syncgate] listen address");
+	expect_error("[app:a]\nuser_sync = off\nidentity = require\n",
+	             "t.conf:6: identity = require needs the app's secret_key (a)");
+	expect_error("[app:*]\nidentity = require\n[app:a]\nsecret_key = k\n",
+	             "t.conf:5: identity = require needs the app's secret_key ([app:*])");
+	expect_error("[admin]\nlisten = 10.0.0.1:9\n", "t.conf:5: [admin] listen on a non-loopback address needs token_file");
+	expect_error("upstream = https://a:1\nupstream_cert = /c.pem\n", "t.conf:5: upstream_cert and upstream_key go together");
+	c = load("[tls]\ncert = /c.pem\nkey = /k.pem\n[admin]\nlisten = 127.0.0.1:1\n", err);
+	CHECK(c && c->lines.tls_cert == 5 && c->lines.tls_key == 6 && c->lines.listen == 2 &&
+	      c->lines.upstream == 3 && c->lines.admin_listen == 8);
+	pol_config_unref(c);
+	c = pol_config_load("tests", err); /* a directory given as -c */
+	CHECK(c == NULL && strstr(err, "tests:0: cannot open: Is a directory"));
 	/* the same key in two sections is fine; indented keys are keys (not continuation lines) */
 	c = load("[app:a]\n  user_sync = off\n\tconversation_sync = off\n[app:b]\n    user_sync = off\n", err);
 	CHECK(c != NULL);
@@ -144,7 +163,7 @@ main(void)
 	expect_error("upstream = http://x:1/path\n", "must not have a path");
 	expect_error("this is not ini\n", "t.conf:4: syntax error");
 	c = pol_config_load_string("[syncgate]\nlisten = 127.0.0.1:1\n", "u.conf", err);
-	CHECK(c == NULL && strstr(err, "u.conf:0: [syncgate] upstream is required"));
+	CHECK(c == NULL && strstr(err, "u.conf:1: [syncgate] upstream is required")); /* the section names the line */
 	c = pol_config_load_string("[syncgate]\nupstream = http://a:1\n", "u.conf", err);
 	CHECK(c == NULL && strstr(err, "listen is required"));
 	c = pol_config_load("/nonexistent/syncgate.conf", err);
