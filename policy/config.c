@@ -929,8 +929,7 @@ bad:
 	for (i = 0; i < ld.napps; i++)
 		free(ld.apps[i].secret_key);
 	free(ld.apps);
-	c->napps = 0;
-	pol_config_unref(c);
+	pol_config_unref(c); /* frees the keys of the apps finished so far (c->napps of them) */
 	return NULL;
 }
 
