@@ -204,7 +204,8 @@ metrics(struct admin_conn *c)
 			char esc[POL_APPID_MAX * 2 + 8];
 			px_json_escape(esc, sizeof esc, all[i].app, strlen(all[i].app));
 			evbuffer_add_printf(b, "syncgate_decisions_total{app=\"%s\",op=\"%s\",verdict=\"%s\"} %llu\n",
-			                    esc, pol_op_to_str((enum pol_op)all[i].op), px_verdict_to_str((enum px_verdict)all[i].verdict),
+			                    esc, pol_op_to_str((enum pol_op)all[i].op),
+			                    px_verdict_to_str((enum px_verdict)all[i].verdict),
 			                    all[i].n);
 		}
 		free(all);
@@ -316,7 +317,8 @@ put_app(struct admin_conn *c, const char *app)
 			n++;
 		}
 		if (!why[0] && n == 0)
-			snprintf(why, sizeof why, "the body names no switch to change (user_sync, conversation_sync, mode)");
+			snprintf(why, sizeof why,
+			         "the body names no switch to change (user_sync, conversation_sync, mode)");
 	}
 	if (why[0] || switch_value(j, "user_sync", "on", "off", &ch.user_sync, why, sizeof why) ||
 	    switch_value(j, "conversation_sync", "on", "off", &ch.conversation_sync, why, sizeof why) ||

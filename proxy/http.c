@@ -770,7 +770,6 @@ keep_realtime_ids(struct px_conn *c, const struct pol_call *call)
 	c->user[call->uid_len] = 0;
 	memcpy(c->app, call->app, call->app_len); /* pol_appid_valid(): at most POL_APPID_MAX */
 	c->app[call->app_len] = 0;
-	c->ws_realtime = 1;
 	return 0;
 }
 
@@ -900,7 +899,6 @@ reset_request(struct px_conn *c)
 	c->upstream_reusable = 0;
 	c->resp_bytes = 0;
 	c->upstream_reused = 0;
-	c->ws_realtime = 0;
 	free(c->user);
 	c->user = NULL;
 }

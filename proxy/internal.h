@@ -96,9 +96,9 @@ struct px_conn {
 	int upstream_reused;
 	int upstream_idle;              /* uio is kept between this client's requests, idle */
 	char ws_key[32];                /* Sec-WebSocket-Key of an upgrade */
-	int ws_realtime;                /* realtime socket: enforce per frame */
 	char app[POL_APPID_MAX + 1];     /* realtime socket: its app id (checked: [A-Za-z0-9_.-]) */
-	char *user;                     /* realtime socket: its user id, decoded (owned; NULL) */
+	char *user;                     /* realtime socket: its user id, decoded (owned); NULL for
+	                                 * any other request: the relay is then a blind tunnel */
 	int out_paused;                 /* HEAD: requests wait unread while the client's output
 	                                 * is above PX_HIGH_WATER (it does not read its answers) */
 

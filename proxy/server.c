@@ -452,8 +452,8 @@ server_new(struct px_main *m, int id, const struct sockaddr *up, socklen_t uplen
 /*
  * Binds every listen address once, for the whole process (nginx without reuseport): the
  * workers accept on dup()s of these sockets, and the originals are closed once they have
- * (a drain closes the socket when the last worker frees its listener). SO_REUSEPORT would let another process with
- * the same user bind the same address and take a share of the connections, under its own
+ * (a drain closes the socket when the last worker frees its listener). SO_REUSEPORT would
+ * let another process with the same user bind the same address and take a share of the connections, under its own
  * policy; without it such a bind fails with EADDRINUSE, and so does ours when the address
  * is taken (a fatal start error). SO_REUSEADDR only allows a restart while old connections
  * are in TIME_WAIT. The sockets are only bound here: px_main_new() calls listen(2) once the

@@ -88,7 +88,6 @@ struct px_ws {
 	int authenticated;       /* identity = require: a valid renew was seen */
 	struct px_ws_assembler asm_; /* the message rules (wsframe.c) */
 	/* the rest */
-	int realtime;
 	/* client -> backend */
 	struct evbuffer *raw;   /* the current message's data frames, as received */
 	struct evbuffer *msg;   /* its unmasked payload */
@@ -137,8 +136,8 @@ px_ws_free(struct px_ws *ws)
 	snprintf(bin, sizeof bin, "%llu", ws->bytes_in);
 	snprintf(bout, sizeof bout, "%llu", ws->bytes_out);
 	px_log(PX_LOG_INFO, "ws_closed", "socket", ws->c->id, "peer", ws->c->peer, "app", ws->c->app,
-	       "user", px_conn_user(ws->c), "frames_in", in, "frames_out", out, "bytes_in", bin, "bytes_out",
-	       bout, "refused", refused, "seconds", secs, "close_code", ws->close_code ? code : "none",
+	       "user", px_conn_user(ws->c), "frames_in", in, "frames_out", out, "bytes_in", bin,
+	       "bytes_out", bout, "refused", refused, "seconds", secs, "close_code", ws->close_code ? code : "none",
 	       NULL);
 	px_count(&ws->c->srv->stats.ws_closed, 1);
 	evbuffer_free(ws->raw);
@@ -285,7 +284,8 @@ log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_dec
 	if (pl < 0)
 		strcpy(path, "(long)");
 	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", "ws",
-	       "socket", c->id, "peer", c->peer, "app", c->app, "user", px_conn_user(c), "op", pol_op_to_str(call->op),
+	       "socket", c->id, "peer", c->peer, "app", c->app, "user", px_conn_user(c), "op",
+	       pol_op_to_str(call->op),
 	       "method", method,
 	       "path", path, "status", status, "errorCode", d->error_code ? d->error_code : "",
 	       "rule", d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
@@ -1287,8 +1287,7 @@ px_ws_start(struct px_conn *c)
 	ws->c = c;
 	ws->user_len = strlen(px_conn_user(c));
 	ws->dc_slot = -1;
-	ws->realtime = c->ws_realtime;
-	ws->tunnel = !c->ws_realtime;
+	ws->tunnel = !c->user; /* police_request() kept ids for the realtime socket only */
 	ws->raw = evbuffer_new();
 	ws->msg = evbuffer_new();
 	px_ws_assembler_init(&ws->asm_, c->cfg->limits.ws_message_bytes, c->cfg->limits.ws_fragments);
