@@ -315,6 +315,7 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 	long pl;
 
 	memset(c, 0, offsetof(struct pol_call, path));
+	c->res = 0;
 	c->path.nseg = 0;
 	c->app = c->uid = c->cid = NULL;
 	c->api = 0;
@@ -322,6 +323,7 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 	c->nactions = 0;
 	c->keys = 0;
 	c->text = text;
+	c->text_len = len;
 	c->cred = POL_CRED_NONE;
 
 	n = pol_json_parse(k->json, text, len, why);
@@ -488,12 +490,14 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 
 	(void)k;
 	memset(c, 0, offsetof(struct pol_call, path));
+	c->res = 0;
 	c->app = c->uid = c->cid = NULL;
 	c->api = 0;
 	c->actions = NULL;
 	c->nactions = 0;
 	c->keys = POL_PK_OTHER; /* an HTTP body is not inspected: assume the worst */
 	c->text = NULL;
+	c->text_len = 0;
 	c->cred = cred;
 	c->method_text = method;
 	c->method_len = mlen;
@@ -523,6 +527,7 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 		}
 	}
 	b++; /* the first resource segment */
+	c->res = b < p->nseg ? b : p->nseg;
 	if (v0) {
 		/* /api/v0/{app} (U2) and /api/v0/{app}/bokens/{uid} (U3) are read; nothing under
 		 * /api/v0 changes anything, whoever asks */

@@ -67,6 +67,9 @@ struct pol_call {
 	struct pol_path path;      /* decoded segments (resource part for HTTP) */
 	const char *app;           /* HTTP only: app id segment; NULL otherwise */
 	size_t app_len;
+	int res;                   /* the first segment of the resource path: after the API base
+	                            * and app id over HTTP (path.nseg when there is none), 0 in
+	                            * a frame */
 	int api;                   /* HTTP only: the path is under an API base (/v1, /public_api/v1,
 	                            * /api/v0), so the rules for unknown shapes apply */
 	const char *uid, *cid;     /* decoded target ids, or NULL */
@@ -76,6 +79,7 @@ struct pol_call {
 	struct pol_action *actions; /* POL_OP_PART_BATCH */
 	int nactions;
 	const char *text;          /* the frame text classified (realtime) */
+	size_t text_len;
 	enum pol_cred cred;        /* HTTP */
 };
 

@@ -45,6 +45,7 @@ static const struct lim_def lim_defs[] = {
 	{"header_bytes", L32(header_bytes), LIM_BYTES, 1 * KiB, 1 * MiB, 32 * KiB},
 	{"header_count", L32(header_count), LIM_COUNT, 8, 1000, 100},
 	{"body", L64(body_bytes), LIM_BYTES, 0, 1024ull * 1024 * MiB, 16 * MiB},
+	{"decide_body", L32(decide_body_bytes), LIM_BYTES, 0, 16 * MiB, 64 * KiB},
 	{"response_header_bytes", L32(response_header_bytes), LIM_BYTES, 1 * KiB, 1 * MiB, 64 * KiB},
 	{"ws_message", L32(ws_message_bytes), LIM_BYTES, 125, 64 * MiB, 1 * MiB},
 	{"ws_fragments", L32(ws_fragments), LIM_COUNT, 1, 100000, 1024},

@@ -49,6 +49,8 @@ struct pol_limits {
 	uint32_t header_bytes;          /* 431 past it (whole head, request line included) */
 	uint32_t header_count;          /* 431 past it */
 	uint64_t body_bytes;            /* 413 past it */
+	uint32_t decide_body_bytes;     /* a sync call's body up to this size is held whole before
+	                                 * it is decided (0: decided on the head alone) */
 	uint32_t response_header_bytes; /* upstream head cap; 502 past it */
 	uint32_t ws_message_bytes;      /* reassembled client text message; close 1009 */
 	uint32_t ws_fragments;          /* fragments per message; close 1009 */

@@ -615,3 +615,45 @@ pol_json_obj_get(const char *text, const struct pol_jtok *toks, int obj, const c
 			return (int)k + 1;
 	return -1;
 }
+
+long
+pol_json_escape(char *out, size_t cap, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		unsigned char c = u[i];
+		size_t k;
+
+		if (c == '"' || c == '\\') {
+			if (cap - o < 2)
+				return -1;
+			out[o++] = '\\';
+			out[o++] = (char)c;
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			if (cap - o < 6)
+				return -1;
+			memcpy(out + o, "\\u00", 4);
+			out[o + 4] = hex[c >> 4];
+			out[o + 5] = hex[c & 15];
+			o += 6;
+			i++;
+		} else if ((k = pol_utf8_seq(u + i, n - i)) == 0) {
+			if (cap - o < 6)
+				return -1;
+			memcpy(out + o, "\\ufffd", 6); /* what a UTF-8 decoder shows for the byte */
+			o += 6;
+			i++;
+		} else {
+			if (cap - o < k)
+				return -1;
+			memcpy(out + o, u + i, k);
+			o += k;
+			i += k;
+		}
+	}
+	return (long)o;
+}

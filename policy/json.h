@@ -7,7 +7,8 @@
  * keeps the last; and it allocates per node. This scanner accepts exactly RFC 8259 JSON text
  * with valid UTF-8, refuses duplicate keys (compared after unescaping, byte-exact), refuses
  * keys holding control characters or lone surrogates, and writes a flat token array into
- * scratch memory allocated once (jsmn's layout, with a skip index per token).
+ * scratch memory allocated once (jsmn's layout, with a skip index per token). The string
+ * escaper that policy's text writers share lives here too, beside the rules it must satisfy.
  */
 #ifndef SG_POLICY_JSON_H
 #define SG_POLICY_JSON_H
@@ -56,5 +57,14 @@ long pol_json_str_decode(const char *text, const struct pol_jtok *t, char *out, 
 
 /* Child lookup in object token OBJ by exact (decoded) key; returns the value's index or -1. */
 int pol_json_obj_get(const char *text, const struct pol_jtok *toks, int obj, const char *key);
+
+/*
+ * Writes the N bytes at S as the inside of a JSON string (no quotes) into OUT (CAP bytes, not
+ * NUL-terminated): '"' and '\' backslash-escaped, U+0000..U+001F and DEL as \u00XX, valid
+ * UTF-8 copied as it is, and each byte that starts no valid UTF-8 sequence as \ufffd, so the
+ * result is always a string this scanner accepts. Returns its length, or -1 if it does not
+ * fit (OUT's contents are then unspecified); a CAP of 6 * N always suffices.
+ */
+long pol_json_escape(char *out, size_t cap, const char *s, size_t n);
 
 #endif

@@ -149,17 +149,23 @@ pol_uri_encode(const char *s, size_t len, char *out, size_t outsz)
 long
 pol_path_canon(const struct pol_path *p, char *out, size_t outsz)
 {
+	return pol_path_canon_from(p, 0, out, outsz);
+}
+
+long
+pol_path_canon_from(const struct pol_path *p, int first, char *out, size_t outsz)
+{
 	size_t o = 0;
 	int i;
 
-	if (p->nseg == 0) {
+	if (p->nseg <= first) {
 		if (outsz < 2)
 			return -1;
 		out[0] = '/';
 		out[1] = 0;
 		return 1;
 	}
-	for (i = 0; i < p->nseg; i++) {
+	for (i = first; i < p->nseg; i++) {
 		long n;
 		if (o + 1 >= outsz)
 			return -1;

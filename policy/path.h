@@ -47,6 +47,8 @@ int pol_path_is(const struct pol_path *p, int i, const char *s);
  * NUL-terminated). Returns its length, or -1 if it does not fit. Parsing the result gives P.
  */
 long pol_path_canon(const struct pol_path *p, char *out, size_t outsz);
+/* The same for segments FIRST.. of P ("/" when there are none). */
+long pol_path_canon_from(const struct pol_path *p, int first, char *out, size_t outsz);
 
 /* encodeURIComponent of LEN bytes into OUT; returns length or -1 if OUTSZ is too small. */
 long pol_uri_encode(const char *s, size_t len, char *out, size_t outsz);

@@ -15,14 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/internal.h"
-#include "proxy/tls.h"
+#include "proxy/io.h"
 #include "proxy/log.h"
+#include "proxy/shared.h"
+#include "proxy/stats.h"
+#include "proxy/upstream.h"
 
 #define ADMIN_MAX_REQUEST (64 * 1024)
 
 struct px_admin {
-	struct px_main *m;
+	struct px_admin_env e;
 	struct evconnlistener *listener;
 	struct admin_conn *conns;
 };
@@ -45,6 +47,7 @@ struct admin_conn {
 	struct evbuffer *body;
 	int complete, replied;
 	char peer[64];
+	struct pol_config *cfg;  /* the policy in force when the request was complete */
 };
 
 static void
@@ -60,6 +63,7 @@ conn_free(struct admin_conn *c)
 		px_io_free(c->probe);
 	px_io_free(c->io);
 	evbuffer_free(c->body);
+	pol_config_unref(c->cfg);
 	free(c);
 }
 
@@ -120,26 +124,15 @@ reply_error(struct admin_conn *c, int status, const char *why)
 
 /* ---- /metrics ---- */
 
-/* A counter summed over the workers (FIELD's offset in struct px_counters). */
-static unsigned long long
-sum_counter(const struct px_main *m, size_t off)
-{
-	unsigned long long s = 0;
-	int w;
-	for (w = 0; w < m->nworkers; w++)
-		s += atomic_load_explicit((_Atomic unsigned long long *)((char *)&m->workers[w]->stats + off),
-		                          memory_order_relaxed);
-	return s;
-}
-#define SUM(field) sum_counter(m, offsetof(struct px_counters, field))
+#define SUM(field) PX_STATS_SUM(e->stats, e->nworkers, field)
 
 static void
 metrics(struct admin_conn *c)
 {
-	struct px_main *m = c->a->m;
+	const struct px_admin_env *e = &c->a->e;
 	struct evbuffer *b = evbuffer_new();
 	unsigned long long cum = 0;
-	int i, w;
+	int i;
 
 	if (!b) {
 		reply_error(c, 500, "out of memory");
@@ -172,34 +165,8 @@ metrics(struct admin_conn *c)
 	evbuffer_add_printf(b, "# HELP syncgate_decisions_total policy decisions by app, operation and verdict\n"
 	                       "# TYPE syncgate_decisions_total counter\n");
 	{
-		/* merge the workers' tables */
 		struct px_decision_count *all = NULL;
-		int n = 0, cap = 0;
-		for (w = 0; w < m->nworkers; w++) {
-			struct px_server *s = m->workers[w];
-			pthread_mutex_lock(&s->dlock);
-			for (i = 0; i < s->ndecisions; i++) {
-				int k;
-				for (k = 0; k < n; k++)
-					if (all[k].op == s->decisions[i].op && all[k].verdict == s->decisions[i].verdict &&
-					    !strcmp(all[k].app, s->decisions[i].app))
-						break;
-				if (k == n) {
-					if (n == cap) {
-						int nc = cap ? cap * 2 : 64;
-						struct px_decision_count *na = realloc(all, (size_t)nc * sizeof *na);
-						if (!na)
-							break;
-						all = na;
-						cap = nc;
-					}
-					all[n] = s->decisions[i];
-					all[n++].n = 0;
-				}
-				all[k].n += s->decisions[i].n;
-			}
-			pthread_mutex_unlock(&s->dlock);
-		}
+		int n = px_stats_decisions(e->stats, e->nworkers, &all);
 		for (i = 0; i < n; i++) {
 			char esc[POL_APPID_MAX * 2 + 8];
 			px_json_escape(esc, sizeof esc, all[i].app, strlen(all[i].app));
@@ -223,9 +190,9 @@ metrics(struct admin_conn *c)
 	                       "syncgate_http_request_duration_seconds_count %llu\n",
 	                    cum, (double)SUM(latency_sum_us) / 1e6, cum);
 	GAUGE("syncgate_config_generation", "policy changes since start (reloads and admin changes)",
-	      (unsigned long long)atomic_load(&m->gen));
-	GAUGE("syncgate_workers", "worker threads", (unsigned long long)m->nworkers);
-	GAUGE("syncgate_uptime_seconds", "seconds since start", (unsigned long long)(time(NULL) - m->started));
+	      (unsigned long long)atomic_load(px_shared_genp(e->shared)));
+	GAUGE("syncgate_workers", "worker threads", (unsigned long long)e->nworkers);
+	GAUGE("syncgate_uptime_seconds", "seconds since start", (unsigned long long)(time(NULL) - e->started));
 	{
 		size_t len = evbuffer_get_length(b);
 		reply(c, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1), len);
@@ -251,15 +218,13 @@ app_json(const struct pol_app *a, const char *id)
 static void
 apps(struct admin_conn *c)
 {
-	struct px_main *m = c->a->m;
+	const struct pol_config *cfg = c->cfg;
 	cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
 	int i;
 
-	pthread_mutex_lock(&m->lock);
-	cJSON_AddItemToObject(j, "defaults", app_json(&m->cfg->defaults, "*"));
-	for (i = 0; i < m->cfg->napps; i++)
-		cJSON_AddItemToArray(arr, app_json(&m->cfg->apps[i], m->cfg->apps[i].id));
-	pthread_mutex_unlock(&m->lock);
+	cJSON_AddItemToObject(j, "defaults", app_json(&cfg->defaults, "*"));
+	for (i = 0; i < cfg->napps; i++)
+		cJSON_AddItemToArray(arr, app_json(&cfg->apps[i], cfg->apps[i].id));
 	cJSON_AddItemToObject(j, "apps", arr);
 	reply_json(c, 200, j);
 }
@@ -286,7 +251,8 @@ switch_value(cJSON *j, const char *name, const char *on, const char *off, int *o
 static void
 put_app(struct admin_conn *c, const char *app)
 {
-	struct px_main *m = c->a->m;
+	struct px_shared *sh = c->a->e.shared;
+	struct pol_config *now;
 	size_t len = evbuffer_get_length(c->body);
 	cJSON *j = cJSON_ParseWithLength((const char *)evbuffer_pullup(c->body, -1), len), *item;
 	struct pol_app_change ch;
@@ -329,7 +295,7 @@ put_app(struct admin_conn *c, const char *app)
 	}
 	cJSON_Delete(j);
 	ch.mode = mode_report < 0 ? -1 : mode_report ? POL_MODE_REPORT : POL_MODE_ENFORCE;
-	rc = px_main_change_app(m, app, &ch);
+	rc = px_shared_change_app(sh, app, &ch);
 	if (rc == 404) {
 		reply_error(c, 404, "no [app:...] section for this app id");
 		return;
@@ -343,9 +309,9 @@ put_app(struct admin_conn *c, const char *app)
 	         ch.conversation_sync < 0 ? "" : ch.conversation_sync ? "conversation_sync=on " : "conversation_sync=off ",
 	         ch.mode < 0 ? "" : ch.mode == POL_MODE_REPORT ? "mode=report" : "mode=enforce", "", "", "");
 	px_log(PX_LOG_INFO, "admin_change", "app", app, "change", what, "by", c->peer, NULL);
-	pthread_mutex_lock(&m->lock);
-	cJSON *out = app_json(pol_config_app(m->cfg, app, strlen(app)), app);
-	pthread_mutex_unlock(&m->lock);
+	now = px_shared_policy(sh);
+	cJSON *out = app_json(pol_config_app(now, app, strlen(app)), app);
+	pol_config_unref(now);
 	reply_json(c, 200, out);
 }
 
@@ -378,17 +344,9 @@ probe_event(struct px_io *io, short what, void *arg)
 static void
 readyz(struct admin_conn *c)
 {
-	struct px_main *m = c->a->m;
-	struct px_server *w = m->workers[0];
-	/* m->tls_client and m->cfg change only on this (the main) thread */
-	c->probe = px_io_connect(m->base, (struct sockaddr *)&w->up_addr, w->up_addrlen, 2000);
-	if (c->probe && m->tls_client) {
-		SSL *ssl = px_tls_client_new(m->tls_client, m->cfg, NULL);
-		if (!ssl || px_io_tls_connect(c->probe, ssl)) {
-			px_io_free(c->probe);
-			c->probe = NULL;
-		}
-	}
+	int reused;
+	/* a new connection every time: the admin thread's upstream keeps no pool */
+	c->probe = px_upstream_get(c->a->e.up, &reused);
 	if (!c->probe) {
 		reply(c, 503, "application/json", "{\"ready\":false,\"why\":\"backend unreachable\"}\n", 44);
 		return;
@@ -411,7 +369,7 @@ bearer_is(const struct admin_conn *c, const char *tok)
 static int
 authorized(const struct admin_conn *c)
 {
-	const char *tok = c->a->m->cfg->admin_token;
+	const char *tok = c->cfg->admin_token;
 	return !tok || bearer_is(c, tok); /* no token: loopback without a token_file */
 }
 
@@ -420,7 +378,7 @@ authorized(const struct admin_conn *c)
 static int
 metrics_authorized(const struct admin_conn *c)
 {
-	const char *mt = c->a->m->cfg->metrics_token;
+	const char *mt = c->cfg->metrics_token;
 	return (mt && bearer_is(c, mt)) || authorized(c);
 }
 
@@ -549,8 +507,10 @@ admin_readcb(struct px_io *io, void *arg)
 		reply_error(c, 400, "malformed request");
 		return;
 	}
-	if (c->complete)
+	if (c->complete) {
+		c->cfg = px_shared_policy(c->a->e.shared);
 		route(c);
+	}
 }
 
 static void
@@ -573,7 +533,7 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
 		return;
 	}
 	c->a = a;
-	c->io = px_io_new(a->m->base, fd);
+	c->io = px_io_new(a->e.base, fd);
 	c->body = evbuffer_new();
 	if (!c->io || !c->body) {
 		if (c->io)
@@ -608,14 +568,14 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
 }
 
 struct px_admin *
-px_admin_new(struct px_main *m, const struct pol_config *cfg)
+px_admin_new(const struct px_admin_env *env, const struct pol_config *cfg)
 {
 	struct px_admin *a = calloc(1, sizeof *a);
 	struct addrinfo hints, *ai = NULL;
 
 	if (!a)
 		return NULL;
-	a->m = m;
+	a->e = *env;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -625,7 +585,7 @@ px_admin_new(struct px_main *m, const struct pol_config *cfg)
 		free(a);
 		return NULL;
 	}
-	a->listener = evconnlistener_new_bind(m->base, admin_accept, a,
+	a->listener = evconnlistener_new_bind(env->base, admin_accept, a,
 	                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 	                                          LEV_OPT_CLOSE_ON_EXEC,
 	                                      64, ai->ai_addr, (int)ai->ai_addrlen);

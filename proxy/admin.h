@@ -14,12 +14,28 @@
 #ifndef SG_PROXY_ADMIN_H
 #define SG_PROXY_ADMIN_H
 
+#include <event2/event.h>
+#include <time.h>
+
 #include "policy/config.h"
 
-struct px_main;
+struct px_shared;
+struct px_stats;
+struct px_upstream;
 struct px_admin;
 
-struct px_admin *px_admin_new(struct px_main *m, const struct pol_config *cfg);
+/* What the admin endpoint reads and changes (all outlive it). */
+struct px_admin_env {
+	struct event_base *base;        /* the main thread's loop */
+	struct px_shared *shared;       /* the policy: read, and changed by PUT /apps */
+	struct px_stats *const *stats;  /* the workers' counters and decision tables */
+	int nworkers;
+	struct px_upstream *up;         /* /readyz connects to it (the main thread's instance) */
+	time_t started;
+};
+
+/* Listens on CFG's [admin] listen. NULL (logged) if it cannot. */
+struct px_admin *px_admin_new(const struct px_admin_env *env, const struct pol_config *cfg);
 void px_admin_free(struct px_admin *a);
 
 #endif

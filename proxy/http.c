@@ -1,23 +1,25 @@
 /*
- * proxy/http.c - the HTTP/1.1 relay: one struct px_conn per client connection.
+ * proxy/http.c - the HTTP/1.1 relay: the first handler of every client connection.
  *
  * A request goes: client bytes -> head found and checked (httpguard) -> llhttp (framing) ->
- * policy (classify + decide) -> refused here, or its head rewritten (hop-by-hop headers,
- * X-Forwarded-*) and its bytes relayed to an upstream connection. Bodies pass through
- * llhttp only to find where the message ends; the bytes forwarded are the client's own.
- * Responses take the mirror path. One request is in flight per connection; pipelined
- * requests wait in the client input buffer, so answers keep their order.
+ * classified here, decided by police.c (parked there while a fact is looked up) -> refused
+ * (answered here) or its head rewritten (hop-by-hop headers, X-Forwarded-*) and its bytes
+ * relayed to an upstream connection. Bodies pass through llhttp only to find where the
+ * message ends; the bytes forwarded are the client's own. Responses take the mirror path.
+ * One request is in flight per connection; pipelined requests wait in the client input
+ * buffer, so answers keep their order. After a valid 101 the connection goes to ws.c (the
+ * realtime socket) or tunnel.c (any other WebSocket), and this handler's state is freed.
  *
  * Freeing: px_io defers a free requested inside its own callback (io.h), and every callback
- * here returns right after px_conn_close(). A connection that must close once its last
- * answer is flushed is closed from the timer (T_CLOSE), never under a caller's feet.
+ * here returns right after px_conn_close(). A connection that ends after its answer goes
+ * through px_conn_close_when_flushed(), which releases this handler from the loop.
  */
-#include <arpa/inet.h>
+#include "proxy/http.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <limits.h>
@@ -28,12 +30,87 @@
 
 #include "policy/jwt.h"
 #include "policy/text.h"
-#include "proxy/internal.h"
+#include "proxy/conn.h"
+#include "proxy/httpguard.h"
 #include "proxy/log.h"
-#include "proxy/lookup.h"
+#include "proxy/police.h"
+#include "proxy/tunnel.h"
+#include "proxy/upstream.h"
+#include "proxy/ws.h"
 #include "proxy/wsframe.h"
 
-enum { T_NONE, T_KEEPALIVE, T_HEADER, T_CLOSE };
+/* A request body up to this size is received whole before anything reaches the backend, so
+ * that a malformed chunked body is refused with not one byte forwarded (proxy_request_buffering). */
+#define PX_REQUEST_BUFFER (64 * 1024)
+/* Chunk-extension bytes allowed per chunk (RFC 9112 §7.1.1 sets no bound; llhttp 8.1 none). */
+#define PX_MAX_CHUNK_EXT 4096
+
+enum { T_NONE, T_KEEPALIVE, T_HEADER };
+
+/*
+ * Exchange states. Invariants:
+ *  HEAD      no upstream in use for this client; reading the next request head.
+ *  BODY      a sync call's body is being read whole (decide_body at most) before the call
+ *            is decided: its head is in head_copy, the body bytes read so far in held; nothing
+ *            has gone upstream.
+ *  PARKED    a head was read and its decision waits for a fact (police.c): the client is
+ *            not read; the head is at the front of its input (or in head_copy).
+ *  REQUEST   a request was approved; its bytes go (or are buffered) to the upstream;
+ *            the response may already be arriving (early responses).
+ *  RESPONSE  the whole request reached the upstream; relaying the response.
+ *  UPGRADING an upgrade request was forwarded; client input is held until the backend's 101.
+ */
+enum px_http_state { PX_H_HEAD, PX_H_BODY, PX_H_PARKED, PX_H_REQUEST, PX_H_RESPONSE, PX_H_UPGRADING };
+
+struct px_http {
+	struct px_conn *c;
+	enum px_http_state state;
+	int timer_kind;
+	struct px_police_stream ps;     /* police.c's: this client's calls */
+
+	/* the current request */
+	char req_line[300];             /* "METHOD /path" (no query: it may hold a signature) */
+	uint64_t req_start_us;
+	llhttp_t req_parser;
+	llhttp_settings_t req_settings;
+	struct px_head_info req;
+	size_t head_len;                /* the head's bytes */
+	int head_in_input;              /* ... at the front of the input, else in head_copy */
+	char *head_copy;                /* the head, while its body is held (BODY) */
+	struct evbuffer *held;          /* the body bytes read before the decision (as received) */
+	int req_method_head;            /* HEAD: the response has no body */
+	int req_done;                   /* the whole request was read from the client */
+	int req_sent;                   /* ... and handed to the upstream */
+	int req_msg_complete;           /* llhttp saw message complete in the last execute */
+	int refused_usable;             /* the last head was answered; the connection goes on */
+	uint64_t req_body_bytes;
+	size_t chunk_ext_bytes;         /* extension bytes of the current chunk */
+	int body_error;                 /* status a body callback failed with */
+	struct evbuffer *req_buf;       /* request bytes not yet sent upstream (buffering) */
+	int streaming;                  /* request buffer exceeded: body goes straight through */
+	int upstream_connected;
+	int upstream_reused;
+	int upstream_idle;              /* uio is kept between this client's requests, idle */
+	char ws_key[32];                /* Sec-WebSocket-Key of an upgrade */
+	char app[POL_APPID_MAX + 1];     /* realtime socket: its app id (checked: [A-Za-z0-9_.-]) */
+	char *user;                     /* realtime socket: its user id, decoded (owned); NULL for
+	                                 * any other request: the relay is then a blind tunnel */
+	int out_paused;                 /* HEAD: requests wait unread while the client's output
+	                                 * is above PX_HIGH_WATER (it does not read its answers) */
+
+	/* the current response */
+	struct evbuffer *resp_buf;      /* bytes for the client, written out by px_io_send() */
+	llhttp_t resp_parser;
+	llhttp_settings_t resp_settings;
+	int resp_started;               /* head forwarded to the client */
+	int resp_done;
+	int resp_eof_body;              /* body delimited by upstream close */
+	int resp_msg_complete;
+	int resp_status;
+	int upstream_reusable;
+	int close_after;                /* close the client once the response is flushed */
+	uint64_t resp_bytes;
+};
 
 static void client_readcb(struct px_io *io, void *arg);
 static void client_writecb(struct px_io *io, void *arg);
@@ -41,80 +118,60 @@ static void client_eventcb(struct px_io *io, short what, void *arg);
 static void up_readcb(struct px_io *io, void *arg);
 static void up_writecb(struct px_io *io, void *arg);
 static void up_eventcb(struct px_io *io, short what, void *arg);
-static void handle_head(struct px_conn *c);
-static void relay_request(struct px_conn *c);
-static void handle_response(struct px_conn *c);
-static void finish_transaction(struct px_conn *c);
-static void arm_timer(struct px_conn *c, int kind, uint32_t ms);
-static void linger_close(struct px_conn *c);
+static void handle_head(struct px_http *h);
+static void relay_request(struct px_http *h);
+static int handle_response(struct px_http *h);
+static void finish_transaction(struct px_http *h);
+static void arm_timer(struct px_http *h, int kind, uint32_t ms);
+static void http_timer(struct px_conn *c);
 
 static void
-ms_to_tv(uint32_t ms, struct timeval *tv)
+access_log(struct px_http *h, int status)
 {
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
-/* The access line of the current request, once, and its latency in the histogram. */
-static void
-access_log(struct px_conn *c, int status)
-{
+	struct px_conn *c = h->c;
 	char st[8], dur[24], in[24], out[24];
 	uint64_t us;
 	int b;
 
-	if (!c->req_line[0])
+	if (!h->req_line[0])
 		return;
-	us = px_now_us() - c->req_start_us;
+	us = px_now_us() - h->req_start_us;
 	for (b = 0; b < PX_LATENCY_BUCKETS && (double)us / 1e6 > px_latency_bounds[b]; b++)
 		;
-	px_count(&c->srv->stats.latency_bucket[b], 1);
-	px_count(&c->srv->stats.latency_sum_us, us);
+	px_count(&c->env->ctr->latency_bucket[b], 1);
+	px_count(&c->env->ctr->latency_sum_us, us);
 	if (c->cfg->access_log) {
 		snprintf(st, sizeof st, "%d", status);
 		snprintf(dur, sizeof dur, "%.3f", (double)us / 1000.0);
-		snprintf(in, sizeof in, "%llu", (unsigned long long)c->req_body_bytes);
-		snprintf(out, sizeof out, "%llu", (unsigned long long)c->resp_bytes);
-		px_log_to(c->srv->access, PX_LOG_INFO, "access", "peer", c->peer, "request", c->req_line,
+		snprintf(in, sizeof in, "%llu", (unsigned long long)h->req_body_bytes);
+		snprintf(out, sizeof out, "%llu", (unsigned long long)h->resp_bytes);
+		px_log_to(c->env->access, PX_LOG_INFO, "access", "peer", c->peer, "request", h->req_line,
 		          "status", st, "body_in", in, "body_out", out, "ms", dur, NULL);
-		if (evbuffer_get_length(c->srv->access) >= PIPE_BUF)
-			px_log_flush(c->srv->access);
+		if (evbuffer_get_length(c->env->access) >= PIPE_BUF)
+			px_log_flush(c->env->access);
 	}
-	c->req_line[0] = 0;
+	h->req_line[0] = 0;
 }
 
-static const char *
-state_to_str(enum px_conn_state s)
-{
-	switch (s) {
-	case PX_C_HEAD: return "head";
-	case PX_C_REQUEST: return "request";
-	case PX_C_RESPONSE: return "response";
-	case PX_C_UPGRADING: return "upgrading";
-	case PX_C_WS: return "ws";
-	case PX_C_CLOSING: return "closing";
-	}
-	return "?";
-}
 
 /* ---- llhttp callbacks ---- */
 
 static int
 on_req_complete(llhttp_t *p)
 {
-	struct px_conn *c = p->data;
-	c->req_msg_complete = 1;
+	struct px_http *h = p->data;
+	h->req_msg_complete = 1;
 	return HPE_PAUSED;
 }
 
 static int
 on_req_body(llhttp_t *p, const char *at, size_t len)
 {
-	struct px_conn *c = p->data;
+	struct px_http *h = p->data;
 	(void)at;
-	c->req_body_bytes += len;
-	if (c->req_body_bytes > c->cfg->limits.body_bytes) {
-		c->body_error = 413;
+	h->req_body_bytes += len;
+	if (h->req_body_bytes > h->c->cfg->limits.body_bytes) {
+		h->body_error = 413;
 		return -1;
 	}
 	return 0;
@@ -124,11 +181,11 @@ on_req_body(llhttp_t *p, const char *at, size_t len)
 static int
 on_chunk_ext(llhttp_t *p, const char *at, size_t len)
 {
-	struct px_conn *c = p->data;
+	struct px_http *h = p->data;
 	(void)at;
-	c->chunk_ext_bytes += len;
-	if (c->chunk_ext_bytes > PX_MAX_CHUNK_EXT) {
-		c->body_error = 400;
+	h->chunk_ext_bytes += len;
+	if (h->chunk_ext_bytes > PX_MAX_CHUNK_EXT) {
+		h->body_error = 400;
 		return -1;
 	}
 	return 0;
@@ -137,289 +194,102 @@ on_chunk_ext(llhttp_t *p, const char *at, size_t len)
 static int
 on_chunk_header(llhttp_t *p)
 {
-	struct px_conn *c = p->data;
-	c->chunk_ext_bytes = 0;
+	struct px_http *h = p->data;
+	h->chunk_ext_bytes = 0;
 	return 0;
 }
 
 static int
 on_resp_headers_complete(llhttp_t *p)
 {
-	struct px_conn *c = p->data;
+	struct px_http *h = p->data;
 	/* a response to HEAD has no body whatever its headers say (RFC 9112 §6.3) */
-	return c->req_method_head ? 1 : 0;
+	return h->req_method_head ? 1 : 0;
 }
 
 static int
 on_resp_complete(llhttp_t *p)
 {
-	struct px_conn *c = p->data;
-	c->resp_msg_complete = 1;
+	struct px_http *h = p->data;
+	h->resp_msg_complete = 1;
 	return HPE_PAUSED;
 }
+
+static void reply(struct px_http *h, int status, const char *error_code, const char *reason, int close);
 
 /* ---- timers ---- */
 
 static void
-timer_cb(evutil_socket_t fd, short what, void *arg)
+http_timer(struct px_conn *c)
 {
-	struct px_conn *c = arg;
-	(void)fd;
-	(void)what;
-	if (c->timer_kind == T_CLOSE && c->state == PX_C_CLOSING) {
-		if (px_io_pending(c->cio) > 0) {
-			/* still flushing: the write callback goes on from there; a client that
-			 * never reads is cut off at the keep-alive timeout */
-			arm_timer(c, T_NONE, c->cfg->limits.keepalive_idle_ms);
-			return;
-		}
-		linger_close(c);
-		return;
-	}
-	if (c->timer_kind == T_HEADER && evbuffer_get_length(px_io_input(c->cio)) > 0) {
+	struct px_http *h = c->obj;
+
+	if (h->timer_kind == T_HEADER && evbuffer_get_length(px_io_input(c->cio)) > 0) {
 		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "header deadline", NULL);
-		px_conn_reply(c, 408, "REQUEST_TIMEOUT", "request head not received in time", 1);
+		reply(h, 408, "REQUEST_TIMEOUT", "request head not received in time", 1);
 		return;
 	}
 	px_conn_close(c);
 }
 
 static void
-arm_timer(struct px_conn *c, int kind, uint32_t ms)
+arm_timer(struct px_http *h, int kind, uint32_t ms)
 {
-	struct timeval tv;
-	ms_to_tv(ms, &tv);
-	c->timer_kind = kind;
-	evtimer_add(c->timer, &tv);
-}
-/*
- * TCP_NODELAY on the client socket, once it may carry small writes after unacknowledged ones
- * (nginx's tcp_nodelay): a kept-alive connection, a WebSocket, TLS. A connection that carries
- * one request and closes goes without: one setsockopt(2) less for each such client.
- */
-static void
-client_nodelay(struct px_conn *c)
-{
-	int one = 1;
-	if (c->nodelay || !c->cio)
-		return;
-	setsockopt(px_io_fd(c->cio), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->nodelay = 1;
+	h->timer_kind = kind;
+	px_conn_timer(h->c, ms, http_timer);
 }
 
 /* ---- lifecycle ---- */
 
-void
-px_conn_accept(struct px_server *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int tls)
+static void
+free_upstream(struct px_http *h)
 {
-	const char *proto = tls ? "https" : "http";
-	struct px_conn *c = calloc(1, sizeof *c);
+	px_conn_drop_upstream(h->c);
+	h->upstream_connected = 0;
+	h->upstream_idle = 0;
+}
 
-	(void)salen;
-	if (!c) {
-		evutil_closesocket(fd);
-		return;
-	}
-	c->srv = srv;
-	c->cfg = pol_config_ref(srv->cfg);
-	snprintf(c->id, sizeof c->id, "w%d-%llu", srv->id, ++srv->next_conn_id);
-	if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
-		c->peer_v6 = 1;
-	} else {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
-	}
-	if (px_main_peer_add(srv->main, c->peer, c->cfg->limits.max_connections_per_client)) {
-		static const char busy[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-		                           "Content-Length: 86\r\nConnection: close\r\n\r\n"
-		                           "{\"errorCode\":\"TOO_MANY_CONNECTIONS\",\"reasons\":[\"max_connections_per_client reached\"]}\n";
-		px_log(PX_LOG_WARN, "max_connections_per_client", "peer", c->peer, NULL);
-		if (!tls) /* over TLS there is no cheap way to say it: the close alone must do */
-			(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		evutil_closesocket(fd);
-		pol_config_unref(c->cfg);
-		free(c);
-		return;
-	}
-	c->peer_counted = 1;
-	c->fwd_len = (size_t)snprintf(c->fwd, sizeof c->fwd,
-	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
-	                              "Forwarded: for=%s%s%s;proto=%s\r\n\r\n",
-	                              c->peer, proto, c->peer_v6 ? "\"[" : "", c->peer,
-	                              c->peer_v6 ? "]\"" : "", proto);
-	c->cio = px_io_new(srv->base, fd); /* takes the fd, even on failure */
-	c->timer = evtimer_new(srv->base, timer_cb, c);
-	c->resp_buf = evbuffer_new();
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
-	srv->nconns++;
-	if (!c->cio || !c->timer || !c->resp_buf) {
-		px_conn_close(c);
-		return;
-	}
-	if (tls) {
-		SSL *ssl = srv->tls_server ? SSL_new(srv->tls_server) : NULL;
-		client_nodelay(c); /* records of a handshake and an answer follow each other */
-		if (!ssl || px_io_tls_accept(c->cio, ssl, c->cfg->limits.tls_handshake_ms)) {
-			if (!ssl)
-				px_log(PX_LOG_ERROR, "tls", "why", "cannot create a TLS session", NULL);
-			px_conn_close(c);
-			return;
-		}
-	}
-	px_io_setcb(c->cio, client_readcb, client_writecb, client_eventcb, c);
-	px_io_set_read_max(c->cio, c->cfg->limits.header_bytes + PX_LOW_WATER);
-	px_io_set_low_water(c->cio, PX_LOW_WATER);
-	px_io_read(c->cio, 1);
-	c->state = PX_C_HEAD;
-	px_count(&srv->stats.connections_open, 1);
-	c->counted = 1;
-	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+/* The connection ends once its output is written (lingering unless the client is quiet). */
+static void
+end_conn(struct px_http *h)
+{
+	h->c->quiet = h->req_done;
+	px_conn_close_when_flushed(h->c);
 }
 
 static void
-free_upstream(struct px_conn *c)
+http_release(struct px_conn *c, void *obj)
 {
-	if (c->uio) {
-		px_io_free(c->uio);
-		c->uio = NULL;
-	}
-	c->upstream_connected = 0;
-	c->upstream_idle = 0;
-}
+	struct px_http *h = obj;
 
-
-/* The one teardown path: tolerates a half-built connection. */
-void
-px_conn_close(struct px_conn *c)
-{
-	struct px_server *srv = c->srv;
-
-	if (c->ws) {
-		px_ws_free(c->ws);
-		c->ws = NULL;
-	}
-	if (c->uio && c->upstream_idle) {
+	px_police_stream_release(&h->ps);
+	if (c->uio && h->upstream_idle) {
 		/* a clean keep-alive upstream outlives its client in the pool */
-		px_upstream_put(srv, c->uio);
+		px_upstream_put(c->env->up, c->uio);
 		c->uio = NULL;
 	}
-	free_upstream(c);
-	if (c->resp_buf) {
-		evbuffer_free(c->resp_buf);
-		c->resp_buf = NULL;
-	}
-	if (c->cio) {
-		px_io_free(c->cio);
-		c->cio = NULL;
-	}
-	if (c->timer) {
-		event_free(c->timer);
-		c->timer = NULL;
-	}
-	if (c->req_buf) {
-		evbuffer_free(c->req_buf);
-		c->req_buf = NULL;
-	}
-	free(c->user);
-	c->user = NULL;
-	pol_config_unref(c->cfg);
-	c->cfg = NULL;
-	if (c->counted)
-		px_count(&srv->stats.connections_open, (unsigned long long)-1);
-	if (c->peer_counted)
-		px_main_peer_remove(srv->main, c->peer);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	srv->nconns--;
-	free(c);
-	px_server_conn_gone(srv);
+	if (h->resp_buf)
+		evbuffer_free(h->resp_buf);
+	if (h->req_buf)
+		evbuffer_free(h->req_buf);
+	if (h->held)
+		evbuffer_free(h->held);
+	free(h->head_copy);
+	free(h->user);
+	free(h);
 }
 
-/*
- * The lingering close (nginx's lingering_close): once the last answer is written, stop
- * writing (FIN) but keep reading and discarding for up to PX_LINGER_MS / PX_LINGER_BYTES.
- * Closing while the client still sends would make the kernel answer with RST, and a client
- * that gets RST may lose the answer we just wrote (a 413 during an upload, a close frame).
- */
+/* Shutdown: a connection between requests closes now; one with a request in progress
+ * finishes it (finish_transaction() closes it then: env->draining). */
 static void
-linger_readcb(struct px_io *io, void *arg)
+http_drain(struct px_conn *c, void *obj)
 {
-	struct px_conn *c = arg;
-	struct evbuffer *in = px_io_input(io);
-	c->linger_bytes += evbuffer_get_length(in);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	if (c->linger_bytes > PX_LINGER_BYTES)
+	struct px_http *h = obj;
+	if (h->state == PX_H_HEAD && evbuffer_get_length(px_io_input(c->cio)) == 0)
 		px_conn_close(c);
 }
 
-static void
-linger_eventcb(struct px_io *io, short what, void *arg)
-{
-	(void)io;
-	(void)what;
-	px_conn_close(arg); /* EOF: the client is done too */
-}
-
-static void
-linger_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	px_conn_close(arg);
-}
-
-static void
-linger_close(struct px_conn *c)
-{
-	struct timeval tv = {PX_LINGER_MS / 1000, (PX_LINGER_MS % 1000) * 1000};
-	struct evbuffer *in = px_io_input(c->cio);
-
-	if (c->lingering || c->srv->draining) {
-		px_conn_close(c);
-		return;
-	}
-	if (c->uio && c->upstream_idle) {
-		px_upstream_put(c->srv, c->uio); /* clean and idle: the next client's */
-		c->uio = NULL;
-		c->upstream_idle = 0;
-	}
-	if (!c->ws && c->req_done && evbuffer_get_length(in) == 0 &&
-	    px_io_drained(c->cio)) {
-		/* a whole request was read and nothing followed it: the client has nothing more
-		 * to send (nginx lingers only then too), so no RST can come of closing now */
-		px_conn_close(c);
-		return;
-	}
-	c->lingering = 1;
-	free_upstream(c);
-	px_io_shutdown(c->cio);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	px_io_setcb(c->cio, linger_readcb, NULL, linger_eventcb, c);
-	px_io_set_timeout(c->cio, 0);
-	px_io_set_read_max(c->cio, 65536);
-	px_io_read(c->cio, 1);
-	evtimer_del(c->timer);
-	evtimer_assign(c->timer, c->srv->base, linger_timeout, c);
-	evtimer_add(c->timer, &tv);
-}
-
-void
-px_conn_close_when_flushed(struct px_conn *c)
-{
-	c->state = PX_C_CLOSING;
-	px_io_read(c->cio, 0);
-	px_io_set_low_water(c->cio, 0); /* the write callback closes it once empty */
-	evtimer_del(c->timer);
-	evtimer_assign(c->timer, c->srv->base, timer_cb, c); /* the WebSocket relay reuses it */
-	arm_timer(c, T_CLOSE, 0);
-}
+static const struct px_proto http_proto = {"http", http_release, http_drain};
 
 static const char *
 status_text(int status)
@@ -445,20 +315,22 @@ status_text(int status)
 	return "Error";
 }
 
-void
-px_conn_reply(struct px_conn *c, int status, const char *error_code, const char *reason,
-              int close)
+/* Writes a complete syncgate-made response; CLOSE adds Connection: close and ends the
+ * connection once it is flushed. */
+static void
+reply(struct px_http *h, int status, const char *error_code, const char *reason, int close)
 {
+	struct px_conn *c = h->c;
 	struct evbuffer *out = px_io_output(c->cio);
 	char body[1024], esc[768];
 
-	evbuffer_add_buffer(out, c->resp_buf); /* an interim response staged before this one */
+	evbuffer_add_buffer(out, h->resp_buf); /* an interim response staged before this one */
 	px_json_escape(esc, sizeof esc, reason, strlen(reason));
 	int n = snprintf(body, sizeof body, "{\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}\n",
 	                 error_code, esc);
 	if (n < 0 || (size_t)n >= sizeof body)
 		n = (int)strlen(body);
-	if (c->srv->draining)
+	if (c->env->draining)
 		close = 1;
 	evbuffer_add_printf(out,
 	                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
@@ -466,13 +338,13 @@ px_conn_reply(struct px_conn *c, int status, const char *error_code, const char 
 	                    status, status_text(status), n, close ? "Connection: close\r\n" : "");
 	evbuffer_add(out, body, (size_t)n);
 	px_io_flush(c->cio);
-	access_log(c, status);
+	access_log(h, status);
 	if (status == 400 || status == 408 || status == 413 || status == 414 || status == 417 ||
 	    status == 431 || status == 501)
-		px_count(&c->srv->stats.http_bad, 1);
+		px_count(&c->env->ctr->http_bad, 1);
 	if (close) {
-		free_upstream(c);
-		px_conn_close_when_flushed(c);
+		free_upstream(h);
+		end_conn(h);
 	}
 }
 
@@ -632,21 +504,22 @@ find_header(const char *head, size_t len, const char *name, const char **v)
  * Returns -1 (nothing written) for a head whose Connection header lists too many names.
  */
 static int
-write_upstream_head(struct px_conn *c, const char *head, size_t len, struct evbuffer *out)
+write_upstream_head(struct px_http *h, const char *head, size_t len, struct evbuffer *out)
 {
+	struct px_conn *c = h->c;
 	const char *p = memchr(head, '\n', len) + 1;
-	int ws = c->state == PX_C_UPGRADING;
+	int ws = h->state == PX_H_UPGRADING;
 	struct conn_tokens ct;
 	unsigned rw = 0;
 
 	connection_tokens(head, len, &ct);
 	if (ct.overflow)
 		return -1;
-	if (c->req.chunked)
+	if (h->req.chunked)
 		rw |= RW_TE;
-	if (c->req.cl_rewrite)
+	if (h->req.cl_rewrite)
 		rw |= RW_CL;
-	if (c->req.underscores && c->cfg->underscore_headers == POL_UNDERSCORE_DROP)
+	if (h->req.underscores && c->cfg->underscore_headers == POL_UNDERSCORE_DROP)
 		rw |= RW_UNDERSCORE;
 	evbuffer_add(out, head, (size_t)(p - head)); /* request line, byte for byte */
 	copy_fields(head, len, &ct, 1, ws, 0, rw, out); /* Upgrade is re-added below for ws */
@@ -656,30 +529,11 @@ write_upstream_head(struct px_conn *c, const char *head, size_t len, struct evbu
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	if (rw & RW_CL)
 		evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-		                    (unsigned long long)c->req.content_length);
+		                    (unsigned long long)h->req.content_length);
 	if (ws)
 		evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
 	evbuffer_add(out, c->fwd, c->fwd_len);
 	return 0;
-}
-
-static void
-log_decision(struct px_conn *c, const struct pol_call *call, const struct pol_decision *d,
-             const char *target, size_t tlen)
-{
-	char status[8], app[POL_APPID_MAX + 1], path[512];
-	size_t al = call->app_len < POL_APPID_MAX ? call->app_len : POL_APPID_MAX;
-	size_t pl = tlen < sizeof path - 1 ? tlen : sizeof path - 1;
-
-	snprintf(status, sizeof status, "%d", d->status);
-	memcpy(app, call->app ? call->app : "", call->app ? al : 0);
-	app[call->app ? al : 0] = 0;
-	memcpy(path, target, pl);
-	path[pl] = 0;
-	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", "http",
-	       "socket", c->id, "peer", c->peer, "app", app, "op", pol_op_to_str(call->op), "path", path,
-	       "status", status, "errorCode", d->error_code ? d->error_code : "", "rule",
-	       d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
 }
 
 /*
@@ -735,9 +589,10 @@ query_param_count(const char *target, size_t tlen, const char *name, const char 
  * 1 if the request may go on; 0 when it was answered 401.
  */
 static int
-check_signature(struct px_conn *c, const struct pol_app *app, const struct pol_call *call,
+check_signature(struct px_http *h, const struct pol_app *app, const struct pol_call *call,
                 const char *target, size_t tlen)
 {
+	struct px_conn *c = h->c;
 	const char *sig = NULL;
 	size_t sl = 0;
 	int n = query_param_count(target, tlen, "signature", &sig, &sl);
@@ -749,7 +604,7 @@ check_signature(struct px_conn *c, const struct pol_app *app, const struct pol_c
 	       pol_identity_to_str(app->identity), NULL);
 	if (ok || app->identity != POL_IDENTITY_REQUIRE)
 		return 1;
-	px_conn_reply(c, 401, "INVALID_SIGNATURE",
+	reply(h, 401, "INVALID_SIGNATURE",
 	              n > 1 ? "syncgate: more than one signature parameter"
 	                    : "syncgate: this app requires a valid identity-verification signature", 0);
 	return 0;
@@ -760,114 +615,416 @@ check_signature(struct px_conn *c, const struct pol_app *app, const struct pol_c
  * are kept for the relay, which polices every frame. Returns 0, or -1 on ENOMEM.
  */
 static int
-keep_realtime_ids(struct px_conn *c, const struct pol_call *call)
+keep_realtime_ids(struct px_http *h, const struct pol_call *call)
 {
-	free(c->user);
-	c->user = malloc(call->uid_len + 1);
-	if (!c->user)
+	free(h->user);
+	h->user = malloc(call->uid_len + 1);
+	if (!h->user)
 		return -1;
-	memcpy(c->user, call->uid, call->uid_len);
-	c->user[call->uid_len] = 0;
-	memcpy(c->app, call->app, call->app_len); /* pol_appid_valid(): at most POL_APPID_MAX */
-	c->app[call->app_len] = 0;
+	memcpy(h->user, call->uid, call->uid_len);
+	h->user[call->uid_len] = 0;
+	memcpy(h->app, call->app, call->app_len); /* pol_appid_valid(): at most POL_APPID_MAX */
+	h->app[call->app_len] = 0;
+	return 0;
+}
+
+/* ---- the transport police.c decides for ---- */
+
+/* The request head is checked and parsed by now: classifies it as a call, the credential
+ * class read from its Authorization header. Returns 0, or -1 with *WHY. */
+static int
+classify_head(struct px_http *h, const char *head, size_t len, struct pol_call *call,
+              const char **why)
+{
+	struct px_conn *c = h->c;
+	const char *authz = NULL, *sp1 = memchr(head, ' ', len);
+	const char *target = sp1 + 1, *sp2 = memchr(target, ' ', len - (size_t)(target - head));
+	size_t mlen = (size_t)(sp1 - head), tlen = (size_t)(sp2 - target);
+	long al = find_header(head, len, "authorization", &authz);
+	enum pol_cred cred = al > 0 ? POL_CRED_BROWSER : POL_CRED_NONE;
+	const struct pol_app *app;
+
+	if (pol_classify_http(c->env->classifier, head, mlen, target, tlen, cred, call, why))
+		return -1;
+	if (al > 0) {
+		app = pol_config_app(c->env->cfg, call->app ? call->app : "", call->app ? call->app_len : 0);
+		cred = pol_credential_class(app, authz, (size_t)al, (int64_t)time(NULL),
+		                            c->cfg->limits.jwt_clock_skew_s);
+		if (cred == POL_CRED_SERVER)
+			pol_classify_http(c->env->classifier, head, mlen, target, tlen, cred, call, why);
+	}
+	return 0;
+}
+
+static int
+http_classify(void *t, const char *text, size_t len, struct pol_call *call)
+{
+	const char *why;
+	return classify_head(t, text, len, call, &why);
+}
+
+/* The head stays at the front of the client's input while its call is parked: nothing to
+ * copy. */
+static char held_in_input;
+
+static void *
+http_hold(void *t, void *msg)
+{
+	(void)t;
+	(void)msg;
+	return &held_in_input;
+}
+
+static void
+http_free_held(void *held)
+{
+	(void)held;
+}
+
+static void forward_head(struct px_http *h, const struct pol_call *call);
+static void go_on(struct px_http *h);
+static int check_ws_upgrade(struct px_http *h, const char *head, size_t len);
+static int hold_body(struct px_http *h);
+static int holds_body(const struct px_http *h, const struct pol_call *call);
+
+/* The head at the front of the input was answered by syncgate: unless the answer closes
+ * the connection (a body follows, or the client asked), the next request may follow. */
+static void
+answered(struct px_http *h)
+{
+	struct px_conn *c = h->c;
+	if (c->phase != PX_CONN_OPEN)
+		return;
+	if (h->head_in_input)
+		evbuffer_drain(px_io_input(c->cio), h->head_len);
+	if (h->held) /* the refused call's body, read whole: dropped with it */
+		evbuffer_drain(h->held, evbuffer_get_length(h->held));
+	free(h->head_copy);
+	h->head_copy = NULL;
+	px_io_set_timeout(c->cio, 0);
+	arm_timer(h, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+	h->refused_usable = 1;
+}
+
+/* Carries out decision D for the head at the front of the input (see police.h). */
+static void
+http_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_decision *d,
+               int parked)
+{
+	struct px_http *h = t;
+	struct px_conn *c = h->c;
+	(void)msg;
+
+	h->refused_usable = 0;
+	if (parked) {
+		h->state = PX_H_HEAD;
+		px_io_read(c->cio, 1);
+	}
+	if (d->verdict == POL_ALLOW) {
+		forward_head(h, call);
+	} else {
+		if (px_verdict_of(d) == PX_V_REFUSE)
+			px_count(&c->env->ctr->http_refused, 1);
+		/* a body not read whole cannot be skipped safely: the connection closes */
+		reply(h, d->status, d->error_code, d->reason,
+		      h->req.conn_close || ((h->req.has_cl || h->req.chunked) && !h->req_msg_complete));
+		answered(h);
+	}
+	if (parked)
+		go_on(h);
+}
+
+/* After a head was answered from outside the head loop (a parked call settled, a held body
+ * decided): the requests pipelined behind it go on. */
+static void
+go_on(struct px_http *h)
+{
+	struct px_conn *c = h->c;
+	if (!h->refused_usable || c->phase != PX_CONN_OPEN || h->state != PX_H_HEAD)
+		return;
+	if (px_io_pending(c->cio) > PX_HIGH_WATER) {
+		h->out_paused = 1;
+		px_io_read(c->cio, 0);
+	} else if (evbuffer_get_length(px_io_input(c->cio)) > 0) {
+		handle_head(h);
+	}
+}
+
+static const struct px_transport http_transport = {
+	.name = "http",
+	.carry_out = http_carry_out,
+	.carry_out_batch = NULL, /* a batch over HTTP is classified as a conversation change */
+	.classify = http_classify,
+	.hold = http_hold,
+	.free_held = http_free_held,
+};
+
+void
+px_http_start(struct px_conn *c)
+{
+	struct px_http *h = calloc(1, sizeof *h);
+
+	if (!h || !(h->resp_buf = evbuffer_new())) {
+		free(h);
+		px_conn_close(c);
+		return;
+	}
+	h->c = c;
+	px_police_stream_init(&h->ps, c->env->police, &http_transport, h, c->id, c->peer);
+	px_conn_set_proto(c, &http_proto, h);
+	px_io_setcb(c->cio, client_readcb, client_writecb, client_eventcb, h);
+	px_io_set_read_max(c->cio, c->cfg->limits.header_bytes + PX_LOW_WATER);
+	px_io_set_low_water(c->cio, PX_LOW_WATER);
+	px_io_read(c->cio, 1);
+	h->state = PX_H_HEAD;
+	arm_timer(h, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+}
+
+
+/*
+ * Classifies the request whose checked head is HEAD[0..LEN), at the front of the client's
+ * input, and hands it to police.c. Returns 1 if its decision waits for a fact (parked),
+ * else 0: forwarded or answered (the connection may be closing).
+ */
+static int
+police_head(struct px_http *h, const char *head, size_t len)
+{
+	struct px_conn *c = h->c;
+	const char *why, *ov, *sp1 = memchr(head, ' ', len);
+	const char *target = sp1 + 1, *sp2 = memchr(target, ' ', len - (size_t)(target - head));
+	size_t mlen = (size_t)(sp1 - head), tlen = (size_t)(sp2 - target), ovl;
+	struct pol_call call;
+	struct pol_ctx ctx;
+
+	h->req_method_head = px_token_eq(head, mlen, "HEAD");
+	if (target[0] == '*') {
+		forward_head(h, NULL); /* OPTIONS * */
+		return 0;
+	}
+	if (classify_head(h, head, len, &call, &why)) {
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", why, NULL);
+		reply(h, 400, "INVALID_REQUEST", why, 1);
+		return 0;
+	}
+	if (call.api && (h->req.method_override || query_param_count(target, tlen, "_method", &ov, &ovl))) {
+		/* a backend honouring it would carry out another method than the one decided */
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", "method override", NULL);
+		reply(h, 400, "INVALID_REQUEST",
+		      "syncgate: method override (X-HTTP-Method-Override, _method) is not "
+		      "accepted on API paths", 1);
+		return 0;
+	}
+	if (h->req.upgrade_ws && call.api && call.op != POL_OP_REALTIME) {
+		/* only the realtime socket is an API WebSocket: any other would be a blind tunnel */
+		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", "upgrade on an API path", NULL);
+		reply(h, 400, "INVALID_REQUEST",
+		      "syncgate: WebSocket upgrade on an API path that is not the realtime socket "
+		      "(/v1/{appId}/realtime/{userId})", 1);
+		return 0;
+	}
+	if (holds_body(h, &call)) {
+		/* the body is read whole before the call is decided (hold_body) */
+		if (!(h->head_copy = malloc(len)) || (!h->held && !(h->held = evbuffer_new()))) {
+			reply(h, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
+			return 0;
+		}
+		memcpy(h->head_copy, head, len);
+		evbuffer_drain(px_io_input(c->cio), len);
+		h->head_in_input = 0;
+		h->state = PX_H_BODY;
+		px_conn_timer_stop(c);
+		h->timer_kind = T_NONE;
+		px_io_set_timeout(c->cio, c->cfg->limits.body_idle_ms);
+		return hold_body(h);
+	}
+	px_police_ctx(&h->ps, call.app ? call.app : "", call.app ? call.app_len : 0, &ctx);
+	return px_police_call(&h->ps, &ctx, &call, head, len, NULL);
+}
+
+/* Returns 1 while the call waits for a fact, else 0; sets the state (see police_head). */
+static int
+decide_held(struct px_http *h)
+{
+	struct pol_call call;
+	struct pol_ctx ctx;
+	const char *why;
+
+	h->state = PX_H_HEAD;
+	px_io_set_timeout(h->c->cio, 0);
+	if (classify_head(h, h->head_copy, h->head_len, &call, &why)) {
+		reply(h, 400, "INVALID_REQUEST", why, 1); /* it classified a moment ago */
+		return 0;
+	}
+	px_police_ctx(&h->ps, call.app ? call.app : "", call.app ? call.app_len : 0, &ctx);
+	if (px_police_call(&h->ps, &ctx, &call, h->head_copy, h->head_len, NULL)) {
+		h->state = PX_H_PARKED;
+		px_io_read(h->c->cio, 0);
+		return 1;
+	}
 	return 0;
 }
 
 /*
- * Classifies and decides the request whose checked head is HEAD[0..LEN). Returns 1 if it may
- * be forwarded; otherwise it has been answered and 0 is returned.
+ * BODY: moves the body bytes that arrived into H->held through llhttp (which finds the end of
+ * the message and checks its framing), up to decide_body bytes; once the message is whole,
+ * or the cap is reached (the rest will stream after the decision), the call is decided.
+ * Returns 1 if it is then parked on a fact, else 0 (waiting for more, or decided).
  */
 static int
-police_request(struct px_conn *c, const char *head, size_t len)
+hold_body(struct px_http *h)
 {
-	struct px_server *srv = c->srv;
-	struct pol_call call;
-	struct pol_decision d;
-	const char *why, *authz = NULL, *sp1 = memchr(head, ' ', len);
-	const char *target = sp1 + 1, *sp2 = memchr(target, ' ', len - (size_t)(target - head));
-	size_t mlen = (size_t)(sp1 - head), tlen = (size_t)(sp2 - target);
-	long al = find_header(head, len, "authorization", &authz);
-	const struct pol_app *app;
-	struct pol_ctx ctx;
-	enum pol_cred cred = al > 0 ? POL_CRED_BROWSER : POL_CRED_NONE;
-	const char *ov;
-	size_t ovl;
+	struct px_conn *c = h->c;
+	struct evbuffer *in = px_io_input(c->cio);
+	size_t cap = c->cfg->limits.decide_body_bytes;
 
-	c->req_method_head = px_token_eq(head, mlen, "HEAD");
-	if (target[0] == '*')
-		return 1; /* OPTIONS * */
-	if (pol_classify_http(srv->classifier, head, mlen, target, tlen, cred, &call, &why)) {
-		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", why, NULL);
-		px_conn_reply(c, 400, "INVALID_REQUEST", why, 1);
-		return 0;
-	}
-	app = pol_config_app(c->cfg, call.app ? call.app : "", call.app ? call.app_len : 0);
-	if (al > 0) {
-		cred = pol_credential_class(app, authz, (size_t)al, (int64_t)time(NULL),
-		                            c->cfg->limits.jwt_clock_skew_s);
-		if (cred == POL_CRED_SERVER)
-			pol_classify_http(srv->classifier, head, mlen, target, tlen, cred, &call, &why);
-	}
-	if (call.api && (c->req.method_override ||
-	                 query_param_count(target, tlen, "_method", &ov, &ovl))) {
-		/* a backend honouring it would carry out another method than the one decided */
-		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", "method override", NULL);
-		px_conn_reply(c, 400, "INVALID_REQUEST",
-		              "syncgate: method override (X-HTTP-Method-Override, _method) is not "
-		              "accepted on API paths", 1);
-		return 0;
-	}
-	if (c->req.upgrade_ws && call.api && call.op != POL_OP_REALTIME) {
-		/* only the realtime socket is an API WebSocket: any other would be a blind tunnel */
-		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", "upgrade on an API path", NULL);
-		px_conn_reply(c, 400, "INVALID_REQUEST",
-		              "syncgate: WebSocket upgrade on an API path that is not the realtime socket "
-		              "(/v1/{appId}/realtime/{userId})", 1);
-		return 0;
-	}
-	ctx.app = app;
-	ctx.me = NULL;
-	ctx.me_len = 0;
-	ctx.authenticated = 1;
-	pol_decide(&ctx, &call, NULL, &d);
-	if (d.verdict == POL_NEED_FACT) {
-		/* HTTP bodies are not inspected, so no fact can make such a call pass: a fact that
-		 * would only choose between refusals is treated as unknown (protocol.md 7.5). */
-		struct pol_facts f = {POL_FV_ERROR, POL_FV_ERROR, POL_FV_ERROR};
-		pol_decide(&ctx, &call, &f, &d);
-	}
-	if (d.would_deny)
-		log_decision(c, &call, &d, target, tlen);
-	if (d.verdict == POL_ALLOW && call.op == POL_OP_SIGNATURE && app->identity != POL_IDENTITY_OFF &&
-	    !check_signature(c, app, &call, target, tlen))
-		return 0;
-	if (d.verdict == POL_ALLOW && c->req.upgrade_ws && call.op == POL_OP_REALTIME &&
-	    keep_realtime_ids(c, &call)) {
-		px_conn_reply(c, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
-		return 0;
-	}
-	if (d.verdict == POL_ALLOW) {
-		px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, px_verdict_of(&d));
-		if (call.op == POL_OP_REST_SERVER && call.method != POL_M_GET && app->id[0]) {
-			/* a server-side change passing through: drop what syncgate cached about it */
-			if (call.cid)
-				px_lookup_forget(srv, app->id, PX_LOOKUP_CONVERSATION, call.cid, call.cid_len);
-			else if (call.uid)
-				px_lookup_forget(srv, app->id, PX_LOOKUP_USER, call.uid, call.uid_len);
+	while (!h->req_msg_complete && evbuffer_get_length(h->held) < cap &&
+	       evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t take, used;
+		llhttp_errno_t e;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		take = v.iov_len < cap - evbuffer_get_length(h->held) ? v.iov_len
+		                                                       : cap - evbuffer_get_length(h->held);
+		e = llhttp_execute(&h->req_parser, v.iov_base, take);
+		if (e == HPE_PAUSED) {
+			used = (size_t)(llhttp_get_error_pos(&h->req_parser) - (const char *)v.iov_base);
+			llhttp_resume(&h->req_parser);
+		} else if (e == HPE_OK) {
+			used = take;
+		} else {
+			int too_big = e == HPE_USER && h->body_error == 413;
+			px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why",
+			       too_big ? "body too large" : llhttp_get_error_reason(&h->req_parser), NULL);
+			reply(h, too_big ? 413 : 400, too_big ? "BODY_TOO_LARGE" : "INVALID_REQUEST",
+			      too_big ? "request body over the configured limit" : "malformed request body framing", 1);
+			return 0;
 		}
-		return 1;
+		evbuffer_remove_buffer(in, h->held, used);
 	}
-	if (px_verdict_of(&d) == PX_V_REFUSE)
-		px_count(&srv->stats.http_refused, 1);
-	px_server_count_decision(srv, app->id[0] ? app->id : "*", call.op, px_verdict_of(&d));
-	log_decision(c, &call, &d, target, tlen);
-	px_conn_reply(c, d.status, d.error_code, d.reason,
-	              c->req.has_cl || c->req.chunked || c->req.conn_close);
-	return 0;
+	if (!h->req_msg_complete && evbuffer_get_length(h->held) < cap)
+		return 0; /* more to come */
+	return decide_held(h);
+}
+
+/* A browser's sync call with a body of at most decide_body (chunked: held up to it) and no
+ * 100-continue to wait for: its body is read before it is decided. */
+static int
+holds_body(const struct px_http *h, const struct pol_call *call)
+{
+	const struct pol_limits *lim = &h->c->cfg->limits;
+
+	if (!lim->decide_body_bytes || h->req_msg_complete || h->req.expect_continue ||
+	    h->req.upgrade_ws || (h->req.has_cl && h->req.content_length > lim->decide_body_bytes))
+		return 0;
+	switch (call->op) {
+	case POL_OP_USER_SET:
+	case POL_OP_USER_CREATE:
+	case POL_OP_CONV_SET:
+	case POL_OP_CONV_CREATE:
+	case POL_OP_PART_BATCH:
+	case POL_OP_PART_ACTION:
+	case POL_OP_PART_DELETE:
+	case POL_OP_UNKNOWN:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The head at the front of the input was allowed (CALL: its call, NULL for "OPTIONS *"):
+ * identity checks of the boken exchange, then the head goes upstream rewritten and the body
+ * follows.
+ */
+static void
+forward_head(struct px_http *h, const struct pol_call *call)
+{
+	struct px_conn *c = h->c;
+	struct evbuffer *in = px_io_input(c->cio);
+	const struct pol_limits *lim = &c->cfg->limits;
+	size_t end = h->head_len;
+	const char *p = h->head_in_input ? (const char *)evbuffer_pullup(in, (ev_ssize_t)end)
+	                                 : h->head_copy;
+
+	if (call && call->op == POL_OP_SIGNATURE) {
+		const struct pol_app *app = pol_config_app(c->env->cfg, call->app ? call->app : "",
+		                                           call->app ? call->app_len : 0);
+		const char *target = (const char *)memchr(p, ' ', end) + 1;
+		size_t tlen = (size_t)((const char *)memchr(target, ' ', end - (size_t)(target - p)) - target);
+		if (app->identity != POL_IDENTITY_OFF && !check_signature(h, app, call, target, tlen)) {
+			answered(h);
+			return;
+		}
+	}
+	if (call && h->req.upgrade_ws && call->op == POL_OP_REALTIME && keep_realtime_ids(h, call)) {
+		reply(h, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
+		return;
+	}
+	h->state = PX_H_REQUEST;
+	if (h->req.upgrade_ws) {
+		if (!check_ws_upgrade(h, p, end)) {
+			reply(h, 400, "INVALID_REQUEST", "bad WebSocket upgrade request", 1);
+			return;
+		}
+		h->state = PX_H_UPGRADING; /* forward_head() kept the realtime socket's ids */
+	}
+	px_conn_timer_stop(c);
+	h->timer_kind = T_NONE;
+	if (!h->req_buf)
+		h->req_buf = evbuffer_new();
+	if (!h->req_buf) {
+		px_conn_close(c);
+		return;
+	}
+	if (write_upstream_head(h, p, end, h->req_buf)) {
+		reply(h, 400, "INVALID_REQUEST", "Connection header lists too many names", 1);
+		return;
+	}
+	if (h->req.expect_continue && !h->req_msg_complete)
+		evbuffer_add(h->resp_buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	px_io_send(c->cio, h->resp_buf);
+	if (h->head_in_input)
+		evbuffer_drain(in, end);
+	if (h->held)
+		evbuffer_add_buffer(h->req_buf, h->held); /* the body read before the decision */
+	h->req_done = h->req_msg_complete;
+	if (h->state == PX_H_UPGRADING) {
+		/* hold every byte after the upgrade request until the backend's 101 */
+		h->req_done = 1;
+		px_io_read(c->cio, 0);
+	} else if (!h->req_done) {
+		px_io_set_timeout(c->cio, lim->body_idle_ms); /* a body is still to come */
+	}
+	relay_request(h);
+}
+
+
+/*
+ * A valid 101 was relayed: the connection goes to ws.c (the realtime socket, whose ids
+ * forward_head() kept) or to tunnel.c (any other WebSocket), and this handler's state is
+ * freed. H is gone when this returns.
+ */
+static void
+hand_off(struct px_http *h)
+{
+	struct px_conn *c = h->c;
+	char app[POL_APPID_MAX + 1], *user = h->user;
+
+	memcpy(app, h->app, sizeof app);
+	h->user = NULL;
+	px_count(&c->env->ctr->ws_opened, 1);
+	px_conn_set_proto(c, NULL, NULL);
+	http_release(c, h);
+	if (user)
+		px_ws_start(c, app, user);
+	else
+		px_tunnel_start(c);
 }
 
 static int
-check_ws_upgrade(struct px_conn *c, const char *head, size_t len)
+check_ws_upgrade(struct px_http *h, const char *head, size_t len)
 {
 	const char *v;
 	long n;
@@ -880,27 +1037,31 @@ check_ws_upgrade(struct px_conn *c, const char *head, size_t len)
 	n = find_header(head, len, "sec-websocket-key", &v);
 	if (n < 0 || !px_ws_key_valid(v, (size_t)n))
 		return 0;
-	memcpy(c->ws_key, v, (size_t)n);
-	c->ws_key[n] = 0;
+	memcpy(h->ws_key, v, (size_t)n);
+	h->ws_key[n] = 0;
 	return 1;
 }
 
 static void
-reset_request(struct px_conn *c)
+reset_request(struct px_http *h)
 {
-	memset(&c->req, 0, sizeof c->req);
-	c->req_done = c->req_sent = c->req_msg_complete = 0;
-	c->req_body_bytes = 0;
-	c->chunk_ext_bytes = 0;
-	c->body_error = 0;
-	c->streaming = 0;
-	c->resp_started = c->resp_done = c->resp_eof_body = c->resp_msg_complete = 0;
-	c->resp_status = 0;
-	c->upstream_reusable = 0;
-	c->resp_bytes = 0;
-	c->upstream_reused = 0;
-	free(c->user);
-	c->user = NULL;
+	memset(&h->req, 0, sizeof h->req);
+	h->req_done = h->req_sent = h->req_msg_complete = 0;
+	h->req_body_bytes = 0;
+	h->chunk_ext_bytes = 0;
+	h->body_error = 0;
+	h->streaming = 0;
+	h->resp_started = h->resp_done = h->resp_eof_body = h->resp_msg_complete = 0;
+	h->resp_status = 0;
+	h->upstream_reusable = 0;
+	h->resp_bytes = 0;
+	h->upstream_reused = 0;
+	free(h->user);
+	h->user = NULL;
+	free(h->head_copy);
+	h->head_copy = NULL;
+	if (h->held)
+		evbuffer_drain(h->held, evbuffer_get_length(h->held));
 }
 
 /*
@@ -909,8 +1070,9 @@ reset_request(struct px_conn *c)
  * forwarded, waiting for more bytes, or closing.
  */
 static int
-handle_one_head(struct px_conn *c)
+handle_one_head(struct px_http *h)
 {
+	struct px_conn *c = h->c;
 	struct evbuffer *in = px_io_input(c->cio);
 	const struct pol_limits *lim = &c->cfg->limits;
 	size_t n = evbuffer_get_length(in), look;
@@ -922,40 +1084,40 @@ handle_one_head(struct px_conn *c)
 
 	if (n == 0)
 		return 0;
-	px_server_refresh(c->srv);
-	if (c->cfg != c->srv->cfg) {
+	px_env_refresh(c->env);
+	if (c->cfg != c->env->cfg) {
 		pol_config_unref(c->cfg);
-		c->cfg = pol_config_ref(c->srv->cfg);
+		c->cfg = pol_config_ref(c->env->cfg);
 		lim = &c->cfg->limits;
 	}
-	if (c->timer_kind == T_KEEPALIVE) {
+	h->refused_usable = 0;
+	if (h->timer_kind == T_KEEPALIVE) {
 		/* first byte of a new request: the absolute header deadline starts (slowloris) */
-		evtimer_del(c->timer);
-		arm_timer(c, T_HEADER, lim->header_timeout_ms);
+		arm_timer(h, T_HEADER, lim->header_timeout_ms);
 	}
 	look = n < lim->header_bytes ? n : lim->header_bytes;
 	p = (char *)evbuffer_pullup(in, (ev_ssize_t)look);
 	end = px_head_end(p, look);
 	if (end < 0) {
-		px_conn_reply(c, 400, "INVALID_REQUEST", "bare CR or LF, or NUL, in the request head", 1);
+		reply(h, 400, "INVALID_REQUEST", "bare CR or LF, or NUL, in the request head", 1);
 		return 0;
 	}
 	if (end == 0) {
 		if (!memchr(p, '\n', look) && look > lim->request_line_bytes + 1)
-			px_conn_reply(c, 414, "URI_TOO_LONG", "request line too long", 1);
+			reply(h, 414, "URI_TOO_LONG", "request line too long", 1);
 		else if (look >= lim->header_bytes)
-			px_conn_reply(c, 431, "HEADERS_TOO_LARGE", "request head too large", 1);
+			reply(h, 431, "HEADERS_TOO_LARGE", "request head too large", 1);
 		return 0;
 	}
 	st = px_guard_request(p, (size_t)end, lim->request_line_bytes, (int)lim->header_count,
-	                      &c->req, &why);
-	if (!st && c->req.underscores && c->cfg->underscore_headers == POL_UNDERSCORE_REJECT) {
+	                      &h->req, &why);
+	if (!st && h->req.underscores && c->cfg->underscore_headers == POL_UNDERSCORE_REJECT) {
 		st = 400;
 		why = "header name with '_' (underscore_headers = reject)";
 	}
 	if (st) {
 		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", why, NULL);
-		px_conn_reply(c, st, st == 431 ? "HEADERS_TOO_LARGE" : st == 414 ? "URI_TOO_LONG" :
+		reply(h, st, st == 431 ? "HEADERS_TOO_LARGE" : st == 414 ? "URI_TOO_LONG" :
 		              "INVALID_REQUEST", why, 1);
 		return 0;
 	}
@@ -963,77 +1125,45 @@ handle_one_head(struct px_conn *c)
 		/* the access line: method and path, never the query */
 		const char *sp = memchr(p, ' ', (size_t)end), *t = sp + 1;
 		size_t tl = strcspn(t, " ?");
-		snprintf(c->req_line, sizeof c->req_line, "%.*s %.*s", (int)(sp - p), p,
+		snprintf(h->req_line, sizeof h->req_line, "%.*s %.*s", (int)(sp - p), p,
 		         (int)(tl > 256 ? 256 : tl), t);
-		c->req_start_us = px_now_us();
+		h->req_start_us = px_now_us();
 	}
 	/* llhttp, strict and with no lenient flag, must agree that this is one valid head */
-	llhttp_settings_init(&c->req_settings);
-	c->req_settings.on_message_complete = on_req_complete;
-	c->req_settings.on_body = on_req_body;
-	c->req_settings.on_chunk_extension_name = on_chunk_ext;
-	c->req_settings.on_chunk_extension_value = on_chunk_ext;
-	c->req_settings.on_chunk_header = on_chunk_header;
-	llhttp_init(&c->req_parser, HTTP_REQUEST, &c->req_settings);
-	c->req_parser.data = c;
-	c->req_msg_complete = 0;
-	e = llhttp_execute(&c->req_parser, p, (size_t)end);
+	llhttp_settings_init(&h->req_settings);
+	h->req_settings.on_message_complete = on_req_complete;
+	h->req_settings.on_body = on_req_body;
+	h->req_settings.on_chunk_extension_name = on_chunk_ext;
+	h->req_settings.on_chunk_extension_value = on_chunk_ext;
+	h->req_settings.on_chunk_header = on_chunk_header;
+	llhttp_init(&h->req_parser, HTTP_REQUEST, &h->req_settings);
+	h->req_parser.data = h;
+	h->req_msg_complete = 0;
+	e = llhttp_execute(&h->req_parser, p, (size_t)end);
 	if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
 		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why",
-		       llhttp_get_error_reason(&c->req_parser), NULL);
-		px_conn_reply(c, 400, "INVALID_REQUEST", "malformed request head", 1);
+		       llhttp_get_error_reason(&h->req_parser), NULL);
+		reply(h, 400, "INVALID_REQUEST", "malformed request head", 1);
 		return 0;
 	}
 	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)
-		llhttp_resume(&c->req_parser);
-	if (c->req.has_cl && c->req.content_length > lim->body_bytes) {
-		px_conn_reply(c, 413, "BODY_TOO_LARGE", "request body over the configured limit", 1);
+		llhttp_resume(&h->req_parser);
+	if (h->req.has_cl && h->req.content_length > lim->body_bytes) {
+		reply(h, 413, "BODY_TOO_LARGE", "request body over the configured limit", 1);
 		return 0;
 	}
-	px_count(&c->srv->stats.http_requests, 1);
-	if (!police_request(c, p, (size_t)end)) {
-		if (c->state == PX_C_CLOSING)
-			return 0;
-		/* refused with no body: the connection stays usable */
-		evbuffer_drain(in, (size_t)end);
-		evtimer_del(c->timer);
-		arm_timer(c, T_KEEPALIVE, lim->keepalive_idle_ms);
-		return 1;
-	}
-	c->state = PX_C_REQUEST;
-	if (c->req.upgrade_ws) {
-		if (!check_ws_upgrade(c, p, (size_t)end)) {
-			px_conn_reply(c, 400, "INVALID_REQUEST", "bad WebSocket upgrade request", 1);
-			return 0;
-		}
-		c->state = PX_C_UPGRADING; /* police_request() kept the realtime socket's ids */
-	}
-	evtimer_del(c->timer);
-	c->timer_kind = T_NONE;
-	if (!c->req_buf)
-		c->req_buf = evbuffer_new();
-	if (!c->req_buf) {
-		px_conn_close(c);
-		return 0;
-	}
-	if (write_upstream_head(c, p, (size_t)end, c->req_buf)) {
-		px_conn_reply(c, 400, "INVALID_REQUEST", "Connection header lists too many names", 1);
-		return 0;
-	}
-	if (c->req.expect_continue && !c->req_msg_complete)
-		evbuffer_add(c->resp_buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	px_io_send(c->cio, c->resp_buf);
-	evbuffer_drain(in, (size_t)end);
-	c->req_done = c->req_msg_complete;
-	if (c->state == PX_C_UPGRADING) {
-		/* hold every byte after the upgrade request until the backend's 101 */
-		c->req_done = 1;
+	px_count(&c->env->ctr->http_requests, 1);
+	h->head_len = (size_t)end;
+	h->head_in_input = 1;
+	if (police_head(h, p, (size_t)end)) {
+		/* a fact is being looked up: the client waits unread, the head in its input */
+		h->state = PX_H_PARKED;
 		px_io_read(c->cio, 0);
-	} else if (!c->req_done) {
-		px_io_set_timeout(c->cio, lim->body_idle_ms); /* a body is still to come */
+		px_conn_timer_stop(c);
+		h->timer_kind = T_NONE;
+		return 0;
 	}
-	relay_request(c);
-	return 0;
+	return h->refused_usable && c->phase == PX_CONN_OPEN && h->state == PX_H_HEAD;
 }
 
 /*
@@ -1043,22 +1173,23 @@ handle_one_head(struct px_conn *c)
  * keepalive_idle is closed.
  */
 static void
-pause_for_output(struct px_conn *c)
+pause_for_output(struct px_http *h)
 {
-	c->out_paused = 1;
+	struct px_conn *c = h->c;
+	h->out_paused = 1;
 	px_io_read(c->cio, 0);
-	evtimer_del(c->timer);
-	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+	arm_timer(h, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
 }
 
 /* Handles the request heads waiting in the client's input, one after the other while they
  * are refused, as long as the client reads the answers. */
 static void
-handle_head(struct px_conn *c)
+handle_head(struct px_http *h)
 {
-	while (handle_one_head(c)) {
+	struct px_conn *c = h->c;
+	while (handle_one_head(h)) {
 		if (px_io_pending(c->cio) > PX_HIGH_WATER) {
-			pause_for_output(c);
+			pause_for_output(h);
 			return;
 		}
 	}
@@ -1067,43 +1198,45 @@ handle_head(struct px_conn *c)
 /* ---- request body and hand-off to the upstream ---- */
 
 static void
-connect_upstream(struct px_conn *c)
+connect_upstream(struct px_http *h)
 {
-	if (c->uio && c->upstream_idle) {
+	struct px_conn *c = h->c;
+	if (c->uio && h->upstream_idle) {
 		/* the connection this client used last time: no pool round trip */
-		c->upstream_idle = 0;
-		c->upstream_reused = 1;
-		c->upstream_connected = 1;
+		h->upstream_idle = 0;
+		h->upstream_reused = 1;
+		h->upstream_connected = 1;
 		px_io_set_timeout(c->uio, c->cfg->limits.upstream_response_ms);
 		return;
 	}
-	c->uio = px_upstream_get(c->srv, &c->upstream_reused);
+	c->uio = px_upstream_get(c->env->up, &h->upstream_reused);
 	if (!c->uio) {
-		px_count(&c->srv->stats.upstream_errors, 1);
-		px_conn_reply(c, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
+		px_count(&c->env->ctr->upstream_errors, 1);
+		reply(h, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
 		return;
 	}
-	px_io_setcb(c->uio, up_readcb, up_writecb, up_eventcb, c);
+	px_io_setcb(c->uio, up_readcb, up_writecb, up_eventcb, h);
 	px_io_set_low_water(c->uio, PX_LOW_WATER);
 	px_io_set_read_max(c->uio, c->cfg->limits.response_header_bytes + PX_HIGH_WATER);
-	c->upstream_connected = c->upstream_reused;
+	h->upstream_connected = h->upstream_reused;
 	px_io_set_timeout(c->uio, c->cfg->limits.upstream_response_ms); /* connect: px_io_connect's */
 	px_io_read(c->uio, 1);
 }
 
 static void
-flush_request(struct px_conn *c)
+flush_request(struct px_http *h)
 {
+	struct px_conn *c = h->c;
 	struct evbuffer *uout;
 
-	if (!c->upstream_connected)
+	if (!h->upstream_connected)
 		return;
 	uout = px_io_output(c->uio);
-	px_io_send(c->uio, c->req_buf);
-	if (c->req_done && !c->req_sent) {
-		c->req_sent = 1;
-		if (c->state == PX_C_REQUEST)
-			c->state = PX_C_RESPONSE;
+	px_io_send(c->uio, h->req_buf);
+	if (h->req_done && !h->req_sent) {
+		h->req_sent = 1;
+		if (h->state == PX_H_REQUEST)
+			h->state = PX_H_RESPONSE;
 		px_io_set_timeout(c->cio, 0);
 	}
 	/* backpressure: the client waits while the upstream is slow to take the body */
@@ -1112,55 +1245,56 @@ flush_request(struct px_conn *c)
 }
 
 static void
-relay_request(struct px_conn *c)
+relay_request(struct px_http *h)
 {
+	struct px_conn *c = h->c;
 	struct evbuffer *in = px_io_input(c->cio);
 
-	while (!c->req_done && evbuffer_get_length(in) > 0) {
+	while (!h->req_done && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		llhttp_errno_t e;
 		size_t used;
 
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		c->req_msg_complete = 0;
-		e = llhttp_execute(&c->req_parser, v.iov_base, v.iov_len);
+		h->req_msg_complete = 0;
+		e = llhttp_execute(&h->req_parser, v.iov_base, v.iov_len);
 		if (e == HPE_PAUSED) {
-			used = (size_t)(llhttp_get_error_pos(&c->req_parser) - (const char *)v.iov_base);
-			llhttp_resume(&c->req_parser);
-			c->req_done = 1;
+			used = (size_t)(llhttp_get_error_pos(&h->req_parser) - (const char *)v.iov_base);
+			llhttp_resume(&h->req_parser);
+			h->req_done = 1;
 		} else if (e == HPE_OK) {
 			used = v.iov_len;
 		} else {
-			int too_big = e == HPE_USER && c->body_error == 413;
+			int too_big = e == HPE_USER && h->body_error == 413;
 			px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why",
-			       too_big ? "body too large" : llhttp_get_error_reason(&c->req_parser), NULL);
-			px_conn_reply(c, too_big ? 413 : 400, too_big ? "BODY_TOO_LARGE" : "INVALID_REQUEST",
+			       too_big ? "body too large" : llhttp_get_error_reason(&h->req_parser), NULL);
+			reply(h, too_big ? 413 : 400, too_big ? "BODY_TOO_LARGE" : "INVALID_REQUEST",
 			              too_big ? "request body over the configured limit"
 			                      : "malformed request body framing", 1);
 			return;
 		}
-		evbuffer_remove_buffer(in, c->req_buf, used);
+		evbuffer_remove_buffer(in, h->req_buf, used);
 	}
-	if (!c->streaming && evbuffer_get_length(c->req_buf) > PX_REQUEST_BUFFER)
-		c->streaming = 1;
-	if (!c->req_done && !c->streaming)
+	if (!h->streaming && evbuffer_get_length(h->req_buf) > PX_REQUEST_BUFFER)
+		h->streaming = 1;
+	if (!h->req_done && !h->streaming)
 		return;
-	if (!c->uio || c->upstream_idle) {
-		connect_upstream(c);
+	if (!c->uio || h->upstream_idle) {
+		connect_upstream(h);
 		if (!c->uio)
 			return;
 	}
-	flush_request(c);
+	flush_request(h);
 }
 
 /* ---- response ---- */
 
 /* The response head for the client: hop-by-hop headers out; Connection as syncgate decides. */
 static int
-write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
+write_client_head(struct px_http *h, const char *head, size_t len, int upgrade)
 {
-	struct evbuffer *out = c->resp_buf;
+	struct evbuffer *out = h->resp_buf;
 	const char *p = memchr(head, '\n', len) + 1;
 	struct conn_tokens ct;
 
@@ -1171,7 +1305,7 @@ write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
 	copy_fields(head, len, &ct, 0, 0, upgrade, 0, out);
 	if (upgrade)
 		evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
-	else if (c->close_after)
+	else if (h->close_after)
 		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
 	else
 		evbuffer_add(out, "\r\n", 2);
@@ -1179,31 +1313,32 @@ write_client_head(struct px_conn *c, const char *head, size_t len, int upgrade)
 }
 
 static void
-upstream_failed(struct px_conn *c, int status, const char *why)
+upstream_failed(struct px_http *h, int status, const char *why)
 {
-	px_count(&c->srv->stats.upstream_errors, 1);
+	struct px_conn *c = h->c;
+	px_count(&c->env->ctr->upstream_errors, 1);
 	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "why", why, NULL);
-	free_upstream(c);
-	if (c->resp_started) {
+	free_upstream(h);
+	if (h->resp_started) {
 		px_conn_close(c); /* a truncated response is signalled by closing */
 		return;
 	}
-	px_conn_reply(c, status, status == 504 ? "GATEWAY_TIMEOUT" : "BAD_GATEWAY", why,
-	              !c->req_done || c->state == PX_C_UPGRADING || c->req.conn_close);
-	if (c->state != PX_C_CLOSING)
-		finish_transaction(c);
+	reply(h, status, status == 504 ? "GATEWAY_TIMEOUT" : "BAD_GATEWAY", why,
+	              !h->req_done || h->state == PX_H_UPGRADING || h->req.conn_close);
+	if (c->phase == PX_CONN_OPEN)
+		finish_transaction(h);
 }
 
 /* A 101 is accepted only with the Sec-WebSocket-Accept for our client's key. */
 static int
-valid_101(struct px_conn *c, const char *head, size_t len)
+valid_101(struct px_http *h, const char *head, size_t len)
 {
 	const char *v;
 	long n;
 	char want[29];
 
 	n = find_header(head, len, "sec-websocket-accept", &v);
-	px_ws_accept(c->ws_key, strlen(c->ws_key), want);
+	px_ws_accept(h->ws_key, strlen(h->ws_key), want);
 	if (n != 28 || memcmp(v, want, 28))
 		return 0;
 	if (find_header(head, len, "sec-websocket-extensions", &v) >= 0)
@@ -1213,8 +1348,9 @@ valid_101(struct px_conn *c, const char *head, size_t len)
 }
 
 static int
-response_head(struct px_conn *c)
+response_head(struct px_http *h)
 {
+	struct px_conn *c = h->c;
 	struct evbuffer *in = px_io_input(c->uio);
 	size_t n = evbuffer_get_length(in), cap = c->cfg->limits.response_header_bytes;
 	size_t look = n < cap ? n : cap;
@@ -1225,163 +1361,165 @@ response_head(struct px_conn *c)
 	llhttp_errno_t e;
 
 	if (end < 0 || (end == 0 && look >= cap)) {
-		upstream_failed(c, 502, "malformed or oversized response head");
+		upstream_failed(h, 502, "malformed or oversized response head");
 		return -1;
 	}
 	if (end == 0)
 		return 0;
 	if (px_guard_response(p, (size_t)end, 1000, &info, &why)) {
-		upstream_failed(c, 502, why);
+		upstream_failed(h, 502, why);
 		return -1;
 	}
-	llhttp_settings_init(&c->resp_settings);
-	c->resp_settings.on_headers_complete = on_resp_headers_complete;
-	c->resp_settings.on_message_complete = on_resp_complete;
-	llhttp_init(&c->resp_parser, HTTP_RESPONSE, &c->resp_settings);
-	c->resp_parser.data = c;
-	c->resp_msg_complete = 0;
-	e = llhttp_execute(&c->resp_parser, p, (size_t)end);
+	llhttp_settings_init(&h->resp_settings);
+	h->resp_settings.on_headers_complete = on_resp_headers_complete;
+	h->resp_settings.on_message_complete = on_resp_complete;
+	llhttp_init(&h->resp_parser, HTTP_RESPONSE, &h->resp_settings);
+	h->resp_parser.data = h;
+	h->resp_msg_complete = 0;
+	e = llhttp_execute(&h->resp_parser, p, (size_t)end);
 	if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
-		upstream_failed(c, 502, "malformed response head");
+		upstream_failed(h, 502, "malformed response head");
 		return -1;
 	}
 	if (e != HPE_OK)
-		llhttp_resume(&c->resp_parser);
-	c->resp_status = c->resp_parser.status_code;
-	if (c->resp_status >= 100 && c->resp_status < 200 && c->resp_status != 101) {
-		if (write_client_head(c, p, (size_t)end, 0)) { /* interim: the final response follows */
-			upstream_failed(c, 502, "Connection header lists too many names");
+		llhttp_resume(&h->resp_parser);
+	h->resp_status = h->resp_parser.status_code;
+	if (h->resp_status >= 100 && h->resp_status < 200 && h->resp_status != 101) {
+		if (write_client_head(h, p, (size_t)end, 0)) { /* interim: the final response follows */
+			upstream_failed(h, 502, "Connection header lists too many names");
 			return -1;
 		}
-		px_io_send(c->cio, c->resp_buf);
+		px_io_send(c->cio, h->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		return 1;
 	}
-	if (c->resp_status == 101) {
-		if (c->state != PX_C_UPGRADING || !valid_101(c, p, (size_t)end)) {
-			upstream_failed(c, 502, "backend answered 101 without a valid WebSocket accept");
+	if (h->resp_status == 101) {
+		if (h->state != PX_H_UPGRADING || !valid_101(h, p, (size_t)end)) {
+			upstream_failed(h, 502, "backend answered 101 without a valid WebSocket accept");
 			return -1;
 		}
-		if (write_client_head(c, p, (size_t)end, 1)) {
-			upstream_failed(c, 502, "Connection header lists too many names");
+		if (write_client_head(h, p, (size_t)end, 1)) {
+			upstream_failed(h, 502, "Connection header lists too many names");
 			return -1;
 		}
-		px_io_send(c->cio, c->resp_buf);
+		px_io_send(c->cio, h->resp_buf);
 		evbuffer_drain(in, (size_t)end);
-		c->state = PX_C_WS;
-		client_nodelay(c);
-		access_log(c, 101);
-		px_count(&c->srv->stats.ws_opened, 1);
-		px_ws_start(c);
+		px_conn_nodelay(c);
+		access_log(h, 101);
+		hand_off(h);
 		return -1;
 	}
-	c->resp_eof_body = !c->resp_msg_complete && llhttp_message_needs_eof(&c->resp_parser);
-	if (c->state == PX_C_UPGRADING)
-		c->close_after = 1; /* never read the held bytes as HTTP */
-	c->close_after |= c->req.conn_close || c->resp_eof_body || c->srv->draining;
-	c->upstream_reusable = !info.conn_close && !c->resp_eof_body && !c->req.http10 &&
-	                       c->state != PX_C_UPGRADING;
-	if (write_client_head(c, p, (size_t)end, 0)) {
-		upstream_failed(c, 502, "Connection header lists too many names");
+	h->resp_eof_body = !h->resp_msg_complete && llhttp_message_needs_eof(&h->resp_parser);
+	if (h->state == PX_H_UPGRADING)
+		h->close_after = 1; /* never read the held bytes as HTTP */
+	h->close_after |= h->req.conn_close || h->resp_eof_body || c->env->draining;
+	h->upstream_reusable = !info.conn_close && !h->resp_eof_body && !h->req.http10 &&
+	                       h->state != PX_H_UPGRADING;
+	if (write_client_head(h, p, (size_t)end, 0)) {
+		upstream_failed(h, 502, "Connection header lists too many names");
 		return -1;
 	}
 	evbuffer_drain(in, (size_t)end);
-	c->resp_started = 1;
-	c->resp_done = c->resp_msg_complete;
+	h->resp_started = 1;
+	h->resp_done = h->resp_msg_complete;
 	return 1;
 }
 
-static void
-handle_response(struct px_conn *c)
+/* Relays what the upstream sent. Returns 1 while the exchange goes on, 0 when H may be gone
+ * (answered, failed, finished or handed off): the caller returns at once. */
+static int
+handle_response(struct px_http *h)
 {
-	struct evbuffer *in, *out = c->resp_buf;
+	struct px_conn *c = h->c;
+	struct evbuffer *in, *out = h->resp_buf;
 
 	for (;;) {
 		if (!c->uio)
-			return;
+			return 1;
 		in = px_io_input(c->uio);
-		if (!c->resp_started) {
-			int r = response_head(c);
+		if (!h->resp_started) {
+			int r = response_head(h);
 			if (r <= 0)
-				return;
+				return r == 0;
 			continue;
 		}
-		if (c->resp_done || evbuffer_get_length(in) == 0)
+		if (h->resp_done || evbuffer_get_length(in) == 0)
 			break;
 		struct evbuffer_iovec v;
 		llhttp_errno_t e;
 		size_t used;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		c->resp_msg_complete = 0;
-		e = llhttp_execute(&c->resp_parser, v.iov_base, v.iov_len);
+		h->resp_msg_complete = 0;
+		e = llhttp_execute(&h->resp_parser, v.iov_base, v.iov_len);
 		if (e == HPE_PAUSED) {
-			used = (size_t)(llhttp_get_error_pos(&c->resp_parser) - (const char *)v.iov_base);
-			llhttp_resume(&c->resp_parser);
-			c->resp_done = 1;
+			used = (size_t)(llhttp_get_error_pos(&h->resp_parser) - (const char *)v.iov_base);
+			llhttp_resume(&h->resp_parser);
+			h->resp_done = 1;
 		} else if (e == HPE_OK) {
 			used = v.iov_len;
 		} else {
-			upstream_failed(c, 502, "malformed response body framing");
-			return;
+			upstream_failed(h, 502, "malformed response body framing");
+			return 0;
 		}
-		c->resp_bytes += used;
+		h->resp_bytes += used;
 		evbuffer_remove_buffer(in, out, used);
 	}
 	px_io_send(c->cio, out);
-	if (c->resp_done) {
+	if (h->resp_done) {
 		if (evbuffer_get_length(in) > 0)
-			c->upstream_reusable = 0; /* bytes after the response: never reuse */
-		finish_transaction(c);
-		return;
+			h->upstream_reusable = 0; /* bytes after the response: never reuse */
+		finish_transaction(h);
+		return 0;
 	}
 	if (px_io_pending(c->cio) > PX_HIGH_WATER)
 		px_io_read(c->uio, 0);
+	return 1;
 }
 
 static void
-finish_transaction(struct px_conn *c)
+finish_transaction(struct px_http *h)
 {
-	access_log(c, c->resp_status ? c->resp_status : 502);
-	if (!c->req_done)
-		c->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
+	struct px_conn *c = h->c;
+	access_log(h, h->resp_status ? h->resp_status : 502);
+	if (!h->req_done)
+		h->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
 	if (c->uio) {
 		/* The backend connection's fate is its own exchange's: a client that closes (its
 		 * Connection: close is hop-by-hop, never forwarded) leaves a clean one to the pool. */
-		if (c->upstream_reusable && c->req_sent && c->req_done && c->resp_done &&
-		    !c->srv->draining) {
+		if (h->upstream_reusable && h->req_sent && h->req_done && h->resp_done &&
+		    !c->env->draining) {
 			/* keep it for this client's next request (or the pool, when the client goes);
 			 * it expires at upstream_idle */
 			px_io_set_timeout(c->uio, c->cfg->limits.upstream_idle_ms);
-			c->upstream_idle = 1;
+			h->upstream_idle = 1;
 		} else {
-			free_upstream(c);
+			free_upstream(h);
 		}
 	}
 	px_io_set_timeout(c->cio, 0);
-	if (c->close_after || c->srv->draining || c->state == PX_C_CLOSING) {
-		if (px_io_pending(c->cio) == 0)
-			linger_close(c);
-		else
-			px_conn_close_when_flushed(c); /* the write callback closes it once drained */
+	if (h->close_after || c->env->draining || c->phase != PX_CONN_OPEN) {
+		if (c->phase == PX_CONN_OPEN) {
+			c->quiet = h->req_done;
+			px_conn_finish(c); /* H and C may be gone: every caller returns now */
+		}
 		return;
 	}
-	reset_request(c);
-	client_nodelay(c); /* kept alive: answers may follow unacknowledged ones */
-	c->state = PX_C_HEAD;
-	if (c->cfg != c->srv->cfg) {
+	reset_request(h);
+	px_conn_nodelay(c); /* kept alive: answers may follow unacknowledged ones */
+	h->state = PX_H_HEAD;
+	if (c->cfg != c->env->cfg) {
 		pol_config_unref(c->cfg);
-		c->cfg = pol_config_ref(c->srv->cfg);
+		c->cfg = pol_config_ref(c->env->cfg);
 	}
 	if (px_io_pending(c->cio) > PX_HIGH_WATER) {
-		pause_for_output(c); /* answers pile up unread: the next request waits */
+		pause_for_output(h); /* answers pile up unread: the next request waits */
 		return;
 	}
-	evtimer_del(c->timer);
-	arm_timer(c, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
+	arm_timer(h, T_KEEPALIVE, c->cfg->limits.keepalive_idle_ms);
 	px_io_read(c->cio, 1);
 	if (evbuffer_get_length(px_io_input(c->cio)) > 0)
-		handle_head(c); /* a pipelined request */
+		handle_head(h); /* a pipelined request */
 }
 
 /* ---- callbacks ---- */
@@ -1389,41 +1527,39 @@ finish_transaction(struct px_conn *c)
 static void
 client_readcb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
+	struct px_http *h = arg;
 	(void)io;
-	switch (c->state) {
-	case PX_C_HEAD:
-		handle_head(c);
+	switch (h->state) {
+	case PX_H_HEAD:
+		handle_head(h);
 		break;
-	case PX_C_REQUEST:
-		relay_request(c);
+	case PX_H_REQUEST:
+		relay_request(h);
 		break;
-	case PX_C_RESPONSE:
-	case PX_C_UPGRADING:
-	case PX_C_CLOSING:
-		break; /* held: the next request waits for this response */
-	case PX_C_WS:
-		break; /* px_ws replaced this callback */
+	case PX_H_BODY:
+		if (!hold_body(h))
+			go_on(h);
+		break;
+	case PX_H_PARKED:
+	case PX_H_RESPONSE:
+	case PX_H_UPGRADING:
+		break; /* held: the next request waits for this one's answer */
 	}
 }
 
 static void
 client_writecb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
+	struct px_http *h = arg;
+	struct px_conn *c = h->c;
 	(void)io;
-	if (c->state == PX_C_CLOSING) {
-		if (px_io_pending(c->cio) == 0)
-			linger_close(c);
-		return;
-	}
 	/* drained below the low watermark: resume the response, or the requests waiting */
-	if (c->uio && c->resp_started && !c->resp_done)
+	if (c->uio && h->resp_started && !h->resp_done)
 		px_io_read(c->uio, 1);
-	if (c->out_paused && c->state == PX_C_HEAD) {
-		c->out_paused = 0;
+	if (h->out_paused && h->state == PX_H_HEAD) {
+		h->out_paused = 0;
 		px_io_read(c->cio, 1);
-		handle_head(c);
+		handle_head(h);
 	}
 }
 
@@ -1433,15 +1569,16 @@ client_writecb(struct px_io *io, void *arg)
  * only answer such a client can read. Nothing reached the backend either way.
  */
 static void
-tls_refused(struct px_conn *c)
+tls_refused(struct px_http *h)
 {
+	struct px_conn *c = h->c;
 	static const char plain[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
 	                            "Content-Length: 87\r\nConnection: close\r\n\r\n"
 	                            "{\"errorCode\":\"TLS_REQUIRED\",\"reasons\":[\"a plain HTTP request was sent to a TLS port\"]}\n";
 
 	const char *why = px_io_why(c->cio);
 
-	px_count(&c->srv->stats.tls_handshake_failures, 1);
+	px_count(&c->env->ctr->tls_handshake_failures, 1);
 	/* a connect-and-close (port scans, TCP health checks) is not worth an info line */
 	px_log(strncmp(why, "the peer closed", 15) ? PX_LOG_INFO : PX_LOG_DEBUG, "tls_handshake_failed",
 	       "peer", c->peer, "why", why, NULL);
@@ -1453,20 +1590,21 @@ tls_refused(struct px_conn *c)
 static void
 client_eventcb(struct px_io *io, short what, void *arg)
 {
-	struct px_conn *c = arg;
+	struct px_http *h = arg;
+	struct px_conn *c = h->c;
 	(void)io;
 	if (what & PX_IO_TLS) {
-		tls_refused(c);
+		tls_refused(h);
 		return;
 	}
-	if ((what & PX_IO_TIMEOUT) && c->state == PX_C_REQUEST && !c->req_done) {
+	if ((what & PX_IO_TIMEOUT) && (h->state == PX_H_BODY || (h->state == PX_H_REQUEST && !h->req_done))) {
 		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "body idle", NULL);
-		px_conn_reply(c, 408, "REQUEST_TIMEOUT", "request body stalled", 1);
+		reply(h, 408, "REQUEST_TIMEOUT", "request body stalled", 1);
 		return;
 	}
-	if ((what & PX_IO_EOF) && c->state == PX_C_RESPONSE && c->req_sent) {
+	if ((what & PX_IO_EOF) && h->state == PX_H_RESPONSE && h->req_sent) {
 		/* the client half-closed after its request: finish the answer, then close */
-		c->close_after = 1;
+		h->close_after = 1;
 		px_io_read(c->cio, 0);
 		return;
 	}
@@ -1476,69 +1614,63 @@ client_eventcb(struct px_io *io, short what, void *arg)
 static void
 up_readcb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
+	struct px_http *h = arg;
 	(void)io;
-	if (c->upstream_idle) {
-		free_upstream(c); /* bytes from an idle backend: never reuse that connection */
+	if (h->upstream_idle) {
+		free_upstream(h); /* bytes from an idle backend: never reuse that connection */
 		return;
 	}
-	handle_response(c);
+	handle_response(h);
 }
 
 static void
 up_writecb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
+	struct px_http *h = arg;
+	struct px_conn *c = h->c;
 	(void)io;
 	/* the upstream took the body down to the low watermark: read the client again */
-	if (c->state == PX_C_REQUEST && !c->req_done)
+	if (h->state == PX_H_REQUEST && !h->req_done)
 		px_io_read(c->cio, 1);
 }
 
 static void
 up_eventcb(struct px_io *io, short what, void *arg)
 {
-	struct px_conn *c = arg;
+	struct px_http *h = arg;
+	struct px_conn *c = h->c;
 	(void)io;
 
-	if (c->upstream_idle) {
-		free_upstream(c); /* closed or expired while idle */
+	if (h->upstream_idle) {
+		free_upstream(h); /* closed or expired while idle */
 		return;
 	}
 	if (what & PX_IO_CONNECTED) {
-		c->upstream_connected = 1;
-		flush_request(c);
+		h->upstream_connected = 1;
+		flush_request(h);
 		return;
 	}
 	if (what & PX_IO_TLS) {
 		/* the detail (verify result, alert) is for the operator's log, not the client */
 		px_log(PX_LOG_WARN, "upstream_tls_failed", "peer", c->peer, "why", px_io_why(io), NULL);
-		upstream_failed(c, 502, (what & PX_IO_TIMEOUT) ? "backend TLS handshake timed out"
+		upstream_failed(h, 502, (what & PX_IO_TIMEOUT) ? "backend TLS handshake timed out"
 		                                               : "backend TLS handshake failed");
 		return;
 	}
 	if (what & PX_IO_TIMEOUT) {
-		upstream_failed(c, c->upstream_connected ? 504 : 502,
-		                c->upstream_connected ? "backend response timeout" : "backend connect timeout");
+		upstream_failed(h, h->upstream_connected ? 504 : 502,
+		                h->upstream_connected ? "backend response timeout" : "backend connect timeout");
 		return;
 	}
-	if ((what & PX_IO_EOF) && c->resp_started && c->resp_eof_body && !c->resp_done) {
-		handle_response(c);
-		if (!c->uio || c->resp_done)
+	if ((what & PX_IO_EOF) && h->resp_started && h->resp_eof_body && !h->resp_done) {
+		if (!handle_response(h) || !c->uio || h->resp_done)
 			return;
-		llhttp_finish(&c->resp_parser);
-		c->resp_done = 1;
-		c->upstream_reusable = 0;
-		finish_transaction(c);
+		llhttp_finish(&h->resp_parser);
+		h->resp_done = 1;
+		h->upstream_reusable = 0;
+		finish_transaction(h);
 		return;
 	}
-	upstream_failed(c, 502, (what & PX_IO_EOF) ? "backend closed the connection"
+	upstream_failed(h, 502, (what & PX_IO_EOF) ? "backend closed the connection"
 	                                               : "backend connection error");
-}
-
-const char *px_conn_state_to_str(enum px_conn_state s);
-const char *
-px_conn_state_to_str(enum px_conn_state s)
-{
-	return state_to_str(s);
 }

@@ -18,8 +18,9 @@
 #include <time.h>
 
 #include "policy/path.h"
-#include "proxy/internal.h"
+#include "proxy/io.h"
 #include "proxy/log.h"
+#include "proxy/upstream.h"
 
 #define BUCKETS 4096
 #define MAX_ENTRIES 65536
@@ -65,7 +66,10 @@ struct lookup_req {
 };
 
 struct px_lookups {
-	struct px_server *srv;
+	struct event_base *base;
+	struct px_upstream *up;
+	struct px_counters *ctr;            /* the worker's */
+	struct pol_config *const *cfg;      /* the worker's current policy (its limits) */
 	struct px_fact *bucket[BUCKETS];
 	struct px_fact *oldest, *newest; /* in the order cached; their number and bytes are the
 	                                   * worker's lookup_cache_facts / _bytes gauges */
@@ -90,15 +94,18 @@ hash(const char *k, size_t n)
 	return h;
 }
 
-static struct px_lookups *
-lookups(struct px_server *srv)
+struct px_lookups *
+px_lookups_new(struct event_base *base, struct px_upstream *up, struct px_counters *ctr,
+               struct pol_config *const *cfg)
 {
-	if (!srv->lookups) {
-		srv->lookups = calloc(1, sizeof *srv->lookups);
-		if (srv->lookups)
-			srv->lookups->srv = srv;
-	}
-	return srv->lookups;
+	struct px_lookups *lk = calloc(1, sizeof *lk);
+	if (!lk)
+		return NULL;
+	lk->base = base;
+	lk->up = up;
+	lk->ctr = ctr;
+	lk->cfg = cfg;
+	return lk;
 }
 
 /* "app \0 kind \0 id" */
@@ -151,8 +158,8 @@ unlink_entry(struct px_lookups *lk, struct px_fact *f)
 		f->newer->older = f->older;
 	else
 		lk->newest = f->older;
-	px_count(&lk->srv->stats.lookup_cache_facts, (unsigned long long)-1);
-	px_count(&lk->srv->stats.lookup_cache_bytes, -(unsigned long long)f->bytes);
+	px_count(&lk->ctr->lookup_cache_facts, (unsigned long long)-1);
+	px_count(&lk->ctr->lookup_cache_bytes, -(unsigned long long)f->bytes);
 	fact_free(f);
 }
 
@@ -175,8 +182,8 @@ fact_bytes(const struct px_fact *f)
 static void
 cache_insert(struct px_lookups *lk, struct px_fact *f)
 {
-	struct px_counters *st = &lk->srv->stats; /* this worker's: it alone writes them */
-	const size_t cap = lk->srv->cfg->limits.lookup_cache_bytes;
+	struct px_counters *st = lk->ctr; /* this worker's: it alone writes them */
+	const size_t cap = (*lk->cfg)->limits.lookup_cache_bytes;
 	const uint64_t now = now_ms();
 	struct px_fact **p = find_slot(lk, f->key, f->keylen);
 
@@ -201,8 +208,8 @@ cache_insert(struct px_lookups *lk, struct px_fact *f)
 	else
 		lk->oldest = f;
 	lk->newest = f;
-	px_count(&lk->srv->stats.lookup_cache_facts, 1);
-	px_count(&lk->srv->stats.lookup_cache_bytes, f->bytes);
+	px_count(&lk->ctr->lookup_cache_facts, 1);
+	px_count(&lk->ctr->lookup_cache_bytes, f->bytes);
 }
 
 enum px_lookup_state
@@ -276,7 +283,7 @@ req_finish(struct lookup_req *r, struct px_fact *f)
 {
 	struct px_lookup_waiter *w;
 	struct px_lookups *lk = r->lk;
-	const struct pol_limits *lim = &lk->srv->cfg->limits;
+	const struct pol_limits *lim = &(*lk->cfg)->limits;
 
 	for (w = r->waiters; w; w = w->next)
 		if (!w->cancelled)
@@ -298,7 +305,7 @@ req_fail(struct lookup_req *r, const char *why)
 	char *key = malloc(r->keylen);
 
 	px_log(PX_LOG_WARN, "lookup_failed", "why", why, NULL);
-	px_count(&r->lk->srv->stats.lookup_errors, 1);
+	px_count(&r->lk->ctr->lookup_errors, 1);
 	if (!f || !key) {
 		free(f);
 		free(key);
@@ -368,7 +375,7 @@ req_answer(struct lookup_req *r)
 	}
 	/* a clean keep-alive exchange: the connection goes back to the pool */
 	if (llhttp_should_keep_alive(&r->parser) && evbuffer_get_length(px_io_input(r->io)) == 0) {
-		px_upstream_put(r->lk->srv, r->io);
+		px_upstream_put(r->lk->up, r->io);
 		r->io = NULL;
 	}
 	req_finish(r, f);
@@ -450,10 +457,9 @@ req_timeout(evutil_socket_t fd, short what, void *arg)
 static int
 req_start(struct lookup_req *r)
 {
-	struct px_server *srv = r->lk->srv;
 	struct evbuffer *req;
 
-	r->io = px_upstream_get(srv, &r->reused);
+	r->io = px_upstream_get(r->lk->up, &r->reused);
 	if (!r->io) {
 		req_fail(r, "backend unreachable");
 		return -1;
@@ -473,23 +479,18 @@ req_start(struct lookup_req *r)
 }
 
 struct px_lookup_waiter *
-px_lookup(struct px_server *srv, const struct pol_app *app, enum px_lookup_kind kind,
+px_lookup(struct px_lookups *lk, const struct pol_app *app, enum px_lookup_kind kind,
           const char *id, size_t idlen, px_lookup_cb cb, void *arg)
 {
-	struct px_lookups *lk = lookups(srv);
 	char key[MAX_KEY], enc[3 * 512];
 	size_t kl;
 	struct px_fact **slot;
 	struct lookup_req *r;
 	struct px_lookup_waiter *w;
-	const struct pol_limits *lim = &srv->cfg->limits;
+	const struct pol_limits *lim = &(*lk->cfg)->limits;
 	long el;
 	struct timeval tv;
 
-	if (!lk) {
-		call_error(cb, arg, "out of memory");
-		return NULL;
-	}
 	if (!app->secret_key || !app->id[0]) {
 		call_error(cb, arg, "no secret key configured for the app");
 		return NULL;
@@ -503,7 +504,7 @@ px_lookup(struct px_server *srv, const struct pol_app *app, enum px_lookup_kind 
 	slot = find_slot(lk, key, kl);
 	if (*slot) {
 		if ((*slot)->expires > now_ms()) {
-			px_count(&srv->stats.lookup_cache_hits, 1);
+			px_count(&lk->ctr->lookup_cache_hits, 1);
 			cb(*slot, arg);
 			return NULL;
 		}
@@ -530,7 +531,7 @@ px_lookup(struct px_server *srv, const struct pol_app *app, enum px_lookup_kind 
 	r = calloc(1, sizeof *r);
 	if (!r || !(r->key = malloc(kl)) || !(r->body = evbuffer_new()) ||
 	    !(r->request = evbuffer_new()) ||
-	    !(r->timer = evtimer_new(srv->base, req_timeout, r))) {
+	    !(r->timer = evtimer_new(lk->base, req_timeout, r))) {
 		if (r) {
 			free(r->key);
 			if (r->body)
@@ -554,12 +555,12 @@ px_lookup(struct px_server *srv, const struct pol_app *app, enum px_lookup_kind 
 	lk->inflight = r;
 	lk->ninflight++;
 	lk->requests++;
-	px_count(&srv->stats.lookups, 1);
+	px_count(&lk->ctr->lookups, 1);
 	evbuffer_add_printf(r->request,
-	                    "GET /v1/%s/%s/%.*s HTTP/1.1\r\nHost: %s:%s\r\nAuthorization: Bearer %s\r\n"
+	                    "GET /v1/%s/%s/%.*s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
 	                    "Accept: application/json\r\nUser-Agent: syncgate-lookup\r\n\r\n",
 	                    app->id, kind == PX_LOOKUP_USER ? "users" : "conversations", (int)el, enc,
-	                    srv->cfg->upstream_host, srv->cfg->upstream_port, app->secret_key);
+	                    px_upstream_host(lk->up), app->secret_key);
 	tv.tv_sec = lim->lookup_timeout_ms / 1000;
 	tv.tv_usec = (lim->lookup_timeout_ms % 1000) * 1000;
 	evtimer_add(r->timer, &tv);
@@ -575,16 +576,15 @@ px_lookup_cancel(struct px_lookup_waiter *w)
 }
 
 void
-px_lookup_forget(struct px_server *srv, const char *app, enum px_lookup_kind kind,
+px_lookup_forget(struct px_lookups *lk, const char *app, enum px_lookup_kind kind,
                  const char *id, size_t idlen)
 {
-	struct px_lookups *lk = srv->lookups;
 	char key[MAX_KEY];
 	size_t kl;
 	struct px_fact **slot;
 	struct lookup_req *r;
 
-	if (!lk || !(kl = make_key(key, app, kind, id, idlen)))
+	if (!(kl = make_key(key, app, kind, id, idlen)))
 		return;
 	slot = find_slot(lk, key, kl);
 	if (*slot)
@@ -594,16 +594,9 @@ px_lookup_forget(struct px_server *srv, const char *app, enum px_lookup_kind kin
 			r->forgotten = 1; /* its answer may predate the change: do not cache it */
 }
 
-unsigned long
-px_lookup_requests(const struct px_server *srv)
-{
-	return srv->lookups ? srv->lookups->requests : 0;
-}
-
 void
-px_lookup_free_all(struct px_server *srv)
+px_lookups_free(struct px_lookups *lk)
 {
-	struct px_lookups *lk = srv->lookups;
 	if (!lk)
 		return;
 	while (lk->inflight)
@@ -611,5 +604,4 @@ px_lookup_free_all(struct px_server *srv)
 	while (lk->oldest)
 		unlink_entry(lk, lk->oldest);
 	free(lk);
-	srv->lookups = NULL;
 }

@@ -11,11 +11,14 @@
 #ifndef SG_PROXY_LOOKUP_H
 #define SG_PROXY_LOOKUP_H
 
+#include <event2/event.h>
 #include <stddef.h>
 
 #include "policy/config.h"
+#include "proxy/stats.h"
 
-struct px_server;
+struct px_upstream;
+struct px_lookups;
 
 enum px_lookup_kind { PX_LOOKUP_USER, PX_LOOKUP_CONVERSATION };
 enum px_lookup_state { PX_LOOKUP_ERROR = -1, PX_LOOKUP_ABSENT = 0, PX_LOOKUP_PRESENT = 1 };
@@ -27,11 +30,20 @@ struct px_fact;
 typedef void (*px_lookup_cb)(const struct px_fact *f, void *arg);
 
 /*
+ * A worker's lookups on BASE, asking upstream UP (its Host and pool), counting in CTR, with
+ * the limits of *CFG as it is at each call (the worker's current policy). NULL on ENOMEM.
+ */
+struct px_lookups *px_lookups_new(struct event_base *base, struct px_upstream *up,
+                                  struct px_counters *ctr, struct pol_config *const *cfg);
+/* Fails every lookup in flight (their callbacks run) and frees the cache. */
+void px_lookups_free(struct px_lookups *lk);
+
+/*
  * Answers KIND / ID of APP. If the fact is cached the callback runs before this returns and
  * NULL is returned; otherwise it runs later from the loop and a handle is returned that
  * px_lookup_cancel() can use while the callback has not run. (F is never NULL.)
  */
-struct px_lookup_waiter *px_lookup(struct px_server *srv, const struct pol_app *app,
+struct px_lookup_waiter *px_lookup(struct px_lookups *lk, const struct pol_app *app,
                                    enum px_lookup_kind kind, const char *id, size_t idlen,
                                    px_lookup_cb cb, void *arg);
 
@@ -44,12 +56,8 @@ int px_fact_has_participant(const struct px_fact *f, const char *uid, size_t len
 const char *px_fact_error(const struct px_fact *f);
 
 /* Drops a cached fact after syncgate forwarded a call that may change it. */
-void px_lookup_forget(struct px_server *srv, const char *app, enum px_lookup_kind kind,
+void px_lookup_forget(struct px_lookups *lk, const char *app, enum px_lookup_kind kind,
                       const char *id, size_t idlen);
 
-/* Counters, for tests and metrics. */
-unsigned long px_lookup_requests(const struct px_server *srv);
-
-void px_lookup_free_all(struct px_server *srv);
 
 #endif

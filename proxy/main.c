@@ -10,7 +10,7 @@
 
 #include "policy/config.h"
 #include "proxy/log.h"
-#include "proxy/server.h"
+#include "proxy/process.h"
 #include "proxy/tls.h"
 
 static void
@@ -83,7 +83,7 @@ main(int argc, char **argv)
 	int test = 0, opt, rc;
 	char err[POL_ERR_MAX];
 	struct pol_config *cfg;
-	struct px_main *m;
+	struct px_process *m;
 
 	while ((opt = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -140,11 +140,11 @@ main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	m = px_main_new(cfg, file);
+	m = px_process_new(cfg, file);
 	pol_config_unref(cfg);
 	if (!m)
 		return 1;
-	rc = px_main_run(m);
-	px_main_free(m);
+	rc = px_process_run(m);
+	px_process_free(m);
 	return rc;
 }

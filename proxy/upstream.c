@@ -1,26 +1,89 @@
 /*
- * proxy/upstream.c - the upstream connection pool of one worker.
+ * proxy/upstream.c - one upstream's connections for one thread (contract in upstream.h).
  *
- * px_upstream_get() hands out an idle keep-alive connection when there is one, else a new
- * connecting px_io (the caller sees PX_IO_CONNECTED; with an https upstream, after the TLS
- * handshake, resuming the worker's last session when the backend allows). Idle connections sit with callbacks
- * that free them on any event: data from an idle backend, EOF, error or the idle timeout all
- * mean it is no longer safe to reuse.
+ * Idle connections sit with callbacks that free them on any event: data from an idle
+ * backend, EOF, error or the idle timeout all mean it is no longer safe to reuse.
  */
+#include "proxy/upstream.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/internal.h"
 #include "proxy/log.h"
 #include "proxy/tls.h"
 
+struct px_upstream {
+	struct event_base *base;
+	char name[64];
+	char host[300];
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	SSL_CTX *tls;                   /* NULL: plain */
+	SSL_SESSION *session;           /* the last session, resumed by new connections */
+	struct pol_config *cfg;
+	int pooling, draining;
+	struct px_io **pool;            /* idle connections */
+	int npool, cpool;
+};
+
+struct px_upstream *
+px_upstream_new(struct event_base *base, const char *name, const struct sockaddr *sa,
+                socklen_t salen, const char *host, SSL_CTX *tls, struct pol_config *cfg, int pool)
+{
+	struct px_upstream *up = calloc(1, sizeof *up);
+
+	if (!up || salen > sizeof up->addr) {
+		free(up);
+		return NULL;
+	}
+	up->base = base;
+	snprintf(up->name, sizeof up->name, "%s", name);
+	snprintf(up->host, sizeof up->host, "%s", host);
+	memcpy(&up->addr, sa, salen);
+	up->addrlen = salen;
+	if ((up->tls = tls))
+		SSL_CTX_up_ref(tls);
+	up->cfg = pol_config_ref(cfg);
+	up->pooling = pool;
+	return up;
+}
+
+void
+px_upstream_free(struct px_upstream *up)
+{
+	if (!up)
+		return;
+	px_upstream_drain(up);
+	SSL_CTX_free(up->tls);
+	SSL_SESSION_free(up->session);
+	pol_config_unref(up->cfg);
+	free(up);
+}
+
+void
+px_upstream_update(struct px_upstream *up, SSL_CTX *tls, struct pol_config *cfg)
+{
+	if (tls != up->tls) {
+		SSL_CTX_free(up->tls); /* connections made with it hold their own references */
+		if ((up->tls = tls))
+			SSL_CTX_up_ref(tls);
+		SSL_SESSION_free(up->session);
+		up->session = NULL;
+	}
+	if (cfg != up->cfg) {
+		pol_config_unref(up->cfg);
+		up->cfg = pol_config_ref(cfg);
+	}
+}
+
 static void
-pool_remove(struct px_server *srv, struct px_io *io)
+pool_remove(struct px_upstream *up, struct px_io *io)
 {
 	int i;
-	for (i = 0; i < srv->npool; i++)
-		if (srv->pool[i] == io) {
-			srv->pool[i] = srv->pool[--srv->npool];
+	for (i = 0; i < up->npool; i++)
+		if (up->pool[i] == io) {
+			up->pool[i] = up->pool[--up->npool];
 			return;
 		}
 }
@@ -41,12 +104,12 @@ idle_eventcb(struct px_io *io, short what, void *arg)
 }
 
 struct px_io *
-px_upstream_get(struct px_server *srv, int *reused)
+px_upstream_get(struct px_upstream *up, int *reused)
 {
 	struct px_io *io;
 
-	while (srv->npool > 0) {
-		io = srv->pool[--srv->npool];
+	while (up->npool > 0) {
+		io = up->pool[--up->npool];
 		if (evbuffer_get_length(px_io_input(io)) == 0) {
 			px_io_setcb(io, NULL, NULL, NULL, NULL);
 			px_io_set_timeout(io, 0);
@@ -56,13 +119,14 @@ px_upstream_get(struct px_server *srv, int *reused)
 		px_io_free(io);
 	}
 	*reused = 0;
-	io = px_io_connect(srv->base, (struct sockaddr *)&srv->up_addr, srv->up_addrlen,
-	                   srv->cfg->limits.upstream_connect_ms);
-	if (io && srv->tls_client) {
-		SSL *ssl = px_tls_client_new(srv->tls_client, srv->cfg, &srv->up_session);
+	io = px_io_connect(up->base, (struct sockaddr *)&up->addr, up->addrlen,
+	                   up->cfg->limits.upstream_connect_ms);
+	if (io && up->tls) {
+		SSL *ssl = px_tls_client_new(up->tls, up->cfg, &up->session);
 		if (!ssl || px_io_tls_connect(io, ssl)) {
 			if (!ssl)
-				px_log(PX_LOG_ERROR, "tls", "why", "cannot create an upstream TLS session", NULL);
+				px_log(PX_LOG_ERROR, "tls", "why", "cannot create an upstream TLS session",
+				       "upstream", up->name, NULL);
 			px_io_free(io);
 			return NULL;
 		}
@@ -71,37 +135,50 @@ px_upstream_get(struct px_server *srv, int *reused)
 }
 
 void
-px_upstream_put(struct px_server *srv, struct px_io *io)
+px_upstream_put(struct px_upstream *up, struct px_io *io)
 {
-	const struct pol_limits *lim = &srv->cfg->limits;
+	const struct pol_limits *lim = &up->cfg->limits;
 
-	if (srv->draining || (unsigned)srv->npool >= lim->upstream_pool ||
+	if (!up->pooling || up->draining || (unsigned)up->npool >= lim->upstream_pool ||
 	    evbuffer_get_length(px_io_input(io)) != 0 || px_io_pending(io) != 0) {
 		px_io_free(io);
 		return;
 	}
-	if (srv->npool == srv->cpool) {
-		int nc = srv->cpool ? srv->cpool * 2 : 16;
-		struct px_io **np = realloc(srv->pool, (size_t)nc * sizeof *np);
+	if (up->npool == up->cpool) {
+		int nc = up->cpool ? up->cpool * 2 : 16;
+		struct px_io **np = realloc(up->pool, (size_t)nc * sizeof *np);
 		if (!np) {
 			px_io_free(io);
 			return;
 		}
-		srv->pool = np;
-		srv->cpool = nc;
+		up->pool = np;
+		up->cpool = nc;
 	}
-	px_io_setcb(io, idle_readcb, NULL, idle_eventcb, srv);
+	px_io_setcb(io, idle_readcb, NULL, idle_eventcb, up);
 	px_io_set_timeout(io, lim->upstream_idle_ms);
 	px_io_read(io, 1);
-	srv->pool[srv->npool++] = io;
+	up->pool[up->npool++] = io;
 }
 
 void
-px_upstream_pool_free(struct px_server *srv)
+px_upstream_drain(struct px_upstream *up)
 {
-	while (srv->npool > 0)
-		px_io_free(srv->pool[--srv->npool]);
-	free(srv->pool);
-	srv->pool = NULL;
-	srv->cpool = 0;
+	up->draining = 1;
+	while (up->npool > 0)
+		px_io_free(up->pool[--up->npool]);
+	free(up->pool);
+	up->pool = NULL;
+	up->cpool = 0;
+}
+
+const char *
+px_upstream_host(const struct px_upstream *up)
+{
+	return up->host;
+}
+
+const char *
+px_upstream_name(const struct px_upstream *up)
+{
+	return up->name;
 }

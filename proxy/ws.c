@@ -1,18 +1,21 @@
 /*
- * proxy/ws.c - the WebSocket relay, after a valid 101.
+ * proxy/ws.c - the realtime socket's WebSocket relay, after a valid 101.
  *
  * Client -> backend: every frame header is checked (wsframe.c); data frames are collected
  * into a message (raw bytes kept for a byte-exact forward, unmasked payload for policy).
- * On the realtime socket each complete text message is classified and decided: ALLOW
- * forwards the client's own frames; DENY / BADREQ forwards nothing and queues an answer
+ * Each complete text message is classified here and decided by police.c: ALLOW forwards
+ * the client's own frames; DENY / BADREQ forwards nothing and queues an answer
  * [seq, status, {errorCode, reasons}] for the client. A participant batch with mixed
- * verdicts is forwarded with the allowed actions only, and the backend's answer for that
- * seq is merged with syncgate's (protocol.md 7.2). Other WebSocket paths are blind tunnels.
+ * verdicts is forwarded with the allowed actions only (policy/batch.c writes it), and the
+ * backend's answer for that seq is merged with syncgate's (protocol.md 7.2). Any other
+ * WebSocket is a blind tunnel (tunnel.c).
  *
  * Backend -> client: frames are relayed as they arrive, parsed no further than their headers
  * (except a single-frame answer whose seq awaits a merge). syncgate's own answers enter the
  * client stream only between backend messages, never inside a fragmented one.
  */
+#include "proxy/ws.h"
+
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -22,19 +25,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "policy/batch.h"
 #include "policy/json.h"
 #include "policy/jwt.h"
-#include "proxy/internal.h"
-#include "proxy/log.h"
-#include "proxy/lookup.h"
 #include "policy/text.h"
+#include "proxy/conn.h"
+#include "proxy/log.h"
+#include "proxy/police.h"
 #include "proxy/wsframe.h"
 
 #define MAX_MERGES 32
-/* Calls of one socket waiting for a fact at once: past it the client is not read until one
- * settles (each holds a copy of its frame; a client sending lookups faster than the backend
- * answers them must not grow syncgate's memory). */
-#define MAX_PARKED 64
 #define SERVER_FRAME_CAP (64ull * 1024 * 1024)
 
 struct merge {
@@ -50,12 +50,17 @@ struct merge {
 };
 
 /* A call parked until a fact arrives; the socket relays other traffic meanwhile. */
-struct parked {
-	struct px_ws *ws;          /* NULL once the socket is gone: the callback only frees */
-	struct parked *next;       /* in ws->parked */
-	char *text;                /* the client message, classified again on resume */
+
+/*
+ * The message's frames as the client sent them: the LEN bytes at P (the fast path: in the
+ * read block), else the first LEN bytes of BUF (the socket's input for a single-frame
+ * message, ws->raw for a reassembled one, a parked call's own copy). forward_raw() moves
+ * them to the backend, drop_raw() discards them.
+ */
+struct raw_src {
+	struct evbuffer *buf;
 	size_t len;
-	struct evbuffer *raw;      /* its frames, as received */
+	const uint8_t *p;
 };
 
 struct px_ws {
@@ -73,19 +78,9 @@ struct px_ws {
 	size_t seen_in, seen_out;      /* input bytes already counted (left for a later read) */
 	struct evbuffer *inject; /* our answers, waiting for a backend message boundary */
 	size_t inject_len;       /* its length (px_evbuffer_track_length) */
-	/* per-frame lookups a socket repeats, valid while srv->gen is the generation noted */
-	const struct pol_app *app; /* c->app's policy */
-	unsigned long app_gen;
-	unsigned long dc_gen;
-	size_t user_len;         /* strlen(c->user), fixed from the upgrade on */
-	int dc_slot;             /* the last decision's entry in srv->dc, -1: none */
-	enum pol_op dc_op;
-	enum px_verdict dc_verdict;
-	int tunnel;
 	int s_in_msg;           /* inside a fragmented backend data message */
 	int nmerges;
 	int server_closed;
-	int authenticated;       /* identity = require: a valid renew was seen */
 	struct px_ws_assembler asm_; /* the message rules (wsframe.c) */
 	/* the rest */
 	/* client -> backend */
@@ -99,8 +94,8 @@ struct px_ws {
 	unsigned long long refused;
 	time_t opened;
 	int close_code;          /* the first close code seen either way (0: none) */
-	struct parked *parked;   /* calls waiting for a fact */
-	int nparked;             /* how many: at MAX_PARKED the client waits */
+	struct px_police_stream ps; /* police.c's: the socket's app, user, parked calls */
+	char *user;              /* the socket's user id (decoded; owned) */
 };
 
 static void ws_client_readcb(struct px_io *io, void *arg);
@@ -110,7 +105,7 @@ static void ws_upstream_writecb(struct px_io *io, void *arg);
 static void ws_eventcb(struct px_io *io, short what, void *arg);
 static size_t ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg);
 static size_t ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg);
-static void client_resume(struct px_conn *c);
+static void client_resume(struct px_ws *ws);
 
 static void
 merge_free(struct merge *m)
@@ -121,13 +116,15 @@ merge_free(struct merge *m)
 	free(m);
 }
 
-void
-px_ws_free(struct px_ws *ws)
+
+/* The relay ends (the connection closes or begins its final flush): the close line. */
+static void
+ws_release(struct px_conn *c, void *obj)
 {
+	struct px_ws *ws = obj;
 	int i;
 	char in[24], out[24], refused[24], secs[24], code[8], bin[24], bout[24];
-	if (!ws)
-		return;
+
 	snprintf(in, sizeof in, "%llu", ws->frames_in);
 	snprintf(out, sizeof out, "%llu", ws->frames_out);
 	snprintf(refused, sizeof refused, "%llu", ws->refused);
@@ -135,69 +132,56 @@ px_ws_free(struct px_ws *ws)
 	snprintf(code, sizeof code, "%d", ws->close_code);
 	snprintf(bin, sizeof bin, "%llu", ws->bytes_in);
 	snprintf(bout, sizeof bout, "%llu", ws->bytes_out);
-	px_log(PX_LOG_INFO, "ws_closed", "socket", ws->c->id, "peer", ws->c->peer, "app", ws->c->app,
-	       "user", px_conn_user(ws->c), "frames_in", in, "frames_out", out, "bytes_in", bin,
-	       "bytes_out", bout, "refused", refused, "seconds", secs, "close_code", ws->close_code ? code : "none",
-	       NULL);
-	px_count(&ws->c->srv->stats.ws_closed, 1);
-	evbuffer_free(ws->raw);
-	evbuffer_free(ws->msg);
-	evbuffer_free(ws->inject);
+	px_log(PX_LOG_INFO, "ws_closed", "socket", c->id, "peer", c->peer, "app", ws->ps.app,
+	       "user", ws->user ? ws->user : "", "frames_in", in, "frames_out", out, "bytes_in", bin,
+	       "bytes_out", bout, "refused", refused, "seconds", secs, "close_code",
+	       ws->close_code ? code : "none", NULL);
+	px_count(&c->env->ctr->ws_closed, 1);
+	px_police_stream_release(&ws->ps);
+	if (ws->raw)
+		evbuffer_free(ws->raw);
+	if (ws->msg)
+		evbuffer_free(ws->msg);
+	if (ws->inject)
+		evbuffer_free(ws->inject);
 	for (i = 0; i < ws->nmerges; i++)
 		merge_free(ws->merges[i]);
-	for (struct parked *p = ws->parked; p; p = p->next)
-		p->ws = NULL; /* the lookup's callback frees it */
+	free(ws->user);
 	free(ws);
 }
 
 static void
-idle_cb(evutil_socket_t fd, short what, void *arg)
+ws_idle(struct px_conn *c)
 {
-	struct px_conn *c = arg;
-	struct px_ws *ws = c->ws;
-	uint32_t idle = c->cfg->limits.ws_idle_ms;
-	time_t now = time(NULL);
-	(void)fd;
-	(void)what;
-	if ((uint64_t)(now - ws->last) * 1000 < idle) {
-		struct timeval tv = {(time_t)(idle / 1000 - (uint32_t)(now - ws->last)), 0};
-		evtimer_add(c->timer, &tv);
-		return;
-	}
-	px_log(PX_LOG_INFO, "ws_idle_close", "peer", c->peer, NULL);
-	px_conn_close(c);
+	struct px_ws *ws = c->obj;
+	if (px_conn_idle_over(c, ws->last, ws_idle))
+		px_conn_close(c);
 }
 
 /* Sends a close frame to the client and closes once it is flushed. */
 static void
-close_client(struct px_conn *c, int code, const char *why)
+close_client(struct px_ws *ws, int code, const char *why)
 {
+	struct px_conn *c = ws->c;
 	uint8_t f[4 + 125];
 	size_t rl = strlen(why) > 100 ? 100 : strlen(why);
 	size_t h = px_ws_write_header(f, 1, PX_WS_CLOSE, NULL, 2 + rl);
 	char scode[8];
 
 	snprintf(scode, sizeof scode, "%d", code);
-	if (c->ws && !c->ws->close_code)
-		c->ws->close_code = code;
+	if (!ws->close_code)
+		ws->close_code = code;
 	px_log(PX_LOG_INFO, "ws_close", "peer", c->peer, "code", scode, "why", why, NULL);
 	f[h] = (uint8_t)(code >> 8);
 	f[h + 1] = (uint8_t)code;
 	memcpy(f + h + 2, why, rl);
-	if (c->ws && c->ws->inject)
-		evbuffer_add_buffer(px_io_output(c->cio), c->ws->inject);
+	evbuffer_add_buffer(px_io_output(c->cio), ws->inject);
 	evbuffer_add(px_io_output(c->cio), f, h + 2 + rl);
-	if (c->uio) {
-		px_io_free(c->uio);
-		c->uio = NULL;
-	}
-	if (c->ws)
-		c->ws->span_len = 0; /* the backend is gone */
-	px_io_setcb(c->cio, NULL, ws_client_writecb, ws_eventcb, c);
-	px_io_read(c->cio, 0);
-	px_io_flush(c->cio);
+	ws->span_len = 0; /* the backend is gone */
+	px_conn_drop_upstream(c);
 	px_conn_close_when_flushed(c);
 }
+
 
 /* Backend at a message boundary: our queued answers may go out now. */
 static void
@@ -232,7 +216,7 @@ queue_error(struct px_ws *ws, const char *seq, size_t seq_len, int status, const
 	if (status == 409)
 		return; /* "exists": the SDK's success, not a refusal */
 	ws->refused++;
-	px_count(&ws->c->srv->stats.ws_refused, 1);
+	px_count(&ws->c->env->ctr->ws_refused, 1);
 }
 
 /* Writes the fast path's pending frames (they precede anything queued after them). */
@@ -253,10 +237,10 @@ upstream_out(struct px_ws *ws)
 }
 
 static void
-forward_text(struct px_conn *c, const char *text, size_t len)
+forward_text(struct px_ws *ws, const char *text, size_t len)
 {
 	uint8_t h[PX_WS_MAX_HEADER], mask[4];
-	struct evbuffer *out = upstream_out(c->ws);
+	struct evbuffer *out = upstream_out(ws);
 	size_t hl;
 	char *copy;
 
@@ -273,23 +257,45 @@ forward_text(struct px_conn *c, const char *text, size_t len)
 	free(copy);
 }
 
+
+/* Queues the answer to merge M's batch: a refusal per refused action, and for the allowed
+ * ones the backend's responses RESP (a cJSON array of M->nallowed entries; NULL: none). */
 static void
-log_refusal(struct px_conn *c, const struct pol_call *call, const struct pol_decision *d)
+queue_batch_answer(struct px_ws *ws, const struct merge *m, const cJSON *resp)
 {
-	char status[8], path[256], method[16];
-	long pl = pol_path_canon(&call->path, path, sizeof path);
-	snprintf(status, sizeof status, "%d", d->status);
-	snprintf(method, sizeof method, "%.*s", (int)call->method_len,
-	         call->method_text ? call->method_text : "");
-	if (pl < 0)
-		strcpy(path, "(long)");
-	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", "ws",
-	       "socket", c->id, "peer", c->peer, "app", c->app, "user", px_conn_user(c), "op",
-	       pol_op_to_str(call->op),
-	       "method", method,
-	       "path", path, "status", status, "errorCode", d->error_code ? d->error_code : "",
-	       "rule", d->rule ? d->rule : "", "mode", d->would_deny ? "report" : "enforce", NULL);
+	struct pol_batch_entry *e = calloc((size_t)(m->nactions ? m->nactions : 1), sizeof *e);
+	char **raw = calloc((size_t)(m->nactions ? m->nactions : 1), sizeof *raw);
+	size_t cap = 32 + strlen(m->seq);
+	char *out = NULL;
+	long n = -1;
+	int i, k = 0;
+
+	for (i = 0; e && raw && i < m->nactions; i++) {
+		if (m->act[i].allowed && resp) {
+			raw[i] = cJSON_PrintUnformatted(cJSON_GetArrayItem(resp, k++));
+			e[i].raw = raw[i] ? raw[i] : "null";
+			e[i].raw_len = strlen(e[i].raw);
+			cap += e[i].raw_len + 1;
+		} else {
+			e[i].status = m->act[i].status;
+			e[i].error_code = m->act[i].code ? m->act[i].code : "INVALID_REQUEST";
+			e[i].reason = m->act[i].reason ? m->act[i].reason : "";
+			cap += 64 + 6 * (strlen(e[i].error_code) + strlen(e[i].reason));
+		}
+	}
+	if (e && raw && (out = malloc(cap)))
+		n = pol_batch_answer(m->seq, strlen(m->seq), m->nactions, e, out, cap);
+	if (n >= 0)
+		queue_text(ws, out, (size_t)n);
+	else
+		queue_error(ws, m->seq, strlen(m->seq), 400, "INVALID_REQUEST", "syncgate: out of memory");
+	for (i = 0; raw && i < m->nactions; i++)
+		cJSON_free(raw[i]);
+	free(raw);
+	free(e);
+	free(out);
 }
+
 
 /* Bytes wait in an output (else the fast path's px_io_write() calls sent everything and there
  * is nothing to flush and no watermark to check). */
@@ -307,61 +313,6 @@ flush_both(struct px_conn *c)
 		px_io_flush(c->uio);
 	px_io_flush(c->cio);
 }
-
-/*
- * Counts a decision for /metrics. A socket's decisions repeat (the same call, the same
- * verdict), so the entry of the last one is remembered and bumped without hashing.
- */
-static void
-count_decision(struct px_ws *ws, const struct pol_ctx *ctx, enum pol_op op, enum px_verdict verdict)
-{
-	struct px_server *srv = ws->c->srv;
-
-	if (ws->dc_slot >= 0 && ws->dc_gen == srv->gen && ws->dc_op == op && ws->dc_verdict == verdict) {
-		srv->dc[ws->dc_slot].n++;
-		return;
-	}
-	ws->dc_slot = px_server_count_decision(srv, ctx->app->id[0] ? ctx->app->id : "*", op, verdict);
-	ws->dc_gen = srv->gen;
-	ws->dc_op = op;
-	ws->dc_verdict = verdict;
-}
-
-/*
- * What a looked-up fact F (NULL: none could be had) says for the decision. For a
- * participant question, UID is the user asked about.
- */
-static enum pol_fact_value
-fact_value(const struct px_fact *f, int participant, const char *uid, size_t uid_len)
-{
-	if (!f || px_fact_state(f) == PX_LOOKUP_ERROR)
-		return POL_FV_ERROR;
-	if (px_fact_state(f) == PX_LOOKUP_ABSENT)
-		return POL_FV_FALSE;
-	if (!participant)
-		return POL_FV_TRUE;
-	return px_fact_has_participant(f, uid, uid_len) ? POL_FV_TRUE : POL_FV_FALSE;
-}
-
-static void
-call_facts(const struct pol_call *call, const struct px_fact *f, struct pol_facts *out)
-{
-	out->user_exists = fact_value(f, 0, NULL, 0);
-	out->conv_exists = fact_value(f, 0, NULL, 0);
-	out->participant = fact_value(f, 1, call->uid, call->uid_len);
-}
-
-/*
- * The message's frames as the client sent them: the LEN bytes at P (the fast path: in the
- * read block), else the first LEN bytes of BUF (the socket's input for a single-frame
- * message, ws->raw for a reassembled one). forward_raw() moves them to the backend,
- * drop_raw() discards them.
- */
-struct raw_src {
-	struct evbuffer *buf;
-	size_t len;
-	const uint8_t *p;
-};
 
 static void
 forward_raw(struct px_ws *ws, const struct raw_src *r)
@@ -387,252 +338,172 @@ drop_raw(const struct raw_src *r)
 }
 
 /* Decides each action of a participant batch, with the conversation's fact F (or NULL). */
-static void
-decide_batch(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
-             const char *text, const struct raw_src *raw, const struct px_fact *fact)
-{
-	struct px_conn *c = ws->c;
-	struct pol_decision d;
-	struct pol_facts f;
-	struct merge *m;
-	int i, nallowed = 0;
+/* ---- the transport police.c decides for ---- */
 
-	m = calloc(1, sizeof *m + (size_t)call->nactions * sizeof m->act[0]);
-	if (!m) {
-		queue_error(ws, call->seq, call->seq_len, 400, "INVALID_REQUEST", "out of memory");
-		return;
-	}
-	m->nactions = call->nactions;
-	snprintf(m->seq, sizeof m->seq, "%.*s", (int)call->seq_len, call->seq);
-	for (i = 0; i < call->nactions; i++) {
-		pol_decide_action(ctx, call, i, NULL, &d);
-		if (d.verdict == POL_NEED_FACT) {
-			const struct pol_action *a = &call->actions[i];
-			f.user_exists = f.conv_exists = fact_value(fact, 0, NULL, 0);
-			f.participant = fact_value(fact, 1, a->uid, a->uid_len);
-			pol_decide_action(ctx, call, i, &f, &d);
-		}
-		if (d.verdict != POL_ALLOW || d.would_deny)
-			log_refusal(c, call, &d);
-		count_decision(ws, ctx, call->op, px_verdict_of(&d));
-		m->act[i].allowed = d.verdict == POL_ALLOW;
-		if (!m->act[i].allowed) {
-			m->act[i].status = d.status;
-			m->act[i].code = d.error_code;
-			m->act[i].reason = strdup(d.reason);
-			ws->refused++;
-			px_count(&c->srv->stats.ws_refused, 1);
-		} else {
-			nallowed++;
-		}
-	}
-	m->nallowed = nallowed;
-	if (nallowed == call->nactions) {
-		merge_free(m);
-		forward_raw(ws, raw);
-		return;
-	}
-	if (nallowed == 0 || ws->nmerges == MAX_MERGES) {
-		/* answer the whole batch here: one response, each action refused */
-		struct evbuffer *b = evbuffer_new();
-		size_t len;
-		char esc[768];
-		evbuffer_add_printf(b, "[%s,200,{\"responses\":[", m->seq);
-		for (i = 0; i < m->nactions; i++) {
-			const char *reason = m->act[i].reason ? m->act[i].reason
-			                                      : "syncgate: too many batches in flight";
-			px_json_escape(esc, sizeof esc, reason, strlen(reason));
-			evbuffer_add_printf(b, "%s{\"status\":%d,\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}",
-			                    i ? "," : "", m->act[i].reason ? m->act[i].status : 409,
-			                    m->act[i].reason ? m->act[i].code : "TOO_MANY_BATCHES", esc);
-		}
-		evbuffer_add(b, "]}]", 3);
-		len = evbuffer_get_length(b);
-		queue_text(ws, (const char *)evbuffer_pullup(b, -1), len);
-		evbuffer_free(b);
-		merge_free(m);
-		drop_raw(raw);
-		return;
-	}
-	/* mixed: forward the allowed actions only, under the client's seq */
-	{
-		const struct pol_jtok *t = pol_json_tokens(pol_classifier_json(c->srv->classifier));
-		struct evbuffer *b = evbuffer_new();
-		int first = 1;
-		const char *path_start = text + t[t[t[1].next].next].start - 1;
-		const char *path_end = text + t[t[t[1].next].next].end + 1;
-		evbuffer_add_printf(b, "[%s,\"POST\",", m->seq);
-		evbuffer_add(b, path_start, (size_t)(path_end - path_start));
-		evbuffer_add(b, ",{\"actions\":[", 13);
-		for (i = 0; i < call->nactions; i++) {
-			const struct pol_jtok *a = &t[call->actions[i].tok];
-			if (!m->act[i].allowed)
-				continue;
-			if (!first)
-				evbuffer_add(b, ",", 1);
-			evbuffer_add(b, text + a->start, a->end - a->start);
-			first = 0;
-		}
-		evbuffer_add(b, "]},{}]", 6);
-		forward_text(c, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-		evbuffer_free(b);
-		drop_raw(raw);
-		ws->merges[ws->nmerges++] = m;
-	}
-}
-
+/* An answer of syncgate's own for CALL: [seq, status, {errorCode, reasons}]. */
 static void
-parked_free(struct parked *p)
+answer_call(struct px_ws *ws, const struct pol_call *call, const struct pol_decision *d)
 {
-	free(p->text);
-	if (p->raw)
-		evbuffer_free(p->raw);
-	free(p);
-}
-
-static void
-unpark(struct px_ws *ws, struct parked *p)
-{
-	struct parked **pp;
-	for (pp = &ws->parked; *pp; pp = &(*pp)->next)
-		if (*pp == p) {
-			*pp = p->next;
-			ws->nparked--;
-			return;
-		}
-}
-
-/* The switches in force now (the admin API or a reload may have changed them since the
- * socket opened); limits stay those the socket opened with. */
-static void
-policy_ctx(struct px_ws *ws, struct pol_ctx *ctx)
-{
-	struct px_conn *c = ws->c;
-	px_server_refresh(c->srv);
-	if (!ws->app || ws->app_gen != c->srv->gen) {
-		ws->app = pol_config_app(c->srv->cfg, c->app, strlen(c->app));
-		ws->app_gen = c->srv->gen;
-	}
-	ctx->app = ws->app;
-	ctx->me = c->user;
-	ctx->me_len = ws->user_len;
-	ctx->authenticated = ctx->app->identity == POL_IDENTITY_REQUIRE ? ws->authenticated : 1;
-}
-
-/* After forwarding a call that may change a cached fact, the fact is dropped. */
-static void
-forget_facts(struct px_ws *ws, const struct pol_call *call)
-{
-	struct px_server *srv = ws->c->srv;
-	switch (call->op) {
-	case POL_OP_USER_SET:
-	case POL_OP_USER_CREATE:
-		if (call->uid)
-			px_lookup_forget(srv, ws->c->app, PX_LOOKUP_USER, call->uid, call->uid_len);
-		break;
-	case POL_OP_CONV_SET:
-	case POL_OP_CONV_CREATE:
-	case POL_OP_PART_BATCH:
-	case POL_OP_PART_ACTION:
-	case POL_OP_PART_DELETE:
-		if (call->cid)
-			px_lookup_forget(srv, ws->c->app, PX_LOOKUP_CONVERSATION, call->cid, call->cid_len);
-		break;
-	default:
-		break;
-	}
-}
-
-/* Carries out final decision D (not NEED_FACT) for CALL. */
-static void
-apply(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
-      const struct raw_src *raw, const struct pol_decision *d)
-{
-	if (d->verdict != POL_ALLOW || d->would_deny)
-		log_refusal(ws->c, call, d);
-	count_decision(ws, ctx, call->op, px_verdict_of(d));
-	if (d->verdict == POL_ALLOW) {
-		forward_raw(ws, raw);
-		forget_facts(ws, call);
-		return;
-	}
-	drop_raw(raw);
 	queue_error(ws, call->seq, call->seq_len, d->status, d->error_code, d->reason);
 }
 
-/* The final decision for CALL, given the fact F it needed (NULL when it needed none). */
+/* After a parked call settled (from the loop): what it produced goes out, and the client is
+ * read again if it waited for parked calls. */
 static void
-settle(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call,
-       const char *text, const struct raw_src *raw, const struct px_fact *f)
+after_parked(struct px_ws *ws)
 {
-	struct pol_decision d;
-	struct pol_facts facts;
-
-	if (call->op == POL_OP_PART_BATCH && !ctx->app->conversation_sync) {
-		decide_batch(ws, ctx, call, text, raw, f);
-		forget_facts(ws, call);
+	if (ws->c->phase != PX_CONN_OPEN)
 		return;
-	}
-	call_facts(call, f, &facts);
-	pol_decide(ctx, call, &facts, &d);
-	apply(ws, ctx, call, raw, &d);
+	flush_both(ws->c);
+	client_resume(ws);
 }
 
 static void
-fact_arrived(const struct px_fact *f, void *arg)
+ws_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_decision *d,
+             int parked)
 {
-	struct parked *p = arg;
-	struct px_ws *ws = p->ws;
-	struct pol_call call;
-	struct pol_ctx ctx;
-	const char *why;
+	struct px_ws *ws = t;
+	const struct raw_src *raw = msg;
 
-	if (ws) {
-		unpark(ws, p);
-		if (ws->c->state == PX_C_WS && ws->c->uio) {
-			struct raw_src raw = {p->raw, evbuffer_get_length(p->raw), NULL};
-			/* the text was classified before being parked: this cannot fail */
-			if (pol_classify_frame(ws->c->srv->classifier, p->text, p->len, &call, &why) == 0) {
-				policy_ctx(ws, &ctx);
-				settle(ws, &ctx, &call, p->text, &raw, f);
-				flush_both(ws->c);
-				if (ws->c->state == PX_C_WS)
-					client_resume(ws->c);
+	if (d->verdict == POL_ALLOW) {
+		if (ws->c->uio)
+			forward_raw(ws, raw);
+	} else {
+		drop_raw(raw);
+		answer_call(ws, call, d);
+	}
+	if (parked)
+		after_parked(ws);
+}
+
+/*
+ * A participant batch decided action by action (protocol.md 7.2): all allowed, the client's
+ * frames go on; none allowed (or too many merges pending), syncgate answers the whole batch;
+ * mixed, the backend gets the allowed actions only (policy/batch.c writes the frame) and its
+ * answer is merged with syncgate's refusals when it comes (try_merge).
+ */
+static void
+ws_carry_out_batch(void *t, void *msg, const struct pol_call *call, const unsigned char *allowed,
+                   const struct pol_decision *d, int parked)
+{
+	struct px_ws *ws = t;
+	const struct raw_src *raw = msg;
+	int i, n = call->nactions, nallowed = 0;
+	struct merge *m;
+
+	for (i = 0; i < n; i++) {
+		nallowed += allowed[i] != 0;
+		if (!allowed[i]) {
+			ws->refused++;
+			px_count(&ws->c->env->ctr->ws_refused, 1);
+		}
+	}
+	if (nallowed == n) {
+		if (ws->c->uio)
+			forward_raw(ws, raw);
+		goto out;
+	}
+	drop_raw(raw);
+	m = calloc(1, sizeof *m + (size_t)n * sizeof m->act[0]);
+	if (m) {
+		m->nactions = n;
+		m->nallowed = nallowed;
+		snprintf(m->seq, sizeof m->seq, "%.*s", (int)call->seq_len, call->seq);
+		for (i = 0; i < n && m; i++) {
+			m->act[i].allowed = allowed[i];
+			if (allowed[i])
+				continue;
+			m->act[i].status = d[i].status;
+			m->act[i].code = d[i].error_code;
+			if (!(m->act[i].reason = strdup(d[i].reason))) {
+				m->nactions = i;
+				merge_free(m);
+				m = NULL;
 			}
 		}
 	}
-	parked_free(p);
+	if (!m) {
+		queue_error(ws, call->seq, call->seq_len, 400, "INVALID_REQUEST", "syncgate: out of memory");
+		goto out;
+	}
+	if (nallowed == 0 || ws->nmerges == MAX_MERGES || !ws->c->uio) {
+		/* answer the whole batch here: one response, each action refused */
+		for (i = 0; i < n; i++)
+			if (m->act[i].allowed) {
+				m->act[i].status = 409;
+				m->act[i].code = "TOO_MANY_BATCHES";
+				m->act[i].reason = strdup("syncgate: too many batches in flight");
+				m->act[i].allowed = 0;
+			}
+		queue_batch_answer(ws, m, NULL);
+		merge_free(m);
+		goto out;
+	}
+	{
+		/* mixed: the allowed actions only, under the client's seq; never longer than the
+		 * client's frame (policy/batch.h) */
+		char *b = malloc(call->text_len ? call->text_len : 1);
+		long bl = b ? pol_batch_forward(ws->c->env->classifier, call, allowed, b, call->text_len) : -1;
+		if (bl < 0) {
+			free(b);
+			merge_free(m);
+			queue_error(ws, call->seq, call->seq_len, 400, "INVALID_REQUEST", "syncgate: out of memory");
+			goto out;
+		}
+		forward_text(ws, b, (size_t)bl);
+		free(b);
+		ws->merges[ws->nmerges++] = m;
+	}
+out:
+	if (parked)
+		after_parked(ws);
 }
 
-/* Parks CALL until the fact it needs is looked up (or answers at once if it is cached). */
-static void
-park(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_call *call, const char *text,
-     size_t len, const struct raw_src *raw, enum px_lookup_kind kind, const char *id,
-     size_t idlen)
+static int
+ws_classify(void *t, const char *text, size_t len, struct pol_call *call)
 {
-	struct parked *p = calloc(1, sizeof *p);
-
-	if (!p || !(p->text = malloc(len ? len : 1)) || !(p->raw = evbuffer_new())) {
-		if (p)
-			parked_free(p);
-		settle(ws, ctx, call, text, raw, NULL); /* fails closed */
-		return;
-	}
-	memcpy(p->text, text, len);
-	p->len = len;
-	if (raw->p ? evbuffer_add(p->raw, raw->p, raw->len) < 0
-	           : evbuffer_remove_buffer(raw->buf, p->raw, raw->len) < 0) {
-		parked_free(p);
-		settle(ws, ctx, call, text, raw, NULL); /* fails closed */
-		return;
-	}
-	p->ws = ws;
-	p->next = ws->parked;
-	ws->parked = p;
-	ws->nparked++;
-	/* a cached fact (or an immediate error) calls fact_arrived() before this returns */
-	px_lookup(ws->c->srv, ctx->app, kind, id, idlen, fact_arrived, p);
+	struct px_ws *ws = t;
+	const char *why;
+	return pol_classify_frame(ws->c->env->classifier, text, len, call, &why);
 }
+
+/* A parked call's frames: copied out of the read block, or moved out of the input. */
+static void *
+ws_hold(void *t, void *msg)
+{
+	const struct raw_src *raw = msg;
+	struct raw_src *h = calloc(1, sizeof *h);
+	(void)t;
+	if (!h || !(h->buf = evbuffer_new()))
+		goto fail;
+	h->len = raw->len;
+	if (raw->p ? evbuffer_add(h->buf, raw->p, raw->len) < 0
+	           : evbuffer_remove_buffer(raw->buf, h->buf, raw->len) != (int)raw->len)
+		goto fail;
+	return h;
+fail:
+	if (h && h->buf)
+		evbuffer_free(h->buf);
+	free(h);
+	return NULL;
+}
+
+static void
+ws_free_held(void *held)
+{
+	struct raw_src *h = held;
+	evbuffer_free(h->buf);
+	free(h);
+}
+
+static const struct px_transport ws_transport = {
+	.name = "ws",
+	.carry_out = ws_carry_out,
+	.carry_out_batch = ws_carry_out_batch,
+	.classify = ws_classify,
+	.hold = ws_hold,
+	.free_held = ws_free_held,
+};
 
 /* Identity (protocol.md 3.4, 7.6) on /session/renew. Returns 0 if the call may go on. */
 static int
@@ -640,27 +511,27 @@ check_identity(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_cal
                const char *text, const struct raw_src *raw)
 {
 	struct px_conn *c = ws->c;
-	const struct pol_jtok *t = pol_json_tokens(pol_classifier_json(c->srv->classifier));
+	const struct pol_jtok *t = pol_json_tokens(pol_classifier_json(c->env->classifier));
 	int ti = pol_json_obj_get(text, t, call->data_tok, "token");
 	char token[POL_JWT_MAX_BYTES]; /* per call: workers run this concurrently */
 	long tl = ti >= 0 ? pol_json_str_decode(text, &t[ti], token, sizeof token) : -1;
 	const char *why = "no token";
 	int ok = tl > 0 && pol_jwt_verify(token, (size_t)tl, ctx->app->secret_key, ctx->app->id,
-	                                  c->user, strlen(c->user), "user", (int64_t)time(NULL),
+	                                  ws->user, ws->ps.user_len, "user", (int64_t)time(NULL),
 	                                  c->cfg->limits.jwt_clock_skew_s, &why);
 
-	px_log(ok ? PX_LOG_INFO : PX_LOG_WARN, "identity", "app", c->app, "user", c->user, "peer",
-	       c->peer, "result", ok ? "valid" : "invalid", "why", ok ? "" : why, "mode",
+	px_log(ok ? PX_LOG_INFO : PX_LOG_WARN, "identity", "app", ws->ps.app, "user", ws->user,
+	       "peer", c->peer, "result", ok ? "valid" : "invalid", "why", ok ? "" : why, "mode",
 	       pol_identity_to_str(ctx->app->identity), NULL);
 	if (ctx->app->identity != POL_IDENTITY_REQUIRE)
 		return 0; /* verify: logged, not enforced */
-	ws->authenticated = ok;
+	ws->ps.authenticated = ok;
 	if (ok)
 		return 0;
 	{
 		char reason[256];
 		snprintf(reason, sizeof reason,
-		         "syncgate: app %.64s requires a valid user token for this user: %s", c->app, why);
+		         "syncgate: app %.64s requires a valid user token for this user: %s", ws->ps.app, why);
 		drop_raw(raw);
 		queue_error(ws, call->seq, call->seq_len, 401, "INVALID_TOKEN", reason);
 	}
@@ -669,70 +540,48 @@ check_identity(struct px_ws *ws, const struct pol_ctx *ctx, const struct pol_cal
 
 /* One complete client text message on the realtime socket (its frames: RAW). */
 static void
-police_message(struct px_ws *ws, const char *text, size_t len, const struct raw_src *raw)
+police_message(struct px_ws *ws, const char *text, size_t len, struct raw_src *raw)
 {
 	struct px_conn *c = ws->c;
 	struct pol_call call;
-	struct pol_decision d;
 	struct pol_ctx ctx;
 	const char *why = NULL;
-	int i;
 
-	if (pol_classify_frame(c->srv->classifier, text, len, &call, &why)) {
+	if (pol_classify_frame(c->env->classifier, text, len, &call, &why)) {
 		/* A message the JSON scanner accepts is valid UTF-8 (it checks every string and
 		 * refuses any other non-ASCII byte), so UTF-8 is checked here only, for a refused
 		 * one: invalid UTF-8 closes 1007 (RFC 6455 §8.1), anything else is answered 400. */
 		if (!pol_utf8_valid((const uint8_t *)text, len)) {
-			close_client(c, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+			close_client(ws, PX_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
 			return;
 		}
-		px_log(PX_LOG_INFO, "ws_bad_frame", "peer", c->peer, "app", c->app, "why", why, NULL);
+		px_log(PX_LOG_INFO, "ws_bad_frame", "peer", c->peer, "app", ws->ps.app, "why", why, NULL);
 		drop_raw(raw);
 		if (call.seq) {
 			char reason[256];
 			snprintf(reason, sizeof reason, "syncgate: invalid frame: %s", why);
 			queue_error(ws, call.seq, call.seq_len, 400, "INVALID_REQUEST", reason);
 		} else {
-			close_client(c, PX_WS_CLOSE_BAD_DATA, why);
+			close_client(ws, PX_WS_CLOSE_BAD_DATA, why);
 		}
 		return;
 	}
-	policy_ctx(ws, &ctx);
+	px_police_ctx(&ws->ps, NULL, 0, &ctx);
 	if (call.op == POL_OP_AUTH && ctx.app->identity != POL_IDENTITY_OFF) {
 		if (check_identity(ws, &ctx, &call, text, raw))
 			return;
-		policy_ctx(ws, &ctx);
+		px_police_ctx(&ws->ps, NULL, 0, &ctx);
 	}
-	pol_decide(&ctx, &call, NULL, &d);
-	if (d.verdict != POL_NEED_FACT) {
-		apply(ws, &ctx, &call, raw, &d); /* no fact needed: the decision stands */
-		return;
-	}
-	if (call.op == POL_OP_PART_BATCH) {
-		/* look the conversation up only if some action's verdict depends on it */
-		for (i = 0; i < call.nactions; i++) {
-			pol_decide_action(&ctx, &call, i, NULL, &d);
-			if (d.verdict == POL_NEED_FACT)
-				break;
-		}
-		if (i == call.nactions) {
-			settle(ws, &ctx, &call, text, raw, NULL);
-			return;
-		}
-	}
-	if (d.need == POL_FACT_USER_EXISTS)
-		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_USER, call.uid, call.uid_len);
-	else
-		park(ws, &ctx, &call, text, len, raw, PX_LOOKUP_CONVERSATION, call.cid, call.cid_len);
+	px_police_call(&ws->ps, &ctx, &call, text, len, raw);
 }
 
 /* A whole text message in one frame, its LEN payload bytes unmasked in the worker's scratch:
  * policed. Returns 0 to go on, -1 if the socket is closing. */
 static int
-police_text(struct px_ws *ws, size_t len, const struct raw_src *raw)
+police_text(struct px_ws *ws, size_t len, struct raw_src *raw)
 {
-	police_message(ws, ws->c->srv->ws_scratch, len, raw);
-	return ws->c->state == PX_C_CLOSING ? -1 : 0;
+	police_message(ws, ws->c->env->ws_scratch, len, raw);
+	return ws->c->phase != PX_CONN_OPEN ? -1 : 0;
 }
 
 /*
@@ -772,7 +621,7 @@ static void
 client_frame_seen(struct px_ws *ws)
 {
 	ws->frames_in++;
-	px_count(&ws->c->srv->stats.ws_frames_in, 1);
+	px_count(&ws->c->env->ctr->ws_frames_in, 1);
 }
 
 /* Processes one complete client frame at the head of IN. Returns 0 to go on, -1 to stop. */
@@ -794,7 +643,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 			}
 			px_ws_mask(p, h->len, h->mask, 0);
 			if (px_ws_check_close(p, h->len, &code)) {
-				close_client(c, code, "invalid close frame");
+				close_client(ws, code, "invalid close frame");
 				return -1;
 			}
 			ws->client_closed = 1;
@@ -812,15 +661,15 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 		const char *why;
 		int r = px_ws_assemble(&ws->asm_, h, &opcode, &code, &why);
 		if (r < 0) {
-			close_client(c, code, why);
+			close_client(ws, code, why);
 			return -1;
 		}
 		if (r == PX_WS_LAST && ws->asm_.nfrag == 1 && opcode == PX_WS_TEXT &&
-		    h->len <= c->srv->ws_scratch_size) {
+		    h->len <= c->env->ws_scratch_size) {
 			/* the common case, a whole message in one frame: unmask a copy into the
 			 * worker's scratch, decide, and move the frame on (or drop it) in one step */
 			struct raw_src raw = {in, total, NULL};
-			copy_unmasked(in, h->hdr_len, h->len, h->mask, (uint8_t *)c->srv->ws_scratch);
+			copy_unmasked(in, h->hdr_len, h->len, h->mask, (uint8_t *)c->env->ws_scratch);
 			return police_text(ws, h->len, &raw);
 		}
 		if (r == PX_WS_LAST)
@@ -834,7 +683,7 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 		evbuffer_remove_buffer(in, ws->raw, h->hdr_len);
 		n = evbuffer_reserve_space(ws->msg, h->len ? h->len : 1, v, 2);
 		if (n < 1) {
-			close_client(c, PX_WS_CLOSE_INTERNAL, "out of memory");
+			close_client(ws, PX_WS_CLOSE_INTERNAL, "out of memory");
 			return -1;
 		}
 		{
@@ -860,61 +709,60 @@ client_frame(struct px_ws *ws, struct evbuffer *in, const struct px_ws_header *h
 		size_t len = evbuffer_get_length(ws->msg);
 		const char *text = len ? (const char *)evbuffer_pullup(ws->msg, -1) : "";
 		if (ws->msg_opcode == PX_WS_BINARY) {
-			close_client(c, PX_WS_CLOSE_UNSUPPORTED, "binary message on the realtime socket");
+			close_client(ws, PX_WS_CLOSE_UNSUPPORTED, "binary message on the realtime socket");
 			return -1;
 		}
 		struct raw_src raw = {ws->raw, evbuffer_get_length(ws->raw), NULL};
 		police_message(ws, text, len, &raw);
 		evbuffer_drain(ws->msg, len);
 	}
-	return c->state == PX_C_CLOSING ? -1 : 0;
+	return c->phase != PX_CONN_OPEN ? -1 : 0;
 }
 
 /*
  * 1 while the client must not be read: the backend's output is above the high watermark, or
  * the client's own is (relayed answers and syncgate's together, those still waiting for a
  * backend message boundary included: a client that sends refused calls and reads nothing
- * must not grow the answers it does not read), or MAX_PARKED calls wait for facts.
+ * must not grow the answers it does not read), or PX_MAX_PARKED calls wait for facts.
  */
 static int
-client_must_wait(const struct px_conn *c)
+client_must_wait(const struct px_ws *ws)
 {
+	const struct px_conn *c = ws->c;
 	return (c->uio && px_io_pending(c->uio) > PX_HIGH_WATER) ||
-	       px_io_pending(c->cio) + c->ws->inject_len > PX_HIGH_WATER ||
-	       c->ws->nparked >= MAX_PARKED;
+	       px_io_pending(c->cio) + ws->inject_len > PX_HIGH_WATER ||
+	       ws->ps.nparked >= PX_MAX_PARKED;
 }
 
 /* Reads the client again once nothing holds it back (from the write callbacks, which run
  * when an output drained to its low watermark, and when a parked call settles). */
 static void
-client_resume(struct px_conn *c)
+client_resume(struct px_ws *ws)
 {
-	if (c->state == PX_C_WS && !c->ws->client_closed && !client_must_wait(c))
-		px_io_read(c->cio, 1);
+	if (ws->c->phase == PX_CONN_OPEN && !ws->client_closed && !client_must_wait(ws))
+		px_io_read(ws->c->cio, 1);
 }
 
 /* After client bytes were handled: what they produced goes out, and reading pauses while
  * client_must_wait() (client_resume() turns it back on). */
 static void
-client_read_done(struct px_conn *c)
+client_read_done(struct px_ws *ws)
 {
-	flush_both(c);
-	if (client_must_wait(c))
-		px_io_read(c->cio, 0);
+	flush_both(ws->c);
+	if (client_must_wait(ws))
+		px_io_read(ws->c->cio, 0);
 }
 
 static void
 ws_client_readcb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
-	struct px_ws *ws = c->ws;
+	struct px_ws *ws = arg;
+	struct px_conn *c = ws->c;
 	struct evbuffer *in = px_io_input(io);
 
 	ws->last = time(NULL);
 	ws->bytes_in += evbuffer_get_length(in) - ws->seen_in;
-	if (ws->tunnel) {
-		evbuffer_add_buffer(upstream_out(ws), in);
-	} else {
+	{
 		for (;;) {
 			struct px_ws_header h;
 			size_t n = evbuffer_get_length(in);
@@ -929,7 +777,7 @@ ws_client_readcb(struct px_io *io, void *arg)
 			r = px_ws_parse_header(hp, n < sizeof hb ? n : sizeof hb, 1,
 			                       c->cfg->limits.ws_message_bytes, &h, &code, &why);
 			if (r < 0) {
-				close_client(c, code, why);
+				close_client(ws, code, why);
 				return;
 			}
 			if (r == 0 || n < h.hdr_len + h.len)
@@ -939,7 +787,7 @@ ws_client_readcb(struct px_io *io, void *arg)
 		}
 	}
 	ws->seen_in = evbuffer_get_length(in);
-	client_read_done(c);
+	client_read_done(ws);
 }
 
 /*
@@ -951,8 +799,8 @@ ws_client_readcb(struct px_io *io, void *arg)
 static size_t
 ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 {
-	struct px_conn *c = arg;
-	struct px_ws *ws = c->ws;
+	struct px_ws *ws = arg;
+	struct px_conn *c = ws->c;
 	size_t off = 0;
 
 	(void)io;
@@ -960,10 +808,6 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 		return 0;
 	ws->last = time(NULL);
 	ws->seen_in = 0; /* the input is empty */
-	if (ws->tunnel) {
-		px_io_write(c->uio, p, n);
-		off = n;
-	}
 	while (off < n) {
 		struct px_ws_header h;
 		const char *why;
@@ -975,16 +819,16 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 			break;
 		total = h.hdr_len + h.len;
 		if (n - off < total || h.opcode != PX_WS_TEXT || !h.fin || ws->asm_.in_msg ||
-		    h.len > c->srv->ws_scratch_size)
+		    h.len > c->env->ws_scratch_size)
 			break;
 		client_frame_seen(ws);
 		if (px_ws_assemble(&ws->asm_, &h, &opcode, &code, &why) < 0) {
-			close_client(c, code, why);
+			close_client(ws, code, why);
 			return n;
 		}
 		{
 			struct raw_src raw = {NULL, total, p + off};
-			px_ws_unmask_copy((uint8_t *)c->srv->ws_scratch, p + off + h.hdr_len, h.len, h.mask, 0);
+			px_ws_unmask_copy((uint8_t *)c->env->ws_scratch, p + off + h.hdr_len, h.len, h.mask, 0);
 			ws->bytes_in += total;
 			off += total;
 			if (police_text(ws, h.len, &raw) < 0) {
@@ -994,13 +838,12 @@ ws_client_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 		}
 	}
 	span_flush(ws);
-	if (ws->tunnel)
-		ws->bytes_in += n;
-	if (output_waiting(c) || ws->nparked >= MAX_PARKED)
-		client_read_done(c);
+	if (output_waiting(c) || ws->ps.nparked >= PX_MAX_PARKED)
+		client_read_done(ws);
 	return off;
 }
 
+/* The backend's answer for a merged batch: splice syncgate's refusals into its responses. */
 /* The backend's answer for a merged batch: splice syncgate's refusals into its responses. */
 static int
 try_merge(struct px_ws *ws, const char *text, size_t len)
@@ -1008,8 +851,7 @@ try_merge(struct px_ws *ws, const char *text, size_t len)
 	cJSON *root, *seq, *status, *resp;
 	struct merge *m = NULL;
 	char seqtxt[40];
-	int i, k, mi = -1;
-	struct evbuffer *b;
+	int i, mi = -1;
 
 	root = cJSON_ParseWithLength(text, len);
 	if (!root || !cJSON_IsArray(root) || cJSON_GetArraySize(root) != 3)
@@ -1044,25 +886,7 @@ try_merge(struct px_ws *ws, const char *text, size_t len)
 		cJSON_Delete(root);
 		return 0; /* relay the backend's answer as it is: it fails every action */
 	}
-	b = evbuffer_new();
-	evbuffer_add_printf(b, "[%s,200,{\"responses\":[", m->seq);
-	for (i = 0, k = 0; i < m->nactions; i++) {
-		if (i)
-			evbuffer_add(b, ",", 1);
-		if (m->act[i].allowed) {
-			char *s = cJSON_PrintUnformatted(cJSON_GetArrayItem(resp, k++));
-			evbuffer_add(b, s, strlen(s));
-			cJSON_free(s);
-		} else {
-			char esc[768];
-			px_json_escape(esc, sizeof esc, m->act[i].reason, strlen(m->act[i].reason));
-			evbuffer_add_printf(b, "{\"status\":%d,\"errorCode\":\"%s\",\"reasons\":[\"%s\"]}",
-			                    m->act[i].status, m->act[i].code, esc);
-		}
-	}
-	evbuffer_add(b, "]}]", 3);
-	queue_text(ws, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-	evbuffer_free(b);
+	queue_batch_answer(ws, m, resp);
 	merge_free(m);
 	cJSON_Delete(root);
 	return 1;
@@ -1070,7 +894,6 @@ no:
 	cJSON_Delete(root);
 	return 0;
 }
-/* A backend frame with header H starts: message and close state, counters. */
 static void
 server_frame_seen(struct px_ws *ws, const struct px_ws_header *h)
 {
@@ -1079,22 +902,21 @@ server_frame_seen(struct px_ws *ws, const struct px_ws_header *h)
 	if (h->opcode == PX_WS_CLOSE)
 		ws->server_closed = 1;
 	ws->frames_out++;
-	px_count(&ws->c->srv->stats.ws_frames_out, 1);
+	px_count(&ws->c->env->ctr->ws_frames_out, 1);
 }
 
 /* After backend bytes were relayed: the output goes out; the relay ends once both close
  * frames have passed; reading pauses while the client's output is above the high watermark
  * (ws_client_writecb resumes it). */
 static void
-upstream_read_done(struct px_conn *c)
+upstream_read_done(struct px_ws *ws)
 {
-	struct px_ws *ws = c->ws;
+	struct px_conn *c = ws->c;
 
 	flush_both(c);
 	if (ws->server_closed && ws->client_closed && ws->s_remaining == 0) {
 		/* both close frames relayed: the TCP connections end once the last is written */
-		px_io_free(c->uio);
-		c->uio = NULL;
+		px_conn_drop_upstream(c);
 		px_conn_close_when_flushed(c);
 		return;
 	}
@@ -1105,17 +927,13 @@ upstream_read_done(struct px_conn *c)
 static void
 ws_upstream_readcb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
-	struct px_ws *ws = c->ws;
+	struct px_ws *ws = arg;
+	struct px_conn *c = ws->c;
 	struct evbuffer *in = px_io_input(io);
 	struct evbuffer *out = px_io_output(c->cio);
 
 	ws->last = time(NULL);
 	ws->bytes_out += evbuffer_get_length(in) - ws->seen_out;
-	if (ws->tunnel) {
-		evbuffer_add_buffer(out, in);
-		goto bp;
-	}
 	for (;;) {
 		size_t n = evbuffer_get_length(in);
 		if (ws->s_remaining) {
@@ -1138,7 +956,7 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 		r = px_ws_parse_header(hp, n < sizeof hb ? n : sizeof hb, 0, SERVER_FRAME_CAP, &h,
 		                       &code, &why);
 		if (r < 0) {
-			close_client(c, PX_WS_CLOSE_INTERNAL, "backend protocol error");
+			close_client(ws, PX_WS_CLOSE_INTERNAL, "backend protocol error");
 			return;
 		}
 		if (r == 0)
@@ -1167,9 +985,8 @@ ws_upstream_readcb(struct px_io *io, void *arg)
 		evbuffer_remove_buffer(in, out, h.hdr_len);
 		ws->s_remaining = h.len;
 	}
-bp:
 	ws->seen_out = evbuffer_get_length(in);
-	upstream_read_done(c);
+	upstream_read_done(ws);
 }
 
 /*
@@ -1181,20 +998,13 @@ bp:
 static size_t
 ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 {
-	struct px_conn *c = arg;
-	struct px_ws *ws = c->ws;
+	struct px_ws *ws = arg;
+	struct px_conn *c = ws->c;
 	size_t off = 0, sent = 0;
 
 	(void)io;
 	ws->last = time(NULL);
 	ws->seen_out = 0; /* the input is empty */
-	if (ws->tunnel) {
-		px_io_write(c->cio, p, n);
-		ws->bytes_out += n;
-		if (output_waiting(c))
-			upstream_read_done(c);
-		return n;
-	}
 	if (ws->nmerges)
 		return 0;
 	while (off < n) {
@@ -1223,71 +1033,71 @@ ws_upstream_direct(struct px_io *io, const uint8_t *p, size_t n, void *arg)
 	px_io_write(c->cio, p + sent, off - sent);
 	ws->bytes_out += off;
 	if (output_waiting(c) || ws->server_closed)
-		upstream_read_done(c);
+		upstream_read_done(ws);
 	return off;
 }
 
 static void
 ws_client_writecb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
+	struct px_ws *ws = arg;
 	(void)io;
-	if (c->state == PX_C_CLOSING) {
-		if (px_io_pending(c->cio) == 0)
-			px_conn_close_when_flushed(c); /* from the loop, with the lingering close */
-		return;
-	}
-	if (c->uio)
-		px_io_read(c->uio, 1);
-	client_resume(c);
+	if (ws->c->uio)
+		px_io_read(ws->c->uio, 1);
+	client_resume(ws);
 }
 
 static void
 ws_upstream_writecb(struct px_io *io, void *arg)
 {
-	struct px_conn *c = arg;
 	(void)io;
-	client_resume(c);
+	client_resume(arg);
 }
 
 static void
 ws_eventcb(struct px_io *io, short what, void *arg)
 {
-	struct px_conn *c = arg;
-	if (io == c->uio && c->state == PX_C_WS && !(what & PX_IO_ERROR) && c->ws &&
-	    !c->ws->server_closed) {
-		close_client(c, PX_WS_CLOSE_GOING_AWAY, "backend closed the connection");
+	struct px_ws *ws = arg;
+	struct px_conn *c = ws->c;
+	if (io == c->uio && !(what & PX_IO_ERROR) && !ws->server_closed) {
+		close_client(ws, PX_WS_CLOSE_GOING_AWAY, "backend closed the connection");
 		return;
 	}
 	px_conn_close(c);
 }
 
-void
-px_ws_going_away(struct px_conn *c)
+
+/* Shutdown: a 1001 close frame to the client (when the backend is between messages: a close
+ * frame inside one would corrupt it), the backend side closed; the connection closes once
+ * the frame is written, so SDKs reconnect elsewhere at once instead of waiting out the
+ * grace period. */
+static void
+ws_drain(struct px_conn *c, void *obj)
 {
-	struct px_ws *ws = c->ws;
-	/* only between backend messages (a close frame inside one would corrupt it), and not in
-	 * a tunnel, whose frames syncgate does not follow: those have the grace period */
-	if (c->state == PX_C_WS && ws && !ws->tunnel && !ws->s_remaining && !ws->s_in_msg)
-		close_client(c, PX_WS_CLOSE_GOING_AWAY, "syncgate is shutting down");
+	struct px_ws *ws = obj;
+	if (c->phase == PX_CONN_OPEN && !ws->s_remaining && !ws->s_in_msg)
+		close_client(ws, PX_WS_CLOSE_GOING_AWAY, "syncgate is shutting down");
 }
 
+static const struct px_proto ws_proto = {"ws", ws_release, ws_drain};
+
 void
-px_ws_start(struct px_conn *c)
+px_ws_start(struct px_conn *c, const char *app, char *user)
 {
 	struct px_ws *ws = calloc(1, sizeof *ws);
-	struct timeval tv;
-	uint32_t idle = c->cfg->limits.ws_idle_ms;
 
 	if (!ws) {
+		free(user);
 		px_conn_close(c);
 		return;
 	}
-	c->ws = ws;
 	ws->c = c;
-	ws->user_len = strlen(px_conn_user(c));
-	ws->dc_slot = -1;
-	ws->tunnel = !c->user; /* police_request() kept ids for the realtime socket only */
+	ws->user = user;
+	px_police_stream_init(&ws->ps, c->env->police, &ws_transport, ws, c->id, c->peer);
+	snprintf(ws->ps.app, sizeof ws->ps.app, "%s", app);
+	ws->ps.user = user;
+	ws->ps.user_len = strlen(user);
+	px_conn_set_proto(c, &ws_proto, ws);
 	ws->raw = evbuffer_new();
 	ws->msg = evbuffer_new();
 	px_ws_assembler_init(&ws->asm_, c->cfg->limits.ws_message_bytes, c->cfg->limits.ws_fragments);
@@ -1298,8 +1108,8 @@ px_ws_start(struct px_conn *c)
 		px_conn_close(c);
 		return;
 	}
-	px_io_setcb(c->cio, ws_client_readcb, ws_client_writecb, ws_eventcb, c);
-	px_io_setcb(c->uio, ws_upstream_readcb, ws_upstream_writecb, ws_eventcb, c);
+	px_io_setcb(c->cio, ws_client_readcb, ws_client_writecb, ws_eventcb, ws);
+	px_io_setcb(c->uio, ws_upstream_readcb, ws_upstream_writecb, ws_eventcb, ws);
 	px_io_set_direct(c->cio, ws_client_direct);
 	px_io_set_direct(c->uio, ws_upstream_direct);
 	px_io_set_timeout(c->cio, 0);
@@ -1307,17 +1117,13 @@ px_ws_start(struct px_conn *c)
 	/* a whole frame must fit in the input buffer to be checked */
 	px_io_set_read_max(c->cio, c->cfg->limits.ws_message_bytes + 64);
 	px_io_set_read_max(c->uio, PX_HIGH_WATER);
-	evtimer_del(c->timer);
-	evtimer_assign(c->timer, c->srv->base, idle_cb, c);
-	tv.tv_sec = idle / 1000;
-	tv.tv_usec = (idle % 1000) * 1000;
-	evtimer_add(c->timer, &tv);
+	px_conn_timer(c, c->cfg->limits.ws_idle_ms, ws_idle);
 	px_io_read(c->cio, 1);
 	px_io_read(c->uio, 1);
-	px_log(PX_LOG_DEBUG, "ws_open", "peer", c->peer, "app", c->app, "user", px_conn_user(c), NULL);
+	px_log(PX_LOG_DEBUG, "ws_open", "peer", c->peer, "app", ws->ps.app, "user", user, NULL);
 	/* bytes the client sent after its upgrade request, held until now */
 	if (evbuffer_get_length(px_io_input(c->cio)))
-		ws_client_readcb(c->cio, c);
-	if (c->uio && evbuffer_get_length(px_io_input(c->uio)))
-		ws_upstream_readcb(c->uio, c);
+		ws_client_readcb(c->cio, ws);
+	if (c->phase == PX_CONN_OPEN && c->uio && evbuffer_get_length(px_io_input(c->uio)))
+		ws_upstream_readcb(c->uio, ws);
 }

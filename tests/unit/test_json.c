@@ -196,6 +196,67 @@ main(void)
 				}
 			}
 	}
+	/* the escaper: what the scanner reads back is what went in (invalid UTF-8 as U+FFFD) */
+	{
+		static const struct {
+			const char *in, *want;
+		} e[] = {
+			{"", ""},
+			{"plain ascii /", "plain ascii /"},
+			{"a\"b\\c", "a\\\"b\\\\c"},
+			{"\n\t\r\b\f\x01\x1f\x7f", "\\u000a\\u0009\\u000d\\u0008\\u000c\\u0001\\u001f\\u007f"},
+			{"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"},
+			{"x\xff" "y\xc3", "x\\ufffdy\\ufffd"},
+			{"\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd"}, /* an encoded surrogate: three bad bytes */
+			{"\xc3\xa9\xc3", "\xc3\xa9\\ufffd"},
+		};
+		char out[256], q[260], back[256];
+		size_t i, c;
+		for (i = 0; i < sizeof e / sizeof e[0]; i++) {
+			size_t n = strlen(e[i].in), wl = strlen(e[i].want);
+			long r = pol_json_escape(out, sizeof out, e[i].in, n);
+			if (r != (long)wl || memcmp(out, e[i].want, wl)) {
+				fprintf(stderr, "escape case %zu: %.*s\n", i, (int)(r < 0 ? 0 : r), out);
+				t_fail++;
+				continue;
+			}
+			t_pass++;
+			for (c = 0; c < wl; c++) { /* every smaller CAP: -1, nothing written past it */
+				memset(out, '#', sizeof out);
+				if (pol_json_escape(out, c, e[i].in, n) != -1 || out[c] != '#')
+					break;
+			}
+			CHECK(c == wl);
+			q[0] = '"';
+			memcpy(q + 1, e[i].want, wl);
+			q[1 + wl] = '"';
+			CHECK(pol_json_parse(J, q, wl + 2, &why) == 1);
+			CHECK(pol_json_str_decode(q, &pol_json_tokens(J)[0], back, sizeof back) >= 0);
+			if (pol_utf8_valid((const unsigned char *)e[i].in, n))
+				CHECK(pol_json_str_eq(q, &pol_json_tokens(J)[0], e[i].in, n));
+		}
+		/* every byte value alone, and all of them in a row: within 6 bytes per byte, and a
+		 * string the scanner accepts */
+		for (c = 0; c < 256; c++) {
+			char b = (char)c;
+			long r = pol_json_escape(out + 1, 6, &b, 1);
+			out[0] = '"';
+			CHECK(r > 0 && r <= 6);
+			out[1 + r] = '"';
+			CHECK(r > 0 && pol_json_parse(J, out, (size_t)r + 2, &why) == 1);
+		}
+		{
+			char all[256], big[2 + 6 * 256];
+			long r;
+			for (c = 0; c < 256; c++)
+				all[c] = (char)c;
+			r = pol_json_escape(big + 1, 6 * 256, all, 256);
+			CHECK(r > 0);
+			big[0] = '"';
+			big[r > 0 ? 1 + r : 1] = '"';
+			CHECK(r > 0 && pol_json_parse(J, big, (size_t)r + 2, &why) == 1);
+		}
+	}
 	pol_json_free(J);
 	return t_done("test_json");
 }

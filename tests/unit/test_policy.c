@@ -1,17 +1,21 @@
 /*
  * policy/: classification and decision, table-driven. Every row of protocol.md section 3
  * under the four switch combinations, the rows of section 7, the refusal classes of sections
- * 6 and 7.4, report mode, identity = require, and batches mixing verdicts.
+ * 6 and 7.4, report mode, identity = require, and batches mixing verdicts: their decision,
+ * the frame forwarded with the allowed actions only and the answer (policy/batch.h).
  */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "guard.h"
+#include "policy/batch.h"
 #include "policy/call.h"
 #include "policy/decide.h"
 #include "policy/json.h"
 #include "t.h"
 
 static struct pol_classifier *K;
+static struct pol_json *J; /* for reading back what policy/batch.c writes */
 static struct pol_limits LIM = {.json_tokens = 10000, .json_depth = 32, .batch_actions = 100};
 
 /* protocol.md section 3, one row per (method, path) the SDK sends. cls: r = passes always,
@@ -269,6 +273,381 @@ test_batch(void)
 	}
 }
 
+/* The actions of a classified batch, copied out of the classifier's scratch. */
+struct act_copy {
+	char id[64];
+	size_t id_len;
+	enum pol_method method;
+};
+
+/*
+ * Classifies FRAME (a participant batch, copied to end at a guard page), forwards the actions
+ * MASK allows and checks: the output is WANT exactly, within a CAP of the frame's length;
+ * every smaller CAP is -1 with nothing written at or past it; an output buffer of exactly
+ * its length ending at a guard page; and the output classifies again as a batch of exactly
+ * the allowed actions (ids and methods, in order) under the same seq and conversation.
+ */
+static void
+check_forward(const char *frame, const unsigned char *mask, const char *want)
+{
+	struct pol_call c, c2;
+	struct act_copy before[8];
+	struct guard gin, gout;
+	const char *why;
+	char out[2048], seq[40], cid[64], *in, *p;
+	size_t flen = strlen(frame), wl = strlen(want), cap, seq_len, cid_len;
+	long r;
+	int i, k, n;
+
+	in = guard_copy(&gin, frame, flen);
+	if (pol_classify_frame(K, in, flen, &c, &why) != 0 || c.op != POL_OP_PART_BATCH ||
+	    c.nactions > 8) {
+		fprintf(stderr, "not a batch: %s\n", frame);
+		t_fail++;
+		guard_free(&gin);
+		return;
+	}
+	n = c.nactions;
+	for (i = 0; i < n; i++) {
+		memcpy(before[i].id, c.actions[i].uid, c.actions[i].uid_len);
+		before[i].id_len = c.actions[i].uid_len;
+		before[i].method = c.actions[i].method;
+	}
+	memcpy(seq, c.seq, c.seq_len);
+	seq_len = c.seq_len;
+	memcpy(cid, c.cid, c.cid_len);
+	cid_len = c.cid_len;
+
+	memset(out, '#', sizeof out);
+	r = pol_batch_forward(K, &c, mask, out, flen);
+	if (r != (long)wl || memcmp(out, want, wl)) {
+		fprintf(stderr, "forward of %s\n   got %.*s\n  want %s\n", frame, (int)(r < 0 ? 0 : r),
+		        out, want);
+		t_fail++;
+		guard_free(&gin);
+		return;
+	}
+	t_pass++;
+	CHECK(out[wl] == '#');
+	for (cap = 0; cap < wl; cap++) {
+		memset(out, '#', sizeof out);
+		if (pol_batch_forward(K, &c, mask, out, cap) != -1 || out[cap] != '#')
+			break;
+	}
+	CHECK(cap == wl);
+	p = guard_copy(&gout, frame, wl); /* WL bytes of room, then a PROT_NONE page */
+	CHECK(pol_batch_forward(K, &c, mask, p, wl) == (long)wl && !memcmp(p, want, wl));
+	guard_free(&gout);
+	CHECK(pol_batch_forward(K, &c, mask, out, flen) == (long)wl); /* OUT again, to read back */
+	guard_free(&gin);
+
+	for (i = 0, k = 0; i < n; i++)
+		k += mask[i] != 0;
+	if (k == 0) { /* "actions":[] is JSON, but no batch syncgate accepts */
+		CHECK(pol_json_parse(J, out, wl, &why) > 0);
+		CHECK(pol_classify_frame(K, out, wl, &c2, &why) < 0);
+		return;
+	}
+	CHECK(pol_classify_frame(K, out, wl, &c2, &why) == 0);
+	CHECK(c2.op == POL_OP_PART_BATCH && c2.nactions == k);
+	CHECK(c2.seq_len == seq_len && !memcmp(c2.seq, seq, seq_len));
+	CHECK(c2.cid_len == cid_len && !memcmp(c2.cid, cid, cid_len));
+	for (i = 0, k = 0; i < n && k < c2.nactions; i++) {
+		if (!mask[i])
+			continue;
+		CHECK(c2.actions[k].uid_len == before[i].id_len &&
+		      !memcmp(c2.actions[k].uid, before[i].id, before[i].id_len));
+		CHECK(c2.actions[k].method == before[i].method);
+		k++;
+	}
+}
+
+/*
+ * Participant batches written in several ways: the frame is HEAD, the actions joined by SEP,
+ * then TAIL; the forwarded frame is FWD_HEAD, the allowed actions joined by ",", "]},{}]".
+ */
+static const struct fwd_case {
+	const char *head, *sep, *tail, *fwd_head;
+	const char *acts[5];
+} fwd_cases[] = {
+	{"[7,\"POST\",\"/conversations/c1/participants\",{\"actions\":[", ",", "]},{}]",
+	 "[7,\"POST\",\"/conversations/c1/participants\",{\"actions\":[",
+	 {"{\"id\":\"u1\",\"method\":\"PUT\",\"params\":{\"notify\":true}}",
+	  "{\"id\":\"u2\",\"method\":\"POST\",\"params\":{}}",
+	  "{\"id\":\"u\\u00e9\",\"method\":\"PATCH\",\"params\":{\"access\":\"Read\"}}"}},
+	/* whitespace everywhere JSON allows it; keys in another order; headers dropped */
+	{" \t[ 12 ,\"POST\" ,\n\"/conversations/c1/participants\"\r\n, { \"actions\" : [ ", " ,\n ",
+	 " ] } , { \"x\" : [1] } ] \n",
+	 "[12,\"POST\",\"/conversations/c1/participants\",{\"actions\":[",
+	 {"{ \"id\" : \"u1\" , \"method\" : \"PUT\" , \"params\" : { \"notify\" : true } }",
+	  "{\"method\":\"POST\",\"params\":{},\"id\":\"u2\"}",
+	  "{\"params\":{\"notify\":false},\"id\":\"u3\",\"method\":\"PATCH\"}"}},
+	/* seq, path and "actions" written with escapes; ids with escapes; params holding text
+	 * that looks like the frame's own end */
+	{"[1E2,\"POST\",\"\\/conversations\\/c%201\\/particip\\u0061nts\",{\"\\u0061ctions\":[", ",",
+	 "]},{\"h\":\"v\"}]",
+	 "[1E2,\"POST\",\"\\/conversations\\/c%201\\/particip\\u0061nts\",{\"actions\":[",
+	 {"{\"id\":\"a\\\"b\",\"method\":\"PATCH\",\"params\":{\"notify\":\"]},{}]\"}}",
+	  "{\"id\":\"\\ud83d\\ude00\",\"method\":\"PUT\",\"params\":{\"notify\":false}}",
+	  "{\"id\":\"u\xc3\xa9\",\"method\":\"POST\",\"params\":{\"access\":\"Read\",\"x\":{\"y\":[1,{\"z\":null}]}}}",
+	  "{\"id\":\"d\",\"method\":\"PUT\",\"params\":{}}"}},
+	/* a seq past 2^53, one action */
+	{"[123456789012345678901,\"POST\",\"/Conversations/c1/participants\",{\"actions\":[", ",",
+	 "]},{}]",
+	 "[123456789012345678901,\"POST\",\"/Conversations/c1/participants\",{\"actions\":[",
+	 {"{\"id\":\"x\",\"method\":\"PUT\",\"params\":{}}"}},
+};
+
+static void
+test_batch_forward(void)
+{
+	char frame[2048], want[2048];
+	unsigned char mask[5];
+	size_t ci, o, w;
+	int n, bits, i, first;
+
+	for (ci = 0; ci < sizeof fwd_cases / sizeof fwd_cases[0]; ci++) {
+		const struct fwd_case *fc = &fwd_cases[ci];
+		for (n = 0; n < 5 && fc->acts[n]; n++)
+			;
+		o = (size_t)sprintf(frame, "%s", fc->head);
+		for (i = 0; i < n; i++)
+			o += (size_t)sprintf(frame + o, "%s%s", i ? fc->sep : "", fc->acts[i]);
+		sprintf(frame + o, "%s", fc->tail);
+		for (bits = 0; bits < 1 << n; bits++) {
+			w = (size_t)sprintf(want, "%s", fc->fwd_head);
+			for (i = 0, first = 1; i < n; i++) {
+				mask[i] = (unsigned char)((bits >> i) & 1);
+				if (!mask[i])
+					continue;
+				w += (size_t)sprintf(want + w, "%s%s", first ? "" : ",", fc->acts[i]);
+				first = 0;
+			}
+			sprintf(want + w, "]},{}]");
+			check_forward(frame, mask, want);
+		}
+	}
+
+	/* the same, written out by hand */
+	{
+		static const char f[] =
+			"[7,\"POST\",\"/conversations/c1/participants\",{\"actions\":["
+			"{\"id\":\"u1\",\"method\":\"PUT\",\"params\":{\"notify\":true}},"
+			"{\"id\":\"u2\",\"method\":\"POST\",\"params\":{}},"
+			"{\"id\":\"u\\u00e9\",\"method\":\"PATCH\",\"params\":{\"access\":\"Read\"}}]},{}]";
+		static const unsigned char m101[] = {1, 0, 1}, m010[] = {0, 1, 0}, m111[] = {1, 1, 1};
+		static const unsigned char m000[] = {0, 0, 0};
+		check_forward(f, m101,
+		              "[7,\"POST\",\"/conversations/c1/participants\",{\"actions\":["
+		              "{\"id\":\"u1\",\"method\":\"PUT\",\"params\":{\"notify\":true}},"
+		              "{\"id\":\"u\\u00e9\",\"method\":\"PATCH\",\"params\":{\"access\":\"Read\"}}]},{}]");
+		check_forward(f, m010,
+		              "[7,\"POST\",\"/conversations/c1/participants\",{\"actions\":["
+		              "{\"id\":\"u2\",\"method\":\"POST\",\"params\":{}}]},{}]");
+		check_forward(f, m111, f); /* compact, headers {}: the frame itself */
+		check_forward(f, m000, "[7,\"POST\",\"/conversations/c1/participants\",{\"actions\":[]},{}]");
+	}
+	{
+		static const unsigned char m01[] = {0, 1};
+		check_forward("[ 12 , \"POST\" , \"\\/conversations\\/c1\\/participants\" , "
+		              "{ \"actions\" : [ {\"id\":\"u1\",\"method\":\"PUT\",\"params\":{}} , "
+		              "{ \"id\" : \"u2\" , \"method\" : \"PATCH\" , \"params\" : { \"notify\" : true } } ] } , { } ]",
+		              m01,
+		              "[12,\"POST\",\"\\/conversations\\/c1\\/participants\",{\"actions\":["
+		              "{ \"id\" : \"u2\" , \"method\" : \"PATCH\" , \"params\" : { \"notify\" : true } }]},{}]");
+	}
+	/* the most actions the limit lets through, every other one allowed */
+	{
+		char big[16384], bw[16384];
+		unsigned char m[100];
+		size_t wo;
+		o = (size_t)sprintf(big, "[3,\"POST\",\"/conversations/c1/participants\",{\"actions\":[");
+		wo = (size_t)sprintf(bw, "%s", big);
+		for (i = 0, first = 1; i < 100; i++) {
+			char act[80];
+			sprintf(act, "{\"id\":\"u%d\",\"method\":\"PUT\",\"params\":{\"notify\":true}}", i);
+			o += (size_t)sprintf(big + o, "%s%s", i ? "," : "", act);
+			m[i] = (unsigned char)(i % 2);
+			if (m[i]) {
+				wo += (size_t)sprintf(bw + wo, "%s%s", first ? "" : ",", act);
+				first = 0;
+			}
+		}
+		sprintf(big + o, "]},{}]");
+		sprintf(bw + wo, "]},{}]");
+		{
+			struct pol_call c;
+			const char *why;
+			char out[16384];
+			long r;
+			CHECK(pol_classify_frame(K, big, strlen(big), &c, &why) == 0 && c.nactions == 100);
+			r = pol_batch_forward(K, &c, m, out, strlen(big));
+			CHECK(r == (long)strlen(bw) && !memcmp(out, bw, strlen(bw)));
+			CHECK(pol_classify_frame(K, out, (size_t)r, &c, &why) == 0 && c.nactions == 50);
+			CHECK(c.actions[49].uid_len == 3 && !memcmp(c.actions[49].uid, "u99", 3));
+		}
+	}
+}
+
+/* Upper bound batch.h promises for pol_batch_answer's output. */
+static size_t
+answer_bound(size_t seq_len, int n, const struct pol_batch_entry *e)
+{
+	size_t b = 32 + seq_len;
+	int i;
+	for (i = 0; i < n; i++)
+		b += e[i].raw ? e[i].raw_len + 1
+		              : 64 + 6 * (strlen(e[i].error_code) + strlen(e[i].reason));
+	return b;
+}
+
+/*
+ * Writes the answer for SEQ and the N entries E, and checks: it is WANT exactly, within the
+ * promised bound; every smaller CAP is -1 with nothing written at or past it; it fits an
+ * exact buffer ending at a guard page; and policy/json.c reads it as [seq,200,{"responses":
+ * [...]}] with one response per entry, refusals carrying their status, code and reason
+ * (decoded: DECODED[i] when not NULL, else the reason itself).
+ */
+static void
+check_answer(const char *seq, int n, const struct pol_batch_entry *e, const char *want,
+             const char *const *decoded)
+{
+	char out[4096];
+	struct guard g;
+	const struct pol_jtok *t;
+	const char *why;
+	char *p;
+	size_t wl = strlen(want), sl = strlen(seq), cap;
+	long r;
+	int i, resp, el;
+
+	memset(out, '#', sizeof out);
+	r = pol_batch_answer(seq, sl, n, e, out, sizeof out);
+	if (r != (long)wl || memcmp(out, want, wl)) {
+		fprintf(stderr, "answer\n   got %.*s\n  want %s\n", (int)(r < 0 ? 0 : r), out, want);
+		t_fail++;
+		return;
+	}
+	t_pass++;
+	CHECK(out[wl] == '#');
+	CHECK(wl <= answer_bound(sl, n, e));
+	for (cap = 0; cap < wl; cap++) {
+		memset(out, '#', sizeof out);
+		if (pol_batch_answer(seq, sl, n, e, out, cap) != -1 || out[cap] != '#')
+			break;
+	}
+	CHECK(cap == wl);
+	p = guard_copy(&g, want, wl);
+	CHECK(pol_batch_answer(seq, sl, n, e, p, wl) == (long)wl && !memcmp(p, want, wl));
+	guard_free(&g);
+
+	if (pol_json_parse(J, want, wl, &why) < 0) {
+		fprintf(stderr, "answer is not JSON (%s): %s\n", why, want);
+		t_fail++;
+		return;
+	}
+	t = pol_json_tokens(J);
+	CHECK(t[0].type == POL_J_ARRAY && t[0].size == 3);
+	CHECK(t[1].type == POL_J_NUMBER && t[1].end - t[1].start == sl &&
+	      !memcmp(want + t[1].start, seq, sl));
+	CHECK(t[2].type == POL_J_NUMBER && t[2].end - t[2].start == 3 &&
+	      !memcmp(want + t[2].start, "200", 3));
+	CHECK(t[3].type == POL_J_OBJECT && t[3].size == 1);
+	resp = pol_json_obj_get(want, t, 3, "responses");
+	CHECK(resp > 0 && t[resp].type == POL_J_ARRAY && t[resp].size == (uint32_t)n);
+	if (resp < 0 || t[resp].size != (uint32_t)n)
+		return;
+	for (i = 0, el = resp + 1; i < n; i++, el = (int)t[el].next) {
+		const char *reason = decoded && decoded[i] ? decoded[i] : e[i].reason;
+		char st[16];
+		int s, c, rs;
+		if (e[i].raw) {
+			CHECK(t[el].end - t[el].start == e[i].raw_len &&
+			      !memcmp(want + t[el].start, e[i].raw, e[i].raw_len));
+			continue;
+		}
+		CHECK(t[el].type == POL_J_OBJECT && t[el].size == 3);
+		s = pol_json_obj_get(want, t, el, "status");
+		c = pol_json_obj_get(want, t, el, "errorCode");
+		rs = pol_json_obj_get(want, t, el, "reasons");
+		sprintf(st, "%d", e[i].status);
+		CHECK(s > 0 && t[s].type == POL_J_NUMBER && t[s].end - t[s].start == strlen(st) &&
+		      !memcmp(want + t[s].start, st, strlen(st)));
+		CHECK(c > 0 && pol_json_str_eq(want, &t[c], e[i].error_code, strlen(e[i].error_code)));
+		CHECK(rs > 0 && t[rs].type == POL_J_ARRAY && t[rs].size == 1);
+		CHECK(rs > 0 && pol_json_str_eq(want, &t[rs + 1], reason, strlen(reason)));
+	}
+}
+
+static void
+test_batch_answer(void)
+{
+	static const char raw1[] = "{\"status\":200}";
+	static const char raw2[] = "{ \"status\" : 204 ,\"x\":[1,{}] }";
+	const struct pol_batch_entry mixed[] = {
+		{403, "UNAUTHORIZED_TO_EDIT_PARTICIPANT", "a \"q\" \\ b\nc \xc3\xa9 \xf0\x9f\x98\x80", NULL, 0},
+		{0, NULL, NULL, raw1, sizeof raw1 - 1},
+		{409, "X", "exists", NULL, 0},
+		{0, NULL, NULL, raw2, sizeof raw2 - 1},
+	};
+	const struct pol_batch_entry odd[] = {
+		{INT_MIN, "A\"B", "tab\there, del\x7f, bad \xff byte, cut \xc3", NULL, 0},
+		{0, "", "", NULL, 0},
+	};
+	static const char *const odd_decoded[] = {
+		"tab\there, del\x7f, bad \xef\xbf\xbd byte, cut \xef\xbf\xbd", NULL,
+	};
+
+	check_answer("7", 4, mixed,
+	             "[7,200,{\"responses\":["
+	             "{\"status\":403,\"errorCode\":\"UNAUTHORIZED_TO_EDIT_PARTICIPANT\","
+	             "\"reasons\":[\"a \\\"q\\\" \\\\ b\\u000ac \xc3\xa9 \xf0\x9f\x98\x80\"]},"
+	             "{\"status\":200},"
+	             "{\"status\":409,\"errorCode\":\"X\",\"reasons\":[\"exists\"]},"
+	             "{ \"status\" : 204 ,\"x\":[1,{}] }]}]",
+	             NULL);
+	check_answer("123456789012345678901", 2, odd,
+	             "[123456789012345678901,200,{\"responses\":["
+	             "{\"status\":-2147483648,\"errorCode\":\"A\\\"B\","
+	             "\"reasons\":[\"tab\\u0009here, del\\u007f, bad \\ufffd byte, cut \\ufffd\"]},"
+	             "{\"status\":0,\"errorCode\":\"\",\"reasons\":[\"\"]}]}]",
+	             odd_decoded);
+	check_answer("1e3", 0, NULL, "[1e3,200,{\"responses\":[]}]", NULL);
+	check_answer("0", 1, mixed + 1, "[0,200,{\"responses\":[{\"status\":200}]}]", NULL);
+
+	/* the answer for a real decision's reason, as proxy/ws.c sends for a refused batch */
+	{
+		struct pol_app app = mkapp(0, 0);
+		struct pol_ctx ctx = {&app, "alice", 5, 1};
+		struct pol_call c;
+		struct pol_decision d[2];
+		struct pol_facts f = {0};
+		struct pol_batch_entry be[2];
+		char out[2048], seq[40];
+		const char *why, *pre = "[31,200,{\"responses\":[{\"status\":403,"
+		                        "\"errorCode\":\"UNAUTHORIZED_TO_EDIT_PARTICIPANT\"";
+		size_t seq_len;
+		long r;
+		int i;
+
+		CHECK(classify("[31,\"POST\",\"/conversations/c1/participants\",{\"actions\":["
+		               "{\"id\":\"bob\",\"method\":\"PUT\",\"params\":{\"access\":\"Read\"}},"
+		               "{\"id\":\"carol\",\"method\":\"POST\",\"params\":{}}]},{}]",
+		               &c, &why) == 0);
+		f.participant = POL_FV_FALSE;
+		for (i = 0; i < 2; i++) {
+			pol_decide_action(&ctx, &c, i, &f, &d[i]);
+			CHECK(d[i].verdict == POL_DENY);
+			be[i] = (struct pol_batch_entry){d[i].status, d[i].error_code, d[i].reason, NULL, 0};
+		}
+		memcpy(seq, c.seq, c.seq_len);
+		seq_len = c.seq_len;
+		r = pol_batch_answer(seq, seq_len, 2, be, out, answer_bound(seq_len, 2, be));
+		CHECK(r > 0 && pol_json_parse(J, out, (size_t)r, &why) > 0);
+		CHECK(r > (long)strlen(pre) && !memcmp(out, pre, strlen(pre)));
+	}
+}
+
 /* protocol.md 6 and 7.4: what never reaches the backend. */
 static void
 test_refusals(void)
@@ -513,14 +892,18 @@ int
 main(void)
 {
 	K = pol_classifier_new(&LIM);
+	J = pol_json_new(10000, 32);
 	test_table();
 	test_facts();
 	test_batch();
+	test_batch_forward();
+	test_batch_answer();
 	test_refusals();
 	test_modes();
 	test_http();
 	test_lenient_shapes();
 	test_prefixes();
+	pol_json_free(J);
 	pol_classifier_free(K);
 	return t_done("test_policy");
 }

@@ -1,0 +1,344 @@
+/*
+ * proxy/process.c - the process (contract in process.h).
+ *
+ * The main thread owns the signals and the admin listener; each worker thread runs its own
+ * event loop (worker.c). Nothing of a connection is ever touched by another thread.
+ *
+ * Policy changes (SIGHUP, admin API) build a new config, validate it, and publish it through
+ * shared.c; each worker picks it up at its next request or frame. A broken file changes
+ * nothing. SIGTERM/SIGINT: every worker drains (worker.c), then the process exits 0.
+ */
+#include "proxy/process.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/admin.h"
+#include "proxy/io.h"
+#include "proxy/log.h"
+#include "proxy/shared.h"
+#include "proxy/stats.h"
+#include "proxy/tls.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+struct px_process {
+	char *path;
+	struct px_shared *shared;
+	struct pol_config *file_cfg;    /* the file as last loaded (reloads compare with it) */
+	struct event_base *base;        /* signals and the admin listener */
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct px_worker **workers;
+	struct px_stats **stats;        /* each worker's, for the admin endpoint */
+	int nworkers;
+	struct px_upstream *admin_up;   /* the main thread's view of the upstream (/readyz) */
+	struct px_admin *admin;
+	char upstream[300];             /* scheme://host:port, for the ready line */
+};
+
+/*
+ * Binds every listen address once, for the whole process (nginx without reuseport): the
+ * workers accept on dup()s of these sockets, and the originals are closed once they have
+ * (a drain closes the socket when the last worker frees its listener). SO_REUSEPORT would
+ * let another process with the same user bind the same address and take a share of the connections, under its own
+ * policy; without it such a bind fails with EADDRINUSE, and so does ours when the address
+ * is taken (a fatal start error). SO_REUSEADDR only allows a restart while old connections
+ * are in TIME_WAIT. The sockets are only bound here: px_main_new() calls listen(2) once the
+ * whole process is up (the admin listener too), so a client that can connect is served.
+ * Returns 0, or -1 after logging why.
+ */
+static int
+bind_listeners(const struct pol_config *cfg, evutil_socket_t *fds, int *n)
+{
+	struct addrinfo hints, *ai;
+	int i, rc, one = 1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	for (i = 0; i < cfg->nlisten; i++) {
+		char addr[300];
+		evutil_socket_t fd;
+		const char *what = NULL;
+
+		snprintf(addr, sizeof addr, "%s:%s", cfg->listen[i].host, cfg->listen[i].port);
+		ai = NULL;
+		rc = getaddrinfo(cfg->listen[i].host, cfg->listen[i].port, &hints, &ai);
+		if (rc || !ai) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve listen address", "addr", addr,
+			       "error", rc ? gai_strerror(rc) : "no address", NULL);
+			if (ai)
+				freeaddrinfo(ai);
+			return -1;
+		}
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			what = "socket";
+		else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one))
+			what = "setsockopt";
+		else if (bind(fd, ai->ai_addr, ai->ai_addrlen))
+			what = "bind";
+		freeaddrinfo(ai);
+		if (what) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot listen", "addr", addr, "call", what,
+			       "error", strerror(errno), NULL);
+			if (fd >= 0)
+				evutil_closesocket(fd);
+			return -1;
+		}
+		fds[(*n)++] = fd;
+		px_log(PX_LOG_INFO, "listen", "addr", addr, "tls", cfg->listen[i].tls ? "on" : "off",
+		       NULL);
+	}
+	return 0;
+}
+
+/*
+ * Listen addresses, the upstream and the worker count are bound at start (sockets, threads,
+ * the resolved address): a reload that changes them says so and keeps the running ones, so
+ * the published config always describes what the process does.
+ */
+static void
+keep_running_shape(const struct pol_config *run, struct pol_config *n)
+{
+	if (strcmp(n->upstream_scheme, run->upstream_scheme) || strcmp(n->upstream_host, run->upstream_host) ||
+	    strcmp(n->upstream_port, run->upstream_port) || n->workers != run->workers ||
+	    n->nlisten != run->nlisten || memcmp(n->listen, run->listen, sizeof n->listen))
+		px_log(PX_LOG_WARN, "reload", "note",
+		       "upstream, listen and workers changes need a restart: kept the running ones", NULL);
+	memcpy(n->listen, run->listen, sizeof n->listen);
+	n->nlisten = run->nlisten;
+	n->tls_listeners = run->tls_listeners;
+	memcpy(n->upstream_scheme, run->upstream_scheme, sizeof n->upstream_scheme);
+	memcpy(n->upstream_host, run->upstream_host, sizeof n->upstream_host);
+	memcpy(n->upstream_port, run->upstream_port, sizeof n->upstream_port);
+	n->upstream_tls = run->upstream_tls;
+	n->workers = run->workers;
+}
+
+/* Both TLS contexts for CFG (NULL where not needed); -1 with ERR if a file is unusable. */
+static int
+build_tls(const struct pol_config *cfg, SSL_CTX **srv_ctx, SSL_CTX **cli_ctx, char *err,
+          size_t errlen)
+{
+	int failed;
+
+	*cli_ctx = NULL;
+	*srv_ctx = px_tls_server_ctx_new(cfg, err, errlen, &failed);
+	if (failed)
+		return -1;
+	*cli_ctx = px_tls_client_ctx_new(cfg, err, errlen, &failed);
+	if (failed) {
+		SSL_CTX_free(*srv_ctx);
+		*srv_ctx = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct px_process *p = arg;
+	char err[POL_ERR_MAX];
+	struct pol_config *n;
+	SSL_CTX *srv_ctx, *cli_ctx;
+	(void)sig;
+	(void)what;
+
+	n = pol_config_load(p->path, err);
+	if (!n) {
+		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept", "previous policy", NULL);
+		return;
+	}
+	keep_running_shape(p->file_cfg, n);
+	if (build_tls(n, &srv_ctx, &cli_ctx, err, sizeof err)) {
+		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept",
+		       "previous policy and certificates", NULL);
+		pol_config_unref(n);
+		return;
+	}
+	px_shared_reload(p->shared, n, srv_ctx, cli_ctx);
+	px_upstream_update(p->admin_up, cli_ctx, n);
+	SSL_CTX_free(srv_ctx);
+	SSL_CTX_free(cli_ctx);
+	pol_config_unref(p->file_cfg);
+	p->file_cfg = n;
+	px_log(PX_LOG_INFO, "reload", "config", p->path, NULL);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct px_process *p = arg;
+	int i;
+	(void)what;
+
+	px_log(PX_LOG_INFO, "shutdown", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+	for (i = 0; i < p->nworkers; i++)
+		px_worker_stop(p->workers[i]);
+	px_admin_free(p->admin);
+	p->admin = NULL;
+	if (p->nworkers == 1) {
+		/* the worker's own drain ends the shared loop; signals are no longer wanted */
+		event_del(p->sig_term);
+		event_del(p->sig_int);
+		event_del(p->sig_hup);
+		return;
+	}
+	event_base_loopexit(p->base, NULL);
+}
+
+struct px_process *
+px_process_new(struct pol_config *cfg, const char *path)
+{
+	struct px_process *p;
+	struct addrinfo hints, *res = NULL;
+	evutil_socket_t fds[POL_MAX_LISTEN];
+	SSL_CTX *srv_ctx = NULL, *cli_ctx = NULL;
+	char host[300];
+	int i, rc, nfds = 0;
+
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->path = strdup(path);
+	p->file_cfg = pol_config_ref(cfg);
+	if (!p->path)
+		goto bad;
+	{
+		char err[POL_ERR_MAX];
+		if (build_tls(cfg, &srv_ctx, &cli_ctx, err, sizeof err)) {
+			px_log(PX_LOG_ERROR, "startup", "why", err, NULL);
+			goto bad;
+		}
+		if (cfg->upstream_tls && !cfg->up_tls.verify)
+			px_log(PX_LOG_WARN, "startup", "note",
+			       "upstream_verify = off: the backend's certificate is not checked", NULL);
+	}
+	p->shared = px_shared_new(cfg, srv_ctx, cli_ctx);
+	if (!p->shared)
+		goto bad;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(cfg->upstream_host, cfg->upstream_port, &hints, &res);
+	if (rc || !res) {
+		px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve upstream", "host",
+		       cfg->upstream_host, "error", gai_strerror(rc), NULL);
+		goto bad;
+	}
+	snprintf(host, sizeof host, "%s:%s", cfg->upstream_host, cfg->upstream_port);
+	snprintf(p->upstream, sizeof p->upstream, "%s://%s", cfg->upstream_scheme, host);
+	p->workers = calloc((size_t)cfg->workers, sizeof *p->workers);
+	p->stats = calloc((size_t)cfg->workers, sizeof *p->stats);
+	rc = p->workers && p->stats ? bind_listeners(cfg, fds, &nfds) : -1;
+	for (i = 0; rc == 0 && i < cfg->workers; i++) {
+		p->workers[i] = px_worker_new(i, p->shared, res->ai_addr, res->ai_addrlen, host, fds, nfds);
+		if (!p->workers[i]) {
+			rc = -1;
+		} else {
+			p->stats[i] = px_worker_stats(p->workers[i]);
+			p->nworkers++;
+		}
+	}
+	/* one worker: its loop is the main loop, and the process stays single-threaded (glibc's
+	 * syscall wrappers then skip the cancellation bookkeeping a second thread would cost) */
+	if (rc == 0)
+		p->base = p->nworkers == 1 ? px_worker_base(p->workers[0]) : event_base_new();
+	if (p->base)
+		p->admin_up = px_upstream_new(p->base, "default", res->ai_addr, res->ai_addrlen, host,
+		                              cli_ctx, cfg, 0);
+	freeaddrinfo(res);
+	if (rc || !p->base || !p->admin_up)
+		goto bad;
+	if (cfg->admin_listen[0]) {
+		struct px_admin_env ae = {p->base, p->shared, p->stats, p->nworkers, p->admin_up,
+		                          time(NULL)};
+		p->admin = px_admin_new(&ae, cfg);
+		if (!p->admin)
+			goto bad;
+	}
+	for (i = 0; i < nfds; i++)
+		if (listen(fds[i], 1024)) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot listen", "addr", cfg->listen[i].host,
+			       "call", "listen", "error", strerror(errno), NULL);
+			goto bad;
+		}
+	for (i = 0; i < nfds; i++)
+		evutil_closesocket(fds[i]); /* the workers have their own */
+	nfds = 0;
+	SSL_CTX_free(srv_ctx);
+	SSL_CTX_free(cli_ctx);
+	p->sig_term = evsignal_new(p->base, SIGTERM, stop_cb, p);
+	p->sig_int = evsignal_new(p->base, SIGINT, stop_cb, p);
+	p->sig_hup = evsignal_new(p->base, SIGHUP, reload_cb, p);
+	evsignal_add(p->sig_term, NULL);
+	evsignal_add(p->sig_int, NULL);
+	evsignal_add(p->sig_hup, NULL);
+	return p;
+bad:
+	for (i = 0; i < nfds; i++)
+		evutil_closesocket(fds[i]);
+	SSL_CTX_free(srv_ctx);
+	SSL_CTX_free(cli_ctx);
+	px_process_free(p);
+	return NULL;
+}
+
+int
+px_process_run(struct px_process *p)
+{
+	char nw[8];
+	int i;
+
+	for (i = 0; p->nworkers > 1 && i < p->nworkers; i++)
+		if (px_worker_spawn(p->workers[i])) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot start a worker thread", NULL);
+			return 1;
+		}
+	snprintf(nw, sizeof nw, "%d", p->nworkers);
+	px_log(PX_LOG_INFO, "ready", "upstream", p->upstream, "workers", nw, "version",
+	       SYNCGATE_VERSION, NULL);
+	event_base_dispatch(p->base);
+	for (i = 0; p->nworkers > 1 && i < p->nworkers; i++)
+		px_worker_join(p->workers[i]);
+	px_log(PX_LOG_INFO, "exit", NULL);
+	return 0;
+}
+
+void
+px_process_free(struct px_process *p)
+{
+	int i;
+	if (!p)
+		return;
+	px_admin_free(p->admin);
+	if (p->sig_term)
+		event_free(p->sig_term);
+	if (p->sig_int)
+		event_free(p->sig_int);
+	if (p->sig_hup)
+		event_free(p->sig_hup);
+	px_upstream_free(p->admin_up);
+	if (p->base && (p->nworkers != 1 || p->base != px_worker_base(p->workers[0])))
+		event_base_free(p->base);
+	for (i = 0; i < p->nworkers; i++)
+		px_worker_free(p->workers[i]);
+	free(p->workers);
+	free(p->stats);
+	px_shared_free(p->shared);
+	pol_config_unref(p->file_cfg);
+	free(p->path);
+	free(p);
+	px_io_thread_done(); /* the buffers the connections freed above returned here */
+}

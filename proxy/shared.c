@@ -1,0 +1,280 @@
+/*
+ * proxy/shared.c - the policy and state every thread shares (contract in shared.h).
+ */
+#include "proxy/shared.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PEER_BUCKETS 1024
+
+struct px_override {
+	char app[POL_APPID_MAX + 1];
+	struct pol_app_change ch;
+};
+
+struct peer_count {
+	struct peer_count *next;
+	unsigned count;
+	char addr[64];
+};
+
+struct px_shared {
+	_Atomic unsigned long gen;
+	pthread_mutex_t lock;           /* everything below but the peers */
+	struct pol_config *file_cfg;    /* as read */
+	struct pol_config *cfg;         /* with the overrides applied */
+	SSL_CTX *tls_server, *tls_client;
+	struct px_override *ov;
+	int nov;
+	pthread_mutex_t peers_lock;
+	struct peer_count *peers[PEER_BUCKETS];
+};
+
+static void
+ctx_ref(SSL_CTX *c)
+{
+	if (c)
+		SSL_CTX_up_ref(c);
+}
+
+struct px_shared *
+px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, SSL_CTX *tls_client)
+{
+	struct px_shared *sh = calloc(1, sizeof *sh);
+
+	if (!sh)
+		return NULL;
+	pthread_mutex_init(&sh->lock, NULL);
+	pthread_mutex_init(&sh->peers_lock, NULL);
+	sh->file_cfg = pol_config_ref(cfg);
+	sh->cfg = pol_config_ref(cfg);
+	sh->tls_server = tls_server;
+	sh->tls_client = tls_client;
+	ctx_ref(tls_server);
+	ctx_ref(tls_client);
+	return sh;
+}
+
+void
+px_shared_free(struct px_shared *sh)
+{
+	int i;
+	if (!sh)
+		return;
+	pol_config_unref(sh->cfg);
+	pol_config_unref(sh->file_cfg);
+	SSL_CTX_free(sh->tls_server);
+	SSL_CTX_free(sh->tls_client);
+	free(sh->ov);
+	for (i = 0; i < PEER_BUCKETS; i++)
+		while (sh->peers[i]) {
+			struct peer_count *p = sh->peers[i];
+			sh->peers[i] = p->next;
+			free(p);
+		}
+	pthread_mutex_destroy(&sh->peers_lock);
+	pthread_mutex_destroy(&sh->lock);
+	free(sh);
+}
+
+const _Atomic unsigned long *
+px_shared_genp(const struct px_shared *sh)
+{
+	return &sh->gen;
+}
+
+void
+px_shared_take(struct px_shared *sh, struct pol_config **cfg, SSL_CTX **tls_server,
+               SSL_CTX **tls_client, unsigned long *gen)
+{
+	pthread_mutex_lock(&sh->lock);
+	*cfg = pol_config_ref(sh->cfg);
+	*tls_server = sh->tls_server;
+	*tls_client = sh->tls_client;
+	ctx_ref(*tls_server);
+	ctx_ref(*tls_client);
+	*gen = atomic_load(&sh->gen);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+struct pol_config *
+px_shared_policy(struct px_shared *sh)
+{
+	struct pol_config *c;
+	pthread_mutex_lock(&sh->lock);
+	c = pol_config_ref(sh->cfg);
+	pthread_mutex_unlock(&sh->lock);
+	return c;
+}
+
+struct pol_config *
+px_shared_file_policy(struct px_shared *sh)
+{
+	struct pol_config *c;
+	pthread_mutex_lock(&sh->lock);
+	c = pol_config_ref(sh->file_cfg);
+	pthread_mutex_unlock(&sh->lock);
+	return c;
+}
+
+/* The effective policy: the file's, with the overrides applied in order. */
+static struct pol_config *
+apply_overrides(struct px_shared *sh, struct pol_config *file)
+{
+	struct pol_config *c = pol_config_ref(file);
+	int i;
+	for (i = 0; i < sh->nov; i++) {
+		struct pol_config *n = pol_config_with_change(c, sh->ov[i].app, &sh->ov[i].ch);
+		if (!n)
+			continue;
+		pol_config_unref(c);
+		c = n;
+	}
+	return c;
+}
+
+/* Publishes C as the policy (takes its reference). Caller holds the lock. */
+static void
+publish(struct px_shared *sh, struct pol_config *c)
+{
+	struct pol_config *old = sh->cfg;
+	sh->cfg = c;
+	atomic_fetch_add_explicit(&sh->gen, 1, memory_order_release);
+	pol_config_unref(old);
+}
+
+/*
+ * A reload keeps an admin override only where the file did not change that switch: the
+ * file's new word on a switch wins over an earlier runtime flip, and a flip of a switch the
+ * file left alone survives the reload.
+ */
+static void
+rebase_overrides(struct px_shared *sh, const struct pol_config *old, const struct pol_config *neu)
+{
+	int i, j = 0;
+	for (i = 0; i < sh->nov; i++) {
+		struct px_override *o = &sh->ov[i];
+		const struct pol_app *a = pol_config_app(old, o->app, strlen(o->app));
+		const struct pol_app *b = pol_config_app(neu, o->app, strlen(o->app));
+		if (!b->id[0])
+			continue; /* the app's section is gone */
+		if (a->user_sync != b->user_sync)
+			o->ch.user_sync = -1;
+		if (a->conversation_sync != b->conversation_sync)
+			o->ch.conversation_sync = -1;
+		if (a->mode != b->mode)
+			o->ch.mode = -1;
+		if (o->ch.user_sync < 0 && o->ch.conversation_sync < 0 && o->ch.mode < 0)
+			continue;
+		sh->ov[j++] = *o;
+	}
+	sh->nov = j;
+}
+
+void
+px_shared_reload(struct px_shared *sh, struct pol_config *n, SSL_CTX *tls_server,
+                 SSL_CTX *tls_client)
+{
+	pthread_mutex_lock(&sh->lock);
+	SSL_CTX_free(sh->tls_server);
+	SSL_CTX_free(sh->tls_client);
+	sh->tls_server = tls_server;
+	sh->tls_client = tls_client;
+	ctx_ref(tls_server);
+	ctx_ref(tls_client);
+	rebase_overrides(sh, sh->file_cfg, n);
+	pol_config_unref(sh->file_cfg);
+	sh->file_cfg = pol_config_ref(n);
+	publish(sh, apply_overrides(sh, n));
+	pthread_mutex_unlock(&sh->lock);
+}
+
+int
+px_shared_change_app(struct px_shared *sh, const char *app, const struct pol_app_change *ch)
+{
+	struct px_override *o = NULL;
+	int i;
+
+	pthread_mutex_lock(&sh->lock);
+	if (!pol_config_has_app(sh->file_cfg, app)) {
+		pthread_mutex_unlock(&sh->lock);
+		return 404;
+	}
+	for (i = 0; i < sh->nov; i++)
+		if (!strcmp(sh->ov[i].app, app))
+			o = &sh->ov[i];
+	if (!o) {
+		struct px_override *n = realloc(sh->ov, (size_t)(sh->nov + 1) * sizeof *n);
+		if (!n) {
+			pthread_mutex_unlock(&sh->lock);
+			return 500;
+		}
+		sh->ov = n;
+		o = &sh->ov[sh->nov++];
+		snprintf(o->app, sizeof o->app, "%s", app);
+		o->ch.user_sync = o->ch.conversation_sync = o->ch.mode = -1;
+	}
+	if (ch->user_sync >= 0)
+		o->ch.user_sync = ch->user_sync;
+	if (ch->conversation_sync >= 0)
+		o->ch.conversation_sync = ch->conversation_sync;
+	if (ch->mode >= 0)
+		o->ch.mode = ch->mode;
+	publish(sh, apply_overrides(sh, sh->file_cfg));
+	pthread_mutex_unlock(&sh->lock);
+	return 0;
+}
+
+/* ---- connections per client address ---- */
+
+static unsigned
+peer_hash(const char *a)
+{
+	unsigned h = 2166136261u;
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 16777619u;
+	return h % PEER_BUCKETS;
+}
+
+int
+px_shared_peer_add(struct px_shared *sh, const char *addr, unsigned cap)
+{
+	struct peer_count **pp, *p;
+	int rc = 0;
+
+	pthread_mutex_lock(&sh->peers_lock);
+	for (pp = &sh->peers[peer_hash(addr)]; *pp && strcmp((*pp)->addr, addr); pp = &(*pp)->next)
+		;
+	p = *pp;
+	if (!p) {
+		p = calloc(1, sizeof *p);
+		if (p) {
+			snprintf(p->addr, sizeof p->addr, "%s", addr);
+			*pp = p;
+		}
+	}
+	if (p && cap && p->count >= cap)
+		rc = -1;
+	else if (p)
+		p->count++;
+	pthread_mutex_unlock(&sh->peers_lock);
+	return rc;
+}
+
+void
+px_shared_peer_remove(struct px_shared *sh, const char *addr)
+{
+	struct peer_count **pp, *p;
+
+	pthread_mutex_lock(&sh->peers_lock);
+	for (pp = &sh->peers[peer_hash(addr)]; *pp && strcmp((*pp)->addr, addr); pp = &(*pp)->next)
+		;
+	if ((p = *pp) && --p->count == 0) {
+		*pp = p->next;
+		free(p);
+	}
+	pthread_mutex_unlock(&sh->peers_lock);
+}

@@ -1,0 +1,51 @@
+/*
+ * proxy/shared.h - what every thread of the process shares: the policy in force (the file's
+ * config with the admin API's overrides applied), the TLS contexts built from that file, a
+ * generation counter, and the connection count of each client address.
+ *
+ * A change (reload, admin PUT) builds a new config, swaps it under the lock and bumps the
+ * generation, which workers compare with one atomic load per request or frame
+ * (px_shared_gen) and then take with px_shared_take(). Configs and contexts are refcounted:
+ * what a request started on stays alive until it ends.
+ */
+#ifndef SG_PROXY_SHARED_H
+#define SG_PROXY_SHARED_H
+
+#include <openssl/ssl.h>
+#include <stdatomic.h>
+
+#include "policy/config.h"
+
+struct px_shared;
+
+/* Takes a reference to CFG and to the two contexts (either may be NULL).
+ * NULL on ENOMEM. */
+struct px_shared *px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, SSL_CTX *tls_client);
+void px_shared_free(struct px_shared *sh);
+
+/* The generation (bumped by every change): workers keep the pointer and load it. */
+const _Atomic unsigned long *px_shared_genp(const struct px_shared *sh);
+
+/* A consistent view: new references to the policy and the contexts (NULL where none), and
+ * the generation they belong to. */
+void px_shared_take(struct px_shared *sh, struct pol_config **cfg, SSL_CTX **tls_server,
+                    SSL_CTX **tls_client, unsigned long *gen);
+
+/* A new reference to the policy in force, or to the file's own (without overrides). */
+struct pol_config *px_shared_policy(struct px_shared *sh);
+struct pol_config *px_shared_file_policy(struct px_shared *sh);
+
+/* A reload: N (a reference taken) and its contexts replace the file's; an override is kept
+ * where the file did not change that switch. */
+void px_shared_reload(struct px_shared *sh, struct pol_config *n, SSL_CTX *tls_server,
+                      SSL_CTX *tls_client);
+
+/* An admin change of APP's switches (a field < 0: unchanged). Returns 0, 404 for an app not
+ * in the file, or 500 (ENOMEM). */
+int px_shared_change_app(struct px_shared *sh, const char *app, const struct pol_app_change *ch);
+
+/* Counts a connection from ADDR; returns 0, or -1 (not counted) if ADDR is at CAP (0: none). */
+int px_shared_peer_add(struct px_shared *sh, const char *addr, unsigned cap);
+void px_shared_peer_remove(struct px_shared *sh, const char *addr);
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * proxy/stats.h - one worker's counters and decision table, and how the admin thread reads
+ * them. The worker is the only writer of its own struct px_stats; the admin thread reads the
+ * counters with relaxed atomic loads and the decision table through a snapshot published
+ * every 250 ms under a lock (px_stats_publish), so the per-call path takes no lock.
+ */
+#ifndef SG_PROXY_STATS_H
+#define SG_PROXY_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "policy/call.h"
+#include "policy/decide.h"
+
+/* Upper bounds (seconds) of the request-latency buckets. */
+#define PX_LATENCY_BUCKETS 12
+extern const double px_latency_bounds[PX_LATENCY_BUCKETS];
+
+struct px_counters {
+	_Atomic unsigned long long http_requests, http_refused, http_bad, upstream_errors;
+	_Atomic unsigned long long ws_opened, ws_closed, ws_frames_in, ws_frames_out, ws_refused;
+	_Atomic unsigned long long lookups, lookup_cache_hits, lookup_errors;
+	_Atomic unsigned long long lookup_cache_facts, lookup_cache_bytes; /* gauges */
+	_Atomic unsigned long long connections_open;
+	_Atomic unsigned long long tls_handshake_failures; /* client side */
+	_Atomic unsigned long long latency_bucket[PX_LATENCY_BUCKETS + 1]; /* HTTP, +Inf last */
+	_Atomic unsigned long long latency_sum_us;
+};
+
+/*
+ * Adds N to one of the calling worker's own counters. One writer per counter, so a plain
+ * load and store (no locked instruction on the per-frame path), atomic only so that the admin
+ * thread's relaxed loads see whole values.
+ */
+static inline void
+px_count(_Atomic unsigned long long *c, unsigned long long n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+/*
+ * The decision-table verdict of final decision D (not NEED_FACT): PX_V_EXISTS for a 409 (what
+ * a createIfNotExists asked for is there: the SDK takes it as success, so it is not counted
+ * or logged as a refusal that alerts would fire on), else refuse / would_refuse / allow.
+ */
+enum px_verdict { PX_V_ALLOW, PX_V_REFUSE, PX_V_WOULD_REFUSE, PX_V_EXISTS, PX_V_COUNT };
+static inline enum px_verdict
+px_verdict_of(const struct pol_decision *d)
+{
+	if (d->status == 409 && (d->verdict == POL_DENY || d->would_deny))
+		return PX_V_EXISTS;
+	return d->verdict != POL_ALLOW ? PX_V_REFUSE : d->would_deny ? PX_V_WOULD_REFUSE : PX_V_ALLOW;
+}
+/* Its name in /metrics and as the event of a decision's log line. */
+const char *px_verdict_to_str(enum px_verdict v);
+
+/* One row of the decision table: decisions by (app, operation, verdict). */
+struct px_decision_count {
+	char app[POL_APPID_MAX + 1];
+	unsigned char op, verdict; /* enum pol_op, enum px_verdict */
+	unsigned long long n;
+};
+
+struct px_stats;
+
+/* NULL on ENOMEM. */
+struct px_stats *px_stats_new(void);
+void px_stats_free(struct px_stats *st);
+
+/* The counters, for px_count() (valid as long as ST). */
+struct px_counters *px_stats_counters(struct px_stats *st);
+
+/*
+ * Counts one decision. Returns the row's index (stable: rows are never removed), which
+ * px_stats_decision_again() bumps without hashing, or -1 if it was not counted (the table
+ * holds at most 4096 label sets: app ids come from clients).
+ */
+int px_stats_decision(struct px_stats *st, const char *app, enum pol_op op, enum px_verdict v);
+void px_stats_decision_again(struct px_stats *st, int row);
+
+/* Copies the decision table to the snapshot readers see (the worker, every 250 ms). */
+void px_stats_publish(struct px_stats *st);
+
+/* Readers (any thread). The sum over N workers' ALL of the counter at OFFSET in struct
+ * px_counters. */
+unsigned long long px_stats_sum(struct px_stats *const *all, int n, size_t offset);
+#define PX_STATS_SUM(all, n, field) px_stats_sum(all, n, offsetof(struct px_counters, field))
+
+/* The workers' published decision tables merged by label set into *OUT (malloc'd, the
+ * caller frees it); returns the number of rows. */
+int px_stats_decisions(struct px_stats *const *all, int n, struct px_decision_count **out);
+
+#endif
