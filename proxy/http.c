@@ -605,8 +605,9 @@ check_signature(struct px_http *h, const struct pol_app *app, const struct pol_c
 	if (ok || app->identity != POL_IDENTITY_REQUIRE)
 		return 1;
 	reply(h, 401, "INVALID_SIGNATURE",
-	              n > 1 ? "syncgate: more than one signature parameter"
-	                    : "syncgate: this app requires a valid identity-verification signature", 0);
+	      n > 1 ? "syncgate: more than one signature parameter"
+	            : "syncgate: this app requires a valid identity-verification signature",
+	      h->req.conn_close || ((h->req.has_cl || h->req.chunked) && !h->req_msg_complete));
 	return 0;
 }
 
@@ -718,7 +719,8 @@ http_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol
 	h->refused_usable = 0;
 	if (parked) {
 		h->state = PX_H_HEAD;
-		px_io_read(c->cio, 1);
+		if (!h->close_after) /* (set: the client half-closed meanwhile) */
+			px_io_read(c->cio, 1);
 	}
 	if (d->verdict == POL_ALLOW) {
 		forward_head(h, call);
@@ -727,7 +729,8 @@ http_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol
 			px_count(&c->env->ctr->http_refused, 1);
 		/* a body not read whole cannot be skipped safely: the connection closes */
 		reply(h, d->status, d->error_code, d->reason,
-		      h->req.conn_close || ((h->req.has_cl || h->req.chunked) && !h->req_msg_complete));
+		      h->req.conn_close || h->close_after ||
+		          ((h->req.has_cl || h->req.chunked) && !h->req_msg_complete));
 		answered(h);
 	}
 	if (parked)
@@ -975,7 +978,7 @@ forward_head(struct px_http *h, const struct pol_call *call)
 	if (!h->req_buf)
 		h->req_buf = evbuffer_new();
 	if (!h->req_buf) {
-		px_conn_close(c);
+		reply(h, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
 		return;
 	}
 	if (write_upstream_head(h, p, end, h->req_buf)) {
@@ -1014,7 +1017,6 @@ hand_off(struct px_http *h)
 
 	memcpy(app, h->app, sizeof app);
 	h->user = NULL;
-	px_count(&c->env->ctr->ws_opened, 1);
 	px_conn_set_proto(c, NULL, NULL);
 	http_release(c, h);
 	if (user)
@@ -1129,6 +1131,10 @@ handle_one_head(struct px_http *h)
 		         (int)(tl > 256 ? 256 : tl), t);
 		h->req_start_us = px_now_us();
 	}
+	/* this request's counts (a refused one before it on this connection kept its own) */
+	h->req_body_bytes = 0;
+	h->chunk_ext_bytes = 0;
+	h->body_error = 0;
 	/* llhttp, strict and with no lenient flag, must agree that this is one valid head */
 	llhttp_settings_init(&h->req_settings);
 	h->req_settings.on_message_complete = on_req_complete;
@@ -1600,6 +1606,13 @@ client_eventcb(struct px_io *io, short what, void *arg)
 	if ((what & PX_IO_TIMEOUT) && (h->state == PX_H_BODY || (h->state == PX_H_REQUEST && !h->req_done))) {
 		px_log(PX_LOG_INFO, "request_timeout", "peer", c->peer, "why", "body idle", NULL);
 		reply(h, 408, "REQUEST_TIMEOUT", "request body stalled", 1);
+		return;
+	}
+	if ((what & PX_IO_EOF) && h->state == PX_H_PARKED && h->req_msg_complete) {
+		/* the client half-closed after a whole request that waits for a fact: answer it,
+		 * then close */
+		h->close_after = 1;
+		px_io_read(c->cio, 0);
 		return;
 	}
 	if ((what & PX_IO_EOF) && h->state == PX_H_RESPONSE && h->req_sent) {

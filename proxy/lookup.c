@@ -56,6 +56,9 @@ struct lookup_req {
 	struct px_lookup_waiter *waiters;
 	struct px_io *io;
 	int reused, retried, forgotten;
+	int finishing;            /* its waiters are being called: a lookup asked meanwhile (a
+	                           * waiter's next call) starts its own request, since this one's
+	                           * waiter list is no longer read */
 	struct event *timer;
 	llhttp_t parser;
 	llhttp_settings_t settings;
@@ -285,6 +288,7 @@ req_finish(struct lookup_req *r, struct px_fact *f)
 	struct px_lookups *lk = r->lk;
 	const struct pol_limits *lim = &(*lk->cfg)->limits;
 
+	r->finishing = 1;
 	for (w = r->waiters; w; w = w->next)
 		if (!w->cancelled)
 			w->cb(f, w->arg);
@@ -518,7 +522,7 @@ px_lookup(struct px_lookups *lk, const struct pol_app *app, enum px_lookup_kind 
 	w->cb = cb;
 	w->arg = arg;
 	for (r = lk->inflight; r; r = r->next)
-		if (r->keylen == kl && !memcmp(r->key, key, kl)) {
+		if (r->keylen == kl && !memcmp(r->key, key, kl) && !r->finishing) {
 			w->next = r->waiters; /* the same fact is already being looked up */
 			r->waiters = w;
 			return w;

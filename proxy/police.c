@@ -132,12 +132,14 @@ count_decision(struct px_police_stream *s, const struct pol_ctx *ctx, enum pol_o
 {
 	struct px_env *env = s->p->env;
 
-	if (s->dc_row >= 0 && s->dc_gen == env->gen && s->dc_op == op && s->dc_verdict == v) {
+	if (s->dc_row >= 0 && s->dc_gen == env->gen && s->dc_app == ctx->app && s->dc_op == op &&
+	    s->dc_verdict == v) {
 		px_stats_decision_again(env->stats, s->dc_row);
 		return;
 	}
 	s->dc_row = px_stats_decision(env->stats, ctx->app->id[0] ? ctx->app->id : "*", op, v);
 	s->dc_gen = env->gen;
+	s->dc_app = ctx->app;
 	s->dc_op = op;
 	s->dc_verdict = v;
 }

@@ -83,6 +83,7 @@ struct px_police_stream {
 	unsigned long app_gen;
 	int dc_row;                     /* the last decision's row in the table, -1: none */
 	unsigned long dc_gen;
+	const struct pol_app *dc_app;   /* (over HTTP each request names its own app) */
 	enum pol_op dc_op;
 	enum px_verdict dc_verdict;
 };

@@ -149,6 +149,7 @@ px_tunnel_start(struct px_conn *c)
 	t->c = c;
 	t->last = t->opened = time(NULL);
 	px_conn_set_proto(c, &tunnel_proto, t);
+	px_count(&c->env->ctr->ws_opened, 1); /* tunnel_release() counts it closed */
 	px_io_setcb(c->cio, client_readcb, client_writecb, eventcb, t);
 	px_io_setcb(c->uio, upstream_readcb, upstream_writecb, eventcb, t);
 	px_io_set_direct(c->cio, client_direct);

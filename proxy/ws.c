@@ -358,6 +358,17 @@ after_parked(struct px_ws *ws)
 	client_resume(ws);
 }
 
+/* A call settled after the socket began to close (its close frame is queued, or the client
+ * sent one): nothing more goes either way. Returns 1 if RAW was dropped for that. */
+static int
+gone_quiet(struct px_ws *ws, const struct raw_src *raw)
+{
+	if (ws->c->phase == PX_CONN_OPEN && !ws->client_closed)
+		return 0;
+	drop_raw(raw);
+	return 1;
+}
+
 static void
 ws_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_decision *d,
              int parked)
@@ -365,6 +376,8 @@ ws_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_d
 	struct px_ws *ws = t;
 	const struct raw_src *raw = msg;
 
+	if (gone_quiet(ws, raw))
+		return;
 	if (d->verdict == POL_ALLOW) {
 		if (ws->c->uio)
 			forward_raw(ws, raw);
@@ -391,6 +404,8 @@ ws_carry_out_batch(void *t, void *msg, const struct pol_call *call, const unsign
 	int i, n = call->nactions, nallowed = 0;
 	struct merge *m;
 
+	if (gone_quiet(ws, raw))
+		return;
 	for (i = 0; i < n; i++) {
 		nallowed += allowed[i] != 0;
 		if (!allowed[i]) {
@@ -1098,6 +1113,7 @@ px_ws_start(struct px_conn *c, const char *app, char *user)
 	ws->ps.user = user;
 	ws->ps.user_len = strlen(user);
 	px_conn_set_proto(c, &ws_proto, ws);
+	px_count(&c->env->ctr->ws_opened, 1); /* ws_release() counts it closed */
 	ws->raw = evbuffer_new();
 	ws->msg = evbuffer_new();
 	px_ws_assembler_init(&ws->asm_, c->cfg->limits.ws_message_bytes, c->cfg->limits.ws_fragments);

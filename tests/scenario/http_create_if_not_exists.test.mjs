@@ -253,3 +253,34 @@ test('report mode: the same POSTs are forwarded and the backend answers (a would
   assert.ok(sg.logs().some((l) => l.event === 'would_refuse' && l.transport === 'http' && l.app === 'rep' && l.errorCode === 'USER_SYNC_DISABLED' && l.mode === 'report'),
     'the refusal it would have made is logged');
 });
+
+test('pipelined creates that need the same fact are each answered, in order, on one connection', T, async () => {
+  // The second asks for the fact while the first one's answer is being handed out: it must
+  // not join a lookup whose waiters were already called (it would never be answered).
+  const uid = await existingUser(), nu = fresh('u');
+  await be.clearLog();
+  const pieces = [whole('POST', `/v1/demo/users/${uid}`), whole('POST', `/v1/demo/users/${uid}`),
+    whole('POST', `/v1/demo/users/${nu}`), whole('POST', `/v1/demo/users/${nu}`)];
+  const res = await converse(sg.port, [Buffer.concat(pieces)], { want: 4 });
+  assert.equal(res.rs.length, 4, show(res));
+  assertOwnAnswer(res, res.rs[0], 409, 'USER_ALREADY_EXISTS');
+  assertOwnAnswer(res, res.rs[1], 409, 'USER_ALREADY_EXISTS');
+  assertOwnAnswer(res, res.rs[2], 403, 'USER_SYNC_DISABLED');
+  assertOwnAnswer(res, res.rs[3], 403, 'USER_SYNC_DISABLED');
+  assert.equal(res.closed, false, 'the connection stays open');
+  assert.deepEqual(await changesAtBackend(), []);
+});
+
+test('bodies of refused calls on a kept-alive connection do not count against the next request', T, async () => {
+  const small = await startSyncgate(be.port, `${APPS}[limits]\nbody = 2k\n`);
+  cleanup.push(() => small.stop());
+  const reader = await existingUser();
+  const big = `{"name":"${'x'.repeat(900)}"}`;
+  const pieces = [];
+  for (let i = 0; i < 5; i++) pieces.push(whole('POST', `/v1/demo/users/${fresh('u')}`, { body: big }));
+  pieces.push(whole('GET', `/v1/demo/users/${reader}`, { body: '' }));
+  const res = await converse(small.port, [Buffer.concat(pieces)], { want: 6 });
+  assert.equal(res.rs.length, 6, show(res));
+  for (let i = 0; i < 5; i++) assertOwnAnswer(res, res.rs[i], 403, 'USER_SYNC_DISABLED');
+  assert.equal(res.rs[5].status, 200, 'the read after them is relayed, not refused as too large');
+});

@@ -413,6 +413,26 @@ test_http_same_path(void)
 	px_police_stream_release(&s);
 }
 
+/* Over HTTP each request names its app: one connection's decisions are counted per app. */
+static void
+test_http_counts_per_app(void)
+{
+	char conf[512];
+	struct px_police_stream s;
+	struct fake f;
+
+	snprintf(conf, sizeof conf, "%s[app:one]\nuser_sync = off\n[app:two]\nuser_sync = off\n", BASE);
+	setup(conf);
+	stream(&s, &f, NULL);
+	f.classify_http = 1;
+	CHECK(http(&s, "PUT /v1/one/users/a") == 0);
+	CHECK(http(&s, "PUT /v1/two/users/a") == 0);
+	CHECK(http(&s, "PUT /v1/two/users/b") == 0);
+	CHECK(count("one", POL_OP_USER_SET, PX_V_REFUSE) == 1);
+	CHECK(count("two", POL_OP_USER_SET, PX_V_REFUSE) == 2);
+	px_police_stream_release(&s);
+}
+
 static void
 test_batch(void)
 {
@@ -481,6 +501,7 @@ main(void)
 	test_gone_while_parked();
 	test_report_mode();
 	test_http_same_path();
+	test_http_counts_per_app();
 	test_batch();
 	test_max_parked();
 	px_police_free(police);
