@@ -55,7 +55,9 @@ struct pol_action {
 	unsigned keys;          /* POL_PK_* */
 };
 
-enum pol_cred { POL_CRED_NONE, POL_CRED_BROWSER, POL_CRED_SERVER };
+/* FOREIGN_KEY: a bearer shaped like a secret key (sk_test_..., sk_live_...) that is not the
+ * app's configured key: a browser credential for every purpose, but a refusal says so. */
+enum pol_cred { POL_CRED_NONE, POL_CRED_BROWSER, POL_CRED_SERVER, POL_CRED_FOREIGN_KEY };
 
 struct pol_call {
 	enum pol_op op;

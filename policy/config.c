@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #define UNSET (-1)
@@ -242,6 +243,39 @@ static int
 wildcard(const char *host)
 {
 	return !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "*") || !host[0];
+}
+
+/* [syncgate] cors_origins = reflect | off | * | ORIGIN[, ORIGIN ...] */
+static int
+parse_cors(struct loader *ld, const char *v)
+{
+	struct pol_config *c = ld->c;
+
+	c->ncors = 0;
+	if (!strcmp(v, "reflect") || !strcmp(v, "off") || !strcmp(v, "*")) {
+		c->cors = !strcmp(v, "reflect") ? POL_CORS_REFLECT : !strcmp(v, "off") ? POL_CORS_OFF : POL_CORS_ANY;
+		return 1;
+	}
+	c->cors = POL_CORS_LIST;
+	while (*v) {
+		size_t n = strcspn(v, ", \t");
+		if (n) {
+			char o[84];
+			if (c->ncors == POL_CORS_MAX)
+				return fail(ld, "cors_origins: more than 16 origins%s%s", "", "");
+			snprintf(o, sizeof o, "%.*s", (int)(n > 80 ? 80 : n), v);
+			if (n >= POL_ORIGIN_MAX || !pol_origin_valid(v, n))
+				return fail(ld, "cors_origins: '%s' is not an origin like https://app.example.com "
+				            "(or reflect, off, *)%s", o, "");
+			memcpy(c->cors_list[c->ncors], v, n);
+			c->cors_list[c->ncors++][n] = 0;
+		}
+		v += n;
+		v += strspn(v, ", \t");
+	}
+	if (!c->ncors)
+		return fail(ld, "cors_origins: no origin given%s%s", "", "");
+	return 1;
 }
 
 static int
@@ -586,6 +620,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 				            value, "");
 			return 1;
 		}
+		if (!strcmp(name, "cors_origins"))
+			return parse_cors(ld, value);
 		if (!strcmp(name, "workers")) {
 			uint64_t n;
 			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)
@@ -1051,6 +1087,67 @@ const char *
 pol_mode_to_str(enum pol_mode m)
 {
 	return m == POL_MODE_REPORT ? "report" : "enforce";
+}
+
+int
+pol_origin_valid(const char *o, size_t len)
+{
+	size_t i, h;
+
+	if (len > 7 && !memcmp(o, "http://", 7))
+		i = 7;
+	else if (len > 8 && !memcmp(o, "https://", 8))
+		i = 8;
+	else
+		return 0;
+	h = i;
+	if (o[i] == '[') {
+		for (i++; i < len && (isxdigit((unsigned char)o[i]) || o[i] == ':' || o[i] == '.'); i++)
+			;
+		if (i >= len || o[i] != ']' || i == h + 1)
+			return 0;
+		i++;
+	} else {
+		for (; i < len && (isalnum((unsigned char)o[i]) || o[i] == '.' || o[i] == '-'); i++)
+			;
+		if (i == h)
+			return 0;
+	}
+	if (i < len && o[i] == ':') {
+		size_t p = ++i;
+		for (; i < len && isdigit((unsigned char)o[i]); i++)
+			;
+		if (i == p || i - p > 5)
+			return 0;
+	}
+	return i == len;
+}
+
+int
+pol_cors_origin(const struct pol_config *c, const char *o, size_t len, const char **value,
+                size_t *vlen)
+{
+	int i;
+
+	if (!o || c->cors == POL_CORS_OFF)
+		return 0;
+	if (c->cors == POL_CORS_ANY) {
+		*value = "*";
+		*vlen = 1;
+		return 1;
+	}
+	if (!pol_origin_valid(o, len))
+		return 0;
+	if (c->cors == POL_CORS_LIST) {
+		for (i = 0; i < c->ncors; i++)
+			if (strlen(c->cors_list[i]) == len && !strncasecmp(c->cors_list[i], o, len))
+				break;
+		if (i == c->ncors)
+			return 0;
+	}
+	*value = o;
+	*vlen = len;
+	return 1;
 }
 
 const char *

@@ -30,6 +30,14 @@ enum pol_identity { POL_IDENTITY_OFF, POL_IDENTITY_VERIFY, POL_IDENTITY_REQUIRE 
  * is refused (proxy/httpguard.c). */
 enum pol_underscore { POL_UNDERSCORE_DROP, POL_UNDERSCORE_REJECT, POL_UNDERSCORE_ALLOW };
 
+/* The CORS origin policy of syncgate's own answers ([syncgate] cors_origins): a browser page
+ * reads a refusal's reason only if the answer names its origin. REFLECT (the default): any
+ * request's Origin is named (the answers hold nothing but the reason); LIST: only the listed
+ * origins; ANY: "*"; OFF: none. */
+enum pol_cors { POL_CORS_REFLECT, POL_CORS_LIST, POL_CORS_ANY, POL_CORS_OFF };
+#define POL_CORS_MAX 16      /* origins in cors_origins */
+#define POL_ORIGIN_MAX 256   /* bytes of one origin */
+
 /* Per-app switches. Every field is always set: an app section starts as a copy of [app:*]. */
 struct pol_app {
 	char id[POL_APPID_MAX + 1];
@@ -127,6 +135,9 @@ struct pol_config {
 	int workers;
 	int access_log;          /* [syncgate] access_log = on | off (default on) */
 	enum pol_underscore underscore_headers; /* [syncgate] underscore_headers (default drop) */
+	enum pol_cors cors;      /* [syncgate] cors_origins */
+	char cors_list[POL_CORS_MAX][POL_ORIGIN_MAX];
+	int ncors;
 	struct pol_app defaults; /* [app:*] */
 	struct pol_app *apps;    /* sorted by id for bsearch */
 	int napps;
@@ -175,5 +186,18 @@ int pol_config_has_app(const struct pol_config *c, const char *appid);
 const char *pol_mode_to_str(enum pol_mode m);
 const char *pol_identity_to_str(enum pol_identity i);
 const char *pol_underscore_to_str(enum pol_underscore u);
+
+/* 1 if the LEN bytes at O are a serialized origin (RFC 6454 §6.2) syncgate may echo:
+ * "http" or "https", "://", a host of [A-Za-z0-9.-] or a bracketed IPv6 address, an optional
+ * ":" port of 1-5 digits, nothing else. */
+int pol_origin_valid(const char *o, size_t len);
+
+/*
+ * The Access-Control-Allow-Origin value for syncgate's own answer to a request whose Origin
+ * header is O (LEN bytes; NULL: none) under C's cors_origins: sets *VALUE (O itself, or "*")
+ * and *VLEN and returns 1, or returns 0 when the answer names no origin.
+ */
+int pol_cors_origin(const struct pol_config *c, const char *o, size_t len, const char **value,
+                    size_t *vlen);
 
 #endif

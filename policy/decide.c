@@ -136,9 +136,31 @@ clear(struct pol_decision *d)
 	d->rule = NULL;
 }
 
+static void decide_call(const struct pol_ctx *ctx, const struct pol_call *c,
+                        const struct pol_facts *f, struct pol_decision *d);
+
 void
 pol_decide(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol_facts *f,
            struct pol_decision *d)
+{
+	decide_call(ctx, c, f, d);
+	if (c->cred == POL_CRED_FOREIGN_KEY && d->status == 403) {
+		/* a server call with another app's (or an old) secret key: the switch is not the
+		 * reason to give, the key is (the refusal itself stands: it is a browser credential) */
+		d->status = 401;
+		d->error_code = "INVALID_SECRET_KEY";
+		d->rule = "foreign-secret-key";
+		snprintf(d->reason, sizeof d->reason,
+		         "syncgate: the Authorization bearer is a secret key, but not app %.64s's: "
+		         "a server-side change needs this app's secret key (or an app token signed "
+		         "with it)",
+		         app_name(ctx));
+	}
+}
+
+static void
+decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol_facts *f,
+            struct pol_decision *d)
 {
 	const struct pol_app *app = ctx->app;
 	enum pol_fact_value v;

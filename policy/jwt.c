@@ -225,6 +225,8 @@ pol_credential_class(const struct pol_app *app, const char *authz, size_t len, i
 		if (app->id[0] &&
 		    pol_jwt_verify(tok, tl, app->secret_key, app->id, NULL, 0, "app", now, skew, &why))
 			return POL_CRED_SERVER;
+		if (tl > 8 && (!strncmp(tok, "sk_test_", 8) || !strncmp(tok, "sk_live_", 8)))
+			return POL_CRED_FOREIGN_KEY;
 		return POL_CRED_BROWSER;
 	}
 	if ((tl > 8 && !strncmp(tok, "sk_test_", 8)) || (tl > 8 && !strncmp(tok, "sk_live_", 8)))

@@ -189,6 +189,26 @@ metrics(struct admin_conn *c)
 	                       "syncgate_http_request_duration_seconds_sum %.6f\n"
 	                       "syncgate_http_request_duration_seconds_count %llu\n",
 	                    cum, (double)SUM(latency_sum_us) / 1e6, cum);
+	evbuffer_add_printf(b, "# HELP syncgate_http_responses_total HTTP responses by status class and by who answered\n"
+	                       "# TYPE syncgate_http_responses_total counter\n");
+	for (i = 1; i < 6; i++) {
+		evbuffer_add_printf(b, "syncgate_http_responses_total{class=\"%dxx\",by=\"syncgate\"} %llu\n",
+		                    i, SUM(responses[0][i]));
+		evbuffer_add_printf(b, "syncgate_http_responses_total{class=\"%dxx\",by=\"backend\"} %llu\n",
+		                    i, SUM(responses[1][i]));
+	}
+	{
+		unsigned long long ok, failed;
+		px_shared_reloads(e->shared, &ok, &failed);
+		evbuffer_add_printf(b, "# HELP syncgate_reloads_total configuration reloads (SIGHUP) by result\n"
+		                       "# TYPE syncgate_reloads_total counter\n"
+		                       "syncgate_reloads_total{result=\"ok\"} %llu\n"
+		                       "syncgate_reloads_total{result=\"failed\"} %llu\n", ok, failed);
+	}
+	evbuffer_add_printf(b, "# HELP syncgate_build_info the running build (value 1)\n"
+	                       "# TYPE syncgate_build_info gauge\n"
+	                       "syncgate_build_info{version=\"%s\",openssl=\"%s\",libevent=\"%s\"} 1\n",
+	                    SYNCGATE_VERSION, OpenSSL_version(OPENSSL_VERSION_STRING), event_get_version());
 	GAUGE("syncgate_config_generation", "policy changes since start (reloads and admin changes)",
 	      (unsigned long long)atomic_load(px_shared_genp(e->shared)));
 	GAUGE("syncgate_workers", "worker threads", (unsigned long long)e->nworkers);
@@ -202,8 +222,10 @@ metrics(struct admin_conn *c)
 
 /* ---- /apps ---- */
 
+/* An app's effective switches; with SH, where each comes from ("file", or "admin": changed
+ * by PUT /apps since the file was last read). */
 static cJSON *
-app_json(const struct pol_app *a, const char *id)
+app_json(const struct pol_app *a, const char *id, struct px_shared *sh)
 {
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "id", id);
@@ -212,7 +234,24 @@ app_json(const struct pol_app *a, const char *id)
 	cJSON_AddStringToObject(j, "mode", pol_mode_to_str(a->mode));
 	cJSON_AddStringToObject(j, "identity", pol_identity_to_str(a->identity));
 	cJSON_AddBoolToObject(j, "secret_key", a->secret_key != NULL); /* never the key itself */
+	if (sh) {
+		struct pol_app_change ov;
+		cJSON *src = cJSON_CreateObject();
+		px_shared_override(sh, id, &ov);
+		cJSON_AddStringToObject(src, "user_sync", ov.user_sync >= 0 ? "admin" : "file");
+		cJSON_AddStringToObject(src, "conversation_sync", ov.conversation_sync >= 0 ? "admin" : "file");
+		cJSON_AddStringToObject(src, "mode", ov.mode >= 0 ? "admin" : "file");
+		cJSON_AddItemToObject(j, "source", src);
+	}
 	return j;
+}
+
+/* "user_sync=on conversation_sync=off mode=enforce": an app's switches, for log lines. */
+static void
+switches_text(const struct pol_app *a, char *buf, size_t n)
+{
+	snprintf(buf, n, "user_sync=%s conversation_sync=%s mode=%s", a->user_sync ? "on" : "off",
+	         a->conversation_sync ? "on" : "off", pol_mode_to_str(a->mode));
 }
 
 static void
@@ -222,9 +261,9 @@ apps(struct admin_conn *c)
 	cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
 	int i;
 
-	cJSON_AddItemToObject(j, "defaults", app_json(&cfg->defaults, "*"));
+	cJSON_AddItemToObject(j, "defaults", app_json(&cfg->defaults, "*", NULL));
 	for (i = 0; i < cfg->napps; i++)
-		cJSON_AddItemToArray(arr, app_json(&cfg->apps[i], cfg->apps[i].id));
+		cJSON_AddItemToArray(arr, app_json(&cfg->apps[i], cfg->apps[i].id, c->a->e.shared));
 	cJSON_AddItemToObject(j, "apps", arr);
 	reply_json(c, 200, j);
 }
@@ -256,7 +295,7 @@ put_app(struct admin_conn *c, const char *app)
 	size_t len = evbuffer_get_length(c->body);
 	cJSON *j = cJSON_ParseWithLength((const char *)evbuffer_pullup(c->body, -1), len), *item;
 	struct pol_app_change ch;
-	char why[128] = "", what[256];
+	char why[128] = "", what[256], was[128];
 	int mode_report, rc;
 
 	if (!cJSON_IsObject(j)) {
@@ -295,6 +334,7 @@ put_app(struct admin_conn *c, const char *app)
 	}
 	cJSON_Delete(j);
 	ch.mode = mode_report < 0 ? -1 : mode_report ? POL_MODE_REPORT : POL_MODE_ENFORCE;
+	switches_text(pol_config_app(c->cfg, app, strlen(app)), was, sizeof was);
 	rc = px_shared_change_app(sh, app, &ch);
 	if (rc == 404) {
 		reply_error(c, 404, "no [app:...] section for this app id");
@@ -308,11 +348,23 @@ put_app(struct admin_conn *c, const char *app)
 	         ch.user_sync < 0 ? "" : ch.user_sync ? "user_sync=on " : "user_sync=off ",
 	         ch.conversation_sync < 0 ? "" : ch.conversation_sync ? "conversation_sync=on " : "conversation_sync=off ",
 	         ch.mode < 0 ? "" : ch.mode == POL_MODE_REPORT ? "mode=report" : "mode=enforce", "", "", "");
-	px_log(PX_LOG_INFO, "admin_change", "app", app, "change", what, "by", c->peer, NULL);
+	px_log(PX_LOG_INFO, "admin_change", "app", app, "change", what, "was", was, "by", c->peer,
+	       NULL);
 	now = px_shared_policy(sh);
-	cJSON *out = app_json(pol_config_app(now, app, strlen(app)), app);
+	cJSON *out = app_json(pol_config_app(now, app, strlen(app)), app, sh);
 	pol_config_unref(now);
 	reply_json(c, 200, out);
+}
+
+/* GET /apps/{appId}: one configured app, as /apps lists it. */
+static void
+get_app(struct admin_conn *c, const char *app)
+{
+	if (!pol_config_has_app(c->cfg, app)) {
+		reply_error(c, 404, "no [app:...] section for this app id");
+		return;
+	}
+	reply_json(c, 200, app_json(pol_config_app(c->cfg, app, strlen(app)), app, c->a->e.shared));
 }
 
 /* ---- /readyz ---- */
@@ -410,8 +462,10 @@ route(struct admin_conn *c)
 	else if (!strncmp(u, "/apps/", 6) && u[6] && !strchr(u + 6, '/')) {
 		if (put)
 			put_app(c, u + 6);
+		else if (get)
+			get_app(c, u + 6);
 		else
-			reply_error(c, 405, "use PUT");
+			reply_error(c, 405, "use GET or PUT");
 	} else
 		reply_error(c, 404, "no such endpoint");
 }

@@ -4,7 +4,9 @@
  *   GET /healthz        200 while the process runs
  *   GET /readyz         200 if the backend accepts a connection now, else 503
  *   GET /metrics        Prometheus text format (decision counts lag by at most 250 ms)
- *   GET /apps           the effective switches of every configured app and [app:*]
+ *   GET /apps           the effective switches of every configured app and [app:*], and
+ *                       where each comes from (the file, or a PUT since it was read)
+ *   GET /apps/{appId}   the same for one app (404: no [app:...] section)
  *   PUT /apps/{appId}   {"user_sync": "on|off", "conversation_sync": "on|off",
  *                        "mode": "enforce|report"}: applies to the next call on every socket
  *

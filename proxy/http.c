@@ -83,6 +83,9 @@ struct px_http {
 	int req_sent;                   /* ... and handed to the upstream */
 	int req_msg_complete;           /* llhttp saw message complete in the last execute */
 	int refused_usable;             /* the last head was answered; the connection goes on */
+	unsigned nreq;                  /* requests read on this connection (the request id) */
+	char req_app[POL_APPID_MAX + 1]; /* the request's app id, for the access line */
+	uint64_t up_start_us, up_head_us; /* upstream asked / its response head read */
 	uint64_t req_body_bytes;
 	size_t chunk_ext_bytes;         /* extension bytes of the current chunk */
 	int body_error;                 /* status a body callback failed with */
@@ -95,6 +98,8 @@ struct px_http {
 	char app[POL_APPID_MAX + 1];     /* realtime socket: its app id (checked: [A-Za-z0-9_.-]) */
 	char *user;                     /* realtime socket: its user id, decoded (owned); NULL for
 	                                 * any other request: the relay is then a blind tunnel */
+	char origin[POL_ORIGIN_MAX];    /* the request's Origin, for syncgate's own answers */
+	size_t origin_len;              /* 0: none (or not a valid origin) */
 	int out_paused;                 /* HEAD: requests wait unread while the client's output
 	                                 * is above PX_HIGH_WATER (it does not read its answers) */
 
@@ -125,11 +130,13 @@ static void finish_transaction(struct px_http *h);
 static void arm_timer(struct px_http *h, int kind, uint32_t ms);
 static void http_timer(struct px_conn *c);
 
+/* The access line of the current request, once, its latency in the histogram and its status
+ * in the response counts. BACKEND: the backend answered (else syncgate did). */
 static void
-access_log(struct px_http *h, int status)
+access_log(struct px_http *h, int status, int backend)
 {
 	struct px_conn *c = h->c;
-	char st[8], dur[24], in[24], out[24];
+	char st[8], dur[24], in[24], out[24], id[40], up[24];
 	uint64_t us;
 	int b;
 
@@ -140,13 +147,21 @@ access_log(struct px_http *h, int status)
 		;
 	px_count(&c->env->ctr->latency_bucket[b], 1);
 	px_count(&c->env->ctr->latency_sum_us, us);
+	px_count(&c->env->ctr->responses[backend != 0][status >= 100 && status < 600 ? status / 100 : 0], 1);
 	if (c->cfg->access_log) {
 		snprintf(st, sizeof st, "%d", status);
 		snprintf(dur, sizeof dur, "%.3f", (double)us / 1000.0);
 		snprintf(in, sizeof in, "%llu", (unsigned long long)h->req_body_bytes);
 		snprintf(out, sizeof out, "%llu", (unsigned long long)h->resp_bytes);
-		px_log_to(c->env->access, PX_LOG_INFO, "access", "peer", c->peer, "request", h->req_line,
-		          "status", st, "body_in", in, "body_out", out, "ms", dur, NULL);
+		snprintf(id, sizeof id, "%s-%u", c->id, h->nreq);
+		if (h->up_head_us && h->up_start_us)
+			snprintf(up, sizeof up, "%.3f", (double)(h->up_head_us - h->up_start_us) / 1000.0);
+		else
+			up[0] = 0;
+		px_log_to(c->env->access, PX_LOG_INFO, "access", "id", id, "peer", c->peer, "app",
+		          h->req_app, "request", h->req_line, "status", st, "by",
+		          backend ? "backend" : "syncgate", "upstream_ms", up, "body_in", in, "body_out",
+		          out, "ms", dur, NULL);
 		if (evbuffer_get_length(c->env->access) >= PIPE_BUF)
 			px_log_flush(c->env->access);
 	}
@@ -334,11 +349,20 @@ reply(struct px_http *h, int status, const char *error_code, const char *reason,
 		close = 1;
 	evbuffer_add_printf(out,
 	                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-	                    "Cache-Control: no-store\r\n%s\r\n",
-	                    status, status_text(status), n, close ? "Connection: close\r\n" : "");
+	                    "Cache-Control: no-store\r\n",
+	                    status, status_text(status), n);
+	{
+		/* a browser page reads the reason only if the answer names its origin */
+		const char *ao;
+		size_t al;
+		if (pol_cors_origin(c->cfg, h->origin_len ? h->origin : NULL, h->origin_len, &ao, &al))
+			evbuffer_add_printf(out, "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\n",
+			                    (int)al, ao);
+	}
+	evbuffer_add_printf(out, "%s\r\n", close ? "Connection: close\r\n" : "");
 	evbuffer_add(out, body, (size_t)n);
 	px_io_flush(c->cio);
-	access_log(h, status);
+	access_log(h, status, 0);
 	if (status == 400 || status == 408 || status == 413 || status == 414 || status == 417 ||
 	    status == 431 || status == 501)
 		px_count(&c->env->ctr->http_bad, 1);
@@ -653,6 +677,8 @@ classify_head(struct px_http *h, const char *head, size_t len, struct pol_call *
 		                            c->cfg->limits.jwt_clock_skew_s);
 		if (cred == POL_CRED_SERVER)
 			pol_classify_http(c->env->classifier, head, mlen, target, tlen, cred, call, why);
+		else
+			call->cred = cred; /* classified alike; a refusal names a foreign key */
 	}
 	return 0;
 }
@@ -808,6 +834,10 @@ police_head(struct px_http *h, const char *head, size_t len)
 		px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why", why, NULL);
 		reply(h, 400, "INVALID_REQUEST", why, 1);
 		return 0;
+	}
+	if (call.app) {
+		memcpy(h->req_app, call.app, call.app_len); /* pol_appid_valid(): <= POL_APPID_MAX */
+		h->req_app[call.app_len] = 0;
 	}
 	if (call.api && (h->req.method_override || query_param_count(target, tlen, "_method", &ov, &ovl))) {
 		/* a backend honouring it would carry out another method than the one decided */
@@ -1093,6 +1123,7 @@ handle_one_head(struct px_http *h)
 		lim = &c->cfg->limits;
 	}
 	h->refused_usable = 0;
+	h->origin_len = 0;
 	if (h->timer_kind == T_KEEPALIVE) {
 		/* first byte of a new request: the absolute header deadline starts (slowloris) */
 		arm_timer(h, T_HEADER, lim->header_timeout_ms);
@@ -1124,12 +1155,23 @@ handle_one_head(struct px_http *h)
 		return 0;
 	}
 	{
+		const char *o;
+		long ol = find_header(p, (size_t)end, "origin", &o);
+		if (ol > 0 && (size_t)ol < sizeof h->origin && pol_origin_valid(o, (size_t)ol)) {
+			memcpy(h->origin, o, (size_t)ol);
+			h->origin_len = (size_t)ol;
+		}
+	}
+	{
 		/* the access line: method and path, never the query */
 		const char *sp = memchr(p, ' ', (size_t)end), *t = sp + 1;
 		size_t tl = strcspn(t, " ?");
 		snprintf(h->req_line, sizeof h->req_line, "%.*s %.*s", (int)(sp - p), p,
 		         (int)(tl > 256 ? 256 : tl), t);
 		h->req_start_us = px_now_us();
+		h->nreq++;
+		h->req_app[0] = 0;
+		h->up_start_us = h->up_head_us = 0;
 	}
 	/* this request's counts (a refused one before it on this connection kept its own) */
 	h->req_body_bytes = 0;
@@ -1207,6 +1249,7 @@ static void
 connect_upstream(struct px_http *h)
 {
 	struct px_conn *c = h->c;
+	h->up_start_us = px_now_us();
 	if (c->uio && h->upstream_idle) {
 		/* the connection this client used last time: no pool round trip */
 		h->upstream_idle = 0;
@@ -1390,6 +1433,7 @@ response_head(struct px_http *h)
 	if (e != HPE_OK)
 		llhttp_resume(&h->resp_parser);
 	h->resp_status = h->resp_parser.status_code;
+	h->up_head_us = px_now_us();
 	if (h->resp_status >= 100 && h->resp_status < 200 && h->resp_status != 101) {
 		if (write_client_head(h, p, (size_t)end, 0)) { /* interim: the final response follows */
 			upstream_failed(h, 502, "Connection header lists too many names");
@@ -1411,7 +1455,7 @@ response_head(struct px_http *h)
 		px_io_send(c->cio, h->resp_buf);
 		evbuffer_drain(in, (size_t)end);
 		px_conn_nodelay(c);
-		access_log(h, 101);
+		access_log(h, 101, 1);
 		hand_off(h);
 		return -1;
 	}
@@ -1487,7 +1531,7 @@ static void
 finish_transaction(struct px_http *h)
 {
 	struct px_conn *c = h->c;
-	access_log(h, h->resp_status ? h->resp_status : 502);
+	access_log(h, h->resp_status ? h->resp_status : 502, h->resp_status != 0);
 	if (!h->req_done)
 		h->close_after = 1; /* answered early: the rest of the body cannot be skipped safely */
 	if (c->uio) {

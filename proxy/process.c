@@ -158,12 +158,14 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	n = pol_config_load(p->path, err);
 	if (!n) {
 		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept", "previous policy", NULL);
+		px_shared_count_reload(p->shared, 0);
 		return;
 	}
 	keep_running_shape(p->file_cfg, n);
 	if (build_tls(n, &srv_ctx, &cli_ctx, err, sizeof err)) {
 		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept",
 		       "previous policy and certificates", NULL);
+		px_shared_count_reload(p->shared, 0);
 		pol_config_unref(n);
 		return;
 	}
@@ -173,6 +175,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	SSL_CTX_free(cli_ctx);
 	pol_config_unref(p->file_cfg);
 	p->file_cfg = n;
+	px_shared_count_reload(p->shared, 1);
 	px_log(PX_LOG_INFO, "reload", "config", p->path, NULL);
 }
 

@@ -23,6 +23,7 @@ struct peer_count {
 
 struct px_shared {
 	_Atomic unsigned long gen;
+	_Atomic unsigned long long reloads_ok, reloads_failed;
 	pthread_mutex_t lock;           /* everything below but the peers */
 	struct pol_config *file_cfg;    /* as read */
 	struct pol_config *cfg;         /* with the overrides applied */
@@ -226,6 +227,35 @@ px_shared_change_app(struct px_shared *sh, const char *app, const struct pol_app
 	publish(sh, apply_overrides(sh, sh->file_cfg));
 	pthread_mutex_unlock(&sh->lock);
 	return 0;
+}
+
+void
+px_shared_count_reload(struct px_shared *sh, int ok)
+{
+	atomic_fetch_add(ok ? &sh->reloads_ok : &sh->reloads_failed, 1);
+}
+
+void
+px_shared_reloads(const struct px_shared *sh, unsigned long long *ok, unsigned long long *failed)
+{
+	*ok = atomic_load(&sh->reloads_ok);
+	*failed = atomic_load(&sh->reloads_failed);
+}
+
+int
+px_shared_override(struct px_shared *sh, const char *app, struct pol_app_change *out)
+{
+	int i, found = 0;
+
+	out->user_sync = out->conversation_sync = out->mode = -1;
+	pthread_mutex_lock(&sh->lock);
+	for (i = 0; i < sh->nov; i++)
+		if (!strcmp(sh->ov[i].app, app)) {
+			*out = sh->ov[i].ch;
+			found = 1;
+		}
+	pthread_mutex_unlock(&sh->lock);
+	return found;
 }
 
 /* ---- connections per client address ---- */

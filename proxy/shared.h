@@ -44,6 +44,16 @@ void px_shared_reload(struct px_shared *sh, struct pol_config *n, SSL_CTX *tls_s
  * in the file, or 500 (ENOMEM). */
 int px_shared_change_app(struct px_shared *sh, const char *app, const struct pol_app_change *ch);
 
+/* Reloads (SIGHUP) that took effect / that kept the previous policy: counted by the process,
+ * read by /metrics. */
+void px_shared_count_reload(struct px_shared *sh, int ok);
+void px_shared_reloads(const struct px_shared *sh, unsigned long long *ok,
+                       unsigned long long *failed);
+
+/* The admin API's override of APP into *OUT (fields < 0: from the file). Returns 1 if there
+ * is one, else 0. */
+int px_shared_override(struct px_shared *sh, const char *app, struct pol_app_change *out);
+
 /* Counts a connection from ADDR; returns 0, or -1 (not counted) if ADDR is at CAP (0: none). */
 int px_shared_peer_add(struct px_shared *sh, const char *addr, unsigned cap);
 void px_shared_peer_remove(struct px_shared *sh, const char *addr);

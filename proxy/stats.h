@@ -26,6 +26,8 @@ struct px_counters {
 	_Atomic unsigned long long tls_handshake_failures; /* client side */
 	_Atomic unsigned long long latency_bucket[PX_LATENCY_BUCKETS + 1]; /* HTTP, +Inf last */
 	_Atomic unsigned long long latency_sum_us;
+	/* HTTP responses by [answered by the backend][status / 100] (0: syncgate's own) */
+	_Atomic unsigned long long responses[2][6];
 };
 
 /*

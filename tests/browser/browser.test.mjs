@@ -15,11 +15,13 @@ import { userToken } from '../lib/rawws.mjs';
 import { makePki, tlsSection } from '../lib/tlsca.mjs';
 
 const KEY = 'sk_test_demo';
-let be, sg, sgTls, pki, web, webPort, browser;
+let be, sg, sgTls, sgNoCors, pki, web, webPort, browser;
 
 before(async () => {
   be = await startBackend({ apps: { demo: KEY } });
   sg = await startSyncgate(be.port, `[app:demo]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n`);
+  // the same policy with syncgate's own answers naming no origin: what browsers got before
+  sgNoCors = await startSyncgate(be.port, `cors_origins = off\n[app:demo]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n`);
   // the same policy behind a TLS listener; chromium trusts exactly this certificate's key
   pki = makePki();
   sgTls = await startSyncgate(be.port, `[app:demo]\nuser_sync = off\nconversation_sync = off\nsecret_key = ${KEY}\n` + tlsSection(pki.server), { tls: true });
@@ -45,6 +47,7 @@ after(async () => {
   await browser?.close();
   await new Promise((r) => web.close(r));
   await sg.stop();
+  await sgNoCors?.stop();
   await sgTls?.stop();
   await be.stop();
   if (pki) fs.rmSync(pki.dir, { recursive: true, force: true });
@@ -110,4 +113,33 @@ test('over wss/https to a TLS listener: the same refusals with syncgate\'s reaso
   const log = await be.log();
   const hdrs = log.filter((e) => e.kind === 'http' && /\/realtime\/alice_tls/.test(e.url)).map((e) => e.rawHeaders.join('\n'));
   assert.ok(hdrs.length && hdrs.every((h) => /X-Forwarded-Proto\nhttps/i.test(h)), 'the backend saw the socket as https');
+});
+
+// A page on another origin (the test's web server) calls syncgate's REST-shaped path with a
+// user token. The preflight is the backend's (it allows the page's origin); the refusal is
+// syncgate's own, and names the page's origin so that the page can read its reason.
+async function restFromPage(port, uid) {
+  const page = await browser.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push({ type: m.type(), text: m.text() }));
+  await page.goto(`http://127.0.0.1:${webPort}/`);
+  await page.waitForFunction(() => window.harnessReady === true);
+  const result = await page.evaluate((a) => window.restCall(a), { url: `http://127.0.0.1:${port}/v1/demo/users/${uid}`, method: 'PUT', token: userToken('demo', uid, KEY), body: '{"name":"From a page"}' });
+  await page.close();
+  return { result, errors: consoleLines.filter((l) => l.type === 'error').map((l) => l.text) };
+}
+
+test('a REST call refused by syncgate is readable by a page on another origin: the console shows the reason', async () => {
+  await be.clearLog();
+  const { result, errors } = await restFromPage(sg.port, 'alice_rest');
+  assert.deepEqual(result, { status: 403, errorCode: 'USER_SYNC_DISABLED' });
+  assert.ok(errors.some((t) => t.includes('rest: 403 USER_SYNC_DISABLED: syncgate: updating a user refused: user sync from the browser is disabled for app demo')), errors.join('\n'));
+  const puts = (await be.log()).filter((e) => e.kind === 'http' && e.method === 'PUT');
+  assert.equal(puts.length, 0, 'the refused call never reached the backend');
+});
+
+test('with cors_origins = off the same refusal is a CORS failure in the page (the control)', async () => {
+  const { result, errors } = await restFromPage(sgNoCors.port, 'alice_nocors');
+  assert.ok(result.error, JSON.stringify(result));
+  assert.ok(!errors.some((t) => t.includes('USER_SYNC_DISABLED')), errors.join('\n'));
 });

@@ -85,7 +85,10 @@ test('a switch flipped over the admin API applies to the next call on an open SD
   const line = sg.logs().find((l) => l.event === 'admin_change');
   assert.equal(line.app, 'demo');
   assert.match(line.change, /user_sync=off/);
+  assert.equal(line.was, 'user_sync=on conversation_sync=on mode=enforce', 'the previous value is logged');
   assert.equal(line.by, '127.0.0.1');
+  const last = sg.logs().filter((l) => l.event === 'admin_change').at(-1);
+  assert.match(last.was, /^user_sync=off /);
 });
 
 test('reload: the file wins where it changed a switch; a runtime flip of another switch survives', async () => {
@@ -98,12 +101,26 @@ test('reload: the file wins where it changed a switch; a runtime flip of another
     sg.signal('SIGHUP');
     await waitFor(() => sg.logs().filter((l) => l.event === 'reload').length > n);
   };
-  await reload('user_sync = on\nconversation_sync = on'); // the file changed user_sync only
   let a = await state();
+  assert.deepEqual(a.source, { user_sync: 'admin', conversation_sync: 'admin', mode: 'file' }, 'where each value comes from');
+  const one = await admin('GET', '/apps/demo');
+  assert.equal(one.status, 200);
+  assert.deepEqual(JSON.parse(one.text), a, 'GET /apps/demo answers the app as /apps lists it');
+  assert.equal((await admin('GET', '/apps/nosuchapp')).status, 404);
+  await reload('user_sync = on\nconversation_sync = on'); // the file changed user_sync only
+  a = await state();
   assert.deepEqual([a.user_sync, a.conversation_sync], ['on', 'off'], 'runtime conversation_sync kept');
+  assert.deepEqual(a.source, { user_sync: 'file', conversation_sync: 'admin', mode: 'file' });
   await reload('user_sync = off\nconversation_sync = on'); // the override of user_sync is gone
   a = await state();
   assert.deepEqual([a.user_sync, a.conversation_sync], ['off', 'off']);
+  const n = sg.logs().filter((l) => l.event === 'reload_failed').length;
+  reconf('user_sync = sometimes');
+  sg.signal('SIGHUP');
+  await waitFor(() => sg.logs().filter((l) => l.event === 'reload_failed').length > n);
+  const m = (await admin('GET', '/metrics')).text;
+  assert.match(m, /^syncgate_reloads_total\{result="ok"\} 2$/m);
+  assert.match(m, /^syncgate_reloads_total\{result="failed"\} 1$/m);
 });
 
 test('/metrics counts exactly the calls of a scripted scenario', async () => {
@@ -139,11 +156,26 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   assert.equal(val(/^syncgate_ws_open (\d+)$/m), 1);
   assert.equal(val(/^syncgate_http_request_duration_seconds_count (\d+)$/m), 6);
   assert.match(m, /# TYPE syncgate_http_request_duration_seconds histogram/);
+  // responses by class and by who answered: 4 GETs and the 101 by the backend, the refused PUT by syncgate
+  assert.equal(val(/^syncgate_http_responses_total\{class="2xx",by="backend"\} (\d+)$/m), 4);
+  assert.equal(val(/^syncgate_http_responses_total\{class="1xx",by="backend"\} (\d+)$/m), 1);
+  assert.equal(val(/^syncgate_http_responses_total\{class="4xx",by="syncgate"\} (\d+)$/m), 1);
+  assert.equal(val(/^syncgate_http_responses_total\{class="4xx",by="backend"\} (\d+)$/m), 0);
+  assert.match(m, /^syncgate_build_info\{version="[0-9.]+",openssl="3\.[^"]+",libevent="2\.1[^"]*"\} 1$/m);
+  assert.equal(val(/^syncgate_reloads_total\{result="ok"\} (\d+)$/m), 0);
   ws.destroy();
   // access lines: one per request, no query strings, no tokens
   await waitFor(() => sg.logs().filter((l) => l.event === 'access').length >= 6); // written every 250 ms
   const access = sg.logs().filter((l) => l.event === 'access');
   assert.equal(access.filter((l) => l.request === 'GET /bytes/5' && l.status === '200').length, 4);
+  // who answered, the upstream's time, the app, and an id per request
+  const refusedPut = access.find((l) => l.request === 'PUT /v1/demo/users/bob');
+  assert.deepEqual([refusedPut.status, refusedPut.by, refusedPut.app, refusedPut.upstream_ms], ['403', 'syncgate', 'demo', '']);
+  const relayed = access.find((l) => l.request === 'GET /bytes/5');
+  assert.equal(relayed.by, 'backend');
+  assert.ok(Number(relayed.upstream_ms) >= 0 && relayed.upstream_ms !== '', JSON.stringify(relayed));
+  assert.equal(new Set(access.map((l) => l.id)).size, access.length, 'ids are unique');
+  assert.ok(access.every((l) => /^w0-\d+-\d+$/.test(l.id)), JSON.stringify(access.map((l) => l.id)));
   assert.ok(access.some((l) => l.request === 'GET /v1/demo/realtime/alice' && l.status === '101'));
   await waitFor(() => sg.logs().some((l) => l.event === 'ws_closed'));
   const closed = sg.logs().find((l) => l.event === 'ws_closed');

@@ -36,12 +36,54 @@ expect_error(const char *extra, const char *want)
 	pol_config_unref(c);
 }
 
+/* cors_origins: parsing, and the Access-Control-Allow-Origin value of syncgate's answers. */
+static void
+test_cors(void)
+{
+	static const char *const valid[] = {"https://app.example.com", "http://localhost:3000",
+	                                    "https://[::1]:8443", "http://10.0.0.1", "https://a-b.c"};
+	static const char *const invalid[] = {"null", "https://", "ftp://x", "https://a b",
+	                                      "https://x/path", "https://x:", "https://x:123456",
+	                                      "https://[zz]", "http://x?y", "HTTPS://x", ""};
+	char err[POL_ERR_MAX];
+	struct pol_config *c;
+	const char *v;
+	size_t vl, i;
+
+	for (i = 0; i < sizeof valid / sizeof *valid; i++)
+		CHECK(pol_origin_valid(valid[i], strlen(valid[i])));
+	for (i = 0; i < sizeof invalid / sizeof *invalid; i++)
+		CHECK(!pol_origin_valid(invalid[i], strlen(invalid[i])));
+
+	c = load("", err); /* default: reflect a valid origin */
+	CHECK(c && c->cors == POL_CORS_REFLECT);
+	CHECK(c && pol_cors_origin(c, "https://a.example", 17, &v, &vl) && vl == 17 && !memcmp(v, "https://a.example", 17));
+	CHECK(c && !pol_cors_origin(c, "null", 4, &v, &vl));
+	CHECK(c && !pol_cors_origin(c, NULL, 0, &v, &vl));
+	pol_config_unref(c);
+	c = load("cors_origins = https://a.example,  http://localhost:3000\n", err);
+	CHECK(c && c->cors == POL_CORS_LIST && c->ncors == 2);
+	CHECK(c && pol_cors_origin(c, "http://localhost:3000", 21, &v, &vl));
+	CHECK(c && !pol_cors_origin(c, "https://b.example", 17, &v, &vl));
+	pol_config_unref(c);
+	c = load("cors_origins = *\n", err);
+	CHECK(c && pol_cors_origin(c, "https://b.example", 17, &v, &vl) && vl == 1 && *v == '*');
+	pol_config_unref(c);
+	c = load("cors_origins = off\n", err);
+	CHECK(c && !pol_cors_origin(c, "https://b.example", 17, &v, &vl));
+	pol_config_unref(c);
+	expect_error("cors_origins = ftp://x\n", "t.conf:4: cors_origins: 'ftp://x' is not an origin");
+	expect_error("cors_origins = ,\n", "t.conf:4: cors_origins: no origin given");
+}
+
 int
 main(void)
 {
 	char err[POL_ERR_MAX];
 	struct pol_config *c;
 	const struct pol_app *a;
+
+	test_cors();
 
 	/* defaults */
 	c = load("", err);

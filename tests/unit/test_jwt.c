@@ -141,7 +141,11 @@ main(void)
 		CHECK(pol_credential_class(&app, NULL, 0, now, 60) == POL_CRED_NONE);
 		snprintf(h, sizeof h, "Bearer %s", KEY);
 		CHECK(pol_credential_class(&app, h, strlen(h), now, 60) == POL_CRED_SERVER);
-		CHECK(pol_credential_class(&app, "Bearer sk_test_nope", 19, now, 60) == POL_CRED_BROWSER);
+		/* another key: not a server credential, but recognisably a key (a refusal says so) */
+		CHECK(pol_credential_class(&app, "Bearer sk_test_nope", 19, now, 60) == POL_CRED_FOREIGN_KEY);
+		CHECK(pol_credential_class(&app, "Bearer sk_live_0123", 19, now, 60) == POL_CRED_FOREIGN_KEY);
+		CHECK(pol_credential_class(&app, "Bearer sk_test_", 15, now, 60) == POL_CRED_BROWSER);
+		CHECK(pol_credential_class(&app, "Bearer pk_test_nope", 19, now, 60) == POL_CRED_BROWSER);
 		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"tokenType\":\"app\",\"exp\":1700000100}", KEY));
 		CHECK(pol_credential_class(&app, h, strlen(h), now, 60) == POL_CRED_SERVER);
 		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"alice\",\"tokenType\":\"user\"}", KEY));
