@@ -159,9 +159,9 @@ access_log(struct px_http *h, int status, int backend)
 		else
 			up[0] = 0;
 		px_log_to(c->env->access, PX_LOG_INFO, "access", "id", id, "peer", c->peer, "app",
-		          h->req_app, "request", h->req_line, "status", st, "by",
-		          backend ? "backend" : "syncgate", "upstream_ms", up, "body_in", in, "body_out",
-		          out, "ms", dur, NULL);
+		          h->req_app, "request", h->req_line, "#status", st, "by",
+		          backend ? "backend" : "syncgate", "#upstream_ms", up, "#body_in", in, "#body_out",
+		          out, "#ms", dur, NULL);
 		if (evbuffer_get_length(c->env->access) >= PIPE_BUF)
 			px_log_flush(c->env->access);
 	}

@@ -51,6 +51,31 @@ px_json_escape(char *out, size_t sz, const char *s, size_t n)
 	return o;
 }
 
+/* 1 if S is a JSON number as syncgate writes them: -?(0|[1-9][0-9]*)(.[0-9]+)?, at most 24
+ * characters. */
+static int
+json_number(const char *s)
+{
+	const char *p = s;
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return 0;
+	if (*p == '.') {
+		const char *f = ++p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (p == f)
+			return 0;
+	}
+	return !*p && p - s <= 24;
+}
+
 static size_t
 format_line(char *line, size_t size, enum px_log_level level, const char *event, va_list ap)
 {
@@ -70,6 +95,14 @@ format_line(char *line, size_t size, enum px_log_level level, const char *event,
 		const char *v = va_arg(ap, const char *);
 		if (o + 16 >= size)
 			break;
+		if (k[0] == '#') {
+			/* a number: written bare when it is one, else null */
+			int num = v && json_number(v);
+			o += (size_t)snprintf(line + o, size - o, ",\"%s\":%s", k + 1, num ? v : "null");
+			if (o >= size - 8)
+				break;
+			continue;
+		}
 		o += (size_t)snprintf(line + o, size - o, ",\"%s\":\"", k);
 		if (o >= size - 8)
 			break;

@@ -31,7 +31,7 @@ tunnel_release(struct px_conn *c, void *obj)
 	snprintf(bout, sizeof bout, "%llu", t->bytes_out);
 	snprintf(secs, sizeof secs, "%ld", (long)(time(NULL) - t->opened));
 	px_log(PX_LOG_INFO, "ws_closed", "socket", c->id, "peer", c->peer, "tunnel", "yes",
-	       "bytes_in", bin, "bytes_out", bout, "seconds", secs, NULL);
+	       "#bytes_in", bin, "#bytes_out", bout, "#seconds", secs, NULL);
 	px_count(&c->env->ctr->ws_closed, 1);
 	free(t);
 }

@@ -196,7 +196,7 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	snprintf(n, sizeof n, "%d", w->env.nconns);
-	px_log(PX_LOG_WARN, "shutdown", "why", "grace period over, closing the rest", "cut", n, NULL);
+	px_log(PX_LOG_WARN, "shutdown", "why", "grace period over, closing the rest", "#cut", n, NULL);
 	px_conn_close_all(&w->env);
 	event_base_loopexit(w->env.base, NULL);
 }

@@ -133,9 +133,9 @@ ws_release(struct px_conn *c, void *obj)
 	snprintf(bin, sizeof bin, "%llu", ws->bytes_in);
 	snprintf(bout, sizeof bout, "%llu", ws->bytes_out);
 	px_log(PX_LOG_INFO, "ws_closed", "socket", c->id, "peer", c->peer, "app", ws->ps.app,
-	       "user", ws->user ? ws->user : "", "frames_in", in, "frames_out", out, "bytes_in", bin,
-	       "bytes_out", bout, "refused", refused, "seconds", secs, "close_code",
-	       ws->close_code ? code : "none", NULL);
+	       "user", ws->user ? ws->user : "", "#frames_in", in, "#frames_out", out, "#bytes_in",
+	       bin, "#bytes_out", bout, "#refused", refused, "#seconds", secs, "#close_code",
+	       ws->close_code ? code : "", NULL);
 	px_count(&c->env->ctr->ws_closed, 1);
 	px_police_stream_release(&ws->ps);
 	if (ws->raw)
@@ -171,7 +171,7 @@ close_client(struct px_ws *ws, int code, const char *why)
 	snprintf(scode, sizeof scode, "%d", code);
 	if (!ws->close_code)
 		ws->close_code = code;
-	px_log(PX_LOG_INFO, "ws_close", "peer", c->peer, "code", scode, "why", why, NULL);
+	px_log(PX_LOG_INFO, "ws_close", "peer", c->peer, "#code", scode, "why", why, NULL);
 	f[h] = (uint8_t)(code >> 8);
 	f[h + 1] = (uint8_t)code;
 	memcpy(f + h + 2, why, rl);

@@ -28,7 +28,7 @@ test('a wrong sk_ key: 401 INVALID_SECRET_KEY naming the app, nothing forwarded'
     assert.doesNotMatch(j.reasons[0], /sync from the browser is disabled/);
   }
   assert.equal((await be.log()).filter((e) => e.kind === 'http' && e.method === 'PUT').length, 0);
-  assert.ok(sg.logs().some((l) => l.event === 'refuse' && l.rule === 'foreign-secret-key' && l.status === '401'));
+  assert.ok(sg.logs().some((l) => l.event === 'refuse' && l.rule === 'foreign-secret-key' && l.status === 401));
 });
 
 test('the app\'s own key passes, and a user token still gets the switch\'s answer', async () => {
