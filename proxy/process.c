@@ -315,6 +315,8 @@ px_process_run(struct px_process *p)
 	event_base_dispatch(p->base);
 	for (i = 0; p->nworkers > 1 && i < p->nworkers; i++)
 		px_worker_join(p->workers[i]);
+	for (i = 0; i < p->nworkers; i++)
+		px_worker_flush_logs(p->workers[i]); /* the last requests' lines come before "exit" */
 	px_log(PX_LOG_INFO, "exit", NULL);
 	return 0;
 }

@@ -364,6 +364,12 @@ px_worker_base(struct px_worker *w)
 	return w->env.base;
 }
 
+void
+px_worker_flush_logs(struct px_worker *w)
+{
+	px_log_flush(w->env.access);
+}
+
 struct px_stats *
 px_worker_stats(struct px_worker *w)
 {

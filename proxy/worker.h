@@ -39,4 +39,7 @@ void px_worker_stop(struct px_worker *w);
 
 struct px_stats *px_worker_stats(struct px_worker *w);
 
+/* Writes the worker's buffered access lines now (after its loop ended, before "exit"). */
+void px_worker_flush_logs(struct px_worker *w);
+
 #endif

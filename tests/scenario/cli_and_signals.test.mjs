@@ -78,6 +78,11 @@ test('SIGTERM: in-flight requests finish, new connections are refused, exit 0', 
   assert.equal(resp.body.toString(), 'slow');
   assert.equal(resp.h('connection'), 'close');
   assert.equal(await exited, 0);
+  // the drained request's access line is written, before the exit line
+  const events = sg.logs().map((l) => l.event);
+  const at = events.lastIndexOf('access');
+  assert.ok(at >= 0 && sg.logs()[at].request === 'GET /x' && sg.logs()[at].status === 200, JSON.stringify(sg.logs().slice(-4)));
+  assert.ok(at < events.lastIndexOf('exit'), 'access lines flushed before "exit"');
   idle.destroy();
 });
 
