@@ -4,8 +4,12 @@ JOBS ?= 2
 
 .PHONY: run test build deps asan fuzz bench clean
 
-run: build
-	scripts/run.sh $(BUILD)
+# `make run` installs and builds only what running needs (profile-guided only if the test
+# dependencies are already there), quietly
+run:
+	@scripts/deps.sh run
+	@PGO=auto scripts/build.sh $(BUILD) $(JOBS) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@scripts/run.sh $(BUILD)
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j1

@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -172,6 +173,78 @@ pol_jwt_verify(const char *token, size_t len, const char *key, const char *app,
 out:
 	pol_json_free(j);
 	return ok;
+}
+
+/* Base64url (RFC 4648 §5, no padding) of LEN bytes at IN into OUT; returns the length
+ * written, or -1 if CAP is too small. */
+static long
+b64url_encode(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t i, o = 0;
+
+	if ((len + 2) / 3 * 4 > cap)
+		return -1;
+	for (i = 0; i + 2 < len; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+		out[o++] = a[v >> 18];
+		out[o++] = a[(v >> 12) & 63];
+		out[o++] = a[(v >> 6) & 63];
+		out[o++] = a[v & 63];
+	}
+	if (len - i == 1) {
+		unsigned v = (unsigned)in[i] << 16;
+		out[o++] = a[v >> 18];
+		out[o++] = a[(v >> 12) & 63];
+	} else if (len - i == 2) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+		out[o++] = a[v >> 18];
+		out[o++] = a[(v >> 12) & 63];
+		out[o++] = a[(v >> 6) & 63];
+	}
+	return (long)o;
+}
+
+long
+pol_jwt_sign_user(const char *key, const char *app, const char *user, size_t user_len,
+                  int64_t now, uint32_t ttl, char *out, size_t cap)
+{
+	static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+	char claims[2048], esc_app[POL_APPID_MAX * 6 + 1], esc_user[1024];
+	unsigned char mac[32];
+	long na = pol_json_escape(esc_app, sizeof esc_app - 1, app, strlen(app));
+	long nu = pol_json_escape(esc_user, sizeof esc_user - 1, user, user_len);
+	long o, e;
+	int cl;
+
+	if (na < 0 || nu < 0)
+		return -1;
+	esc_app[na] = 0;
+	esc_user[nu] = 0;
+	if (ttl)
+		cl = snprintf(claims, sizeof claims, "{\"iss\":\"%s\",\"sub\":\"%s\",\"tokenType\":\"user\",\"exp\":%lld}",
+		              esc_app, esc_user, (long long)(now + ttl));
+	else
+		cl = snprintf(claims, sizeof claims, "{\"iss\":\"%s\",\"sub\":\"%s\",\"tokenType\":\"user\"}",
+		              esc_app, esc_user);
+	if (cl < 0 || (size_t)cl >= sizeof claims)
+		return -1;
+	if ((o = b64url_encode((const unsigned char *)header, sizeof header - 1, out, cap)) < 0 ||
+	    (size_t)o + 1 >= cap)
+		return -1;
+	out[o++] = '.';
+	if ((e = b64url_encode((const unsigned char *)claims, (size_t)cl, out + o, cap - (size_t)o)) < 0)
+		return -1;
+	o += e;
+	hmac_sha256(key, out, (size_t)o, mac);
+	if ((size_t)o + 1 >= cap)
+		return -1;
+	out[o++] = '.';
+	if ((e = b64url_encode(mac, sizeof mac, out + o, cap - (size_t)o)) < 0 || (size_t)(o + e) >= cap)
+		return -1;
+	o += e;
+	out[o] = 0;
+	return o;
 }
 
 int

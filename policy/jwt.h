@@ -24,6 +24,15 @@ int pol_jwt_verify(const char *token, size_t len, const char *key, const char *a
                    const char *sub, size_t sub_len, const char *type, int64_t now, uint32_t skew,
                    const char **why);
 
+/*
+ * Writes to OUT (CAP bytes, NUL-terminated) an HS256 user token for the realtime socket of
+ * USER (USER_LEN bytes) in APP, signed with KEY: {"iss": APP, "sub": USER, "tokenType":
+ * "user", "exp": NOW + TTL} (no exp when TTL is 0). Returns its length, or -1 if it does not
+ * fit. pol_jwt_verify() accepts it (the `syncgate token` helper).
+ */
+long pol_jwt_sign_user(const char *key, const char *app, const char *user, size_t user_len,
+                       int64_t now, uint32_t ttl, char *out, size_t cap);
+
 /* 1 if HEX is the hex HMAC-SHA256 of UID keyed with KEY (either case); constant time. */
 int pol_signature_ok(const char *key, const char *uid, size_t uid_len, const char *hex,
                      size_t hex_len);

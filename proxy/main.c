@@ -1,14 +1,19 @@
 /*
  * proxy/main.c - command line: syncgate -c FILE | -t -c FILE | --version | --help.
  */
+#include <event2/event.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "policy/config.h"
+#include "policy/jwt.h"
 #include "proxy/log.h"
 #include "proxy/process.h"
 #include "proxy/tls.h"
@@ -18,12 +23,15 @@ usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: syncgate [-t] -c FILE\n"
+	        "       syncgate token -c FILE --app APPID --user USERID [--ttl SECONDS]\n"
 	        "       syncgate --version | --help\n"
 	        "\n"
 	        "  -c FILE     configuration file (INI; see conf/syncgate.conf)\n"
 	        "  -t          check the configuration and exit: 0 if valid, else 1 and FILE:LINE: message\n"
 	        "  -v          debug logging\n"
-	        "  --version   print the version\n"
+	        "  token       print a user token for USERID of APPID, signed with the app's secret\n"
+	        "              key from FILE (HS256, expiring after --ttl seconds, default 3600)\n"
+	        "  --version   print the version, the build and the libraries\n"
 	        "  --help      this text\n"
 	        "\n"
 	        "Signals: SIGHUP reloads the configuration; SIGTERM drains and exits.\n");
@@ -71,6 +79,74 @@ upstream_resolves(const struct pol_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* syncgate token -c FILE --app APPID --user USERID [--ttl SECONDS] */
+static int
+token_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"app", required_argument, NULL, 'a'},
+		{"user", required_argument, NULL, 'u'},
+		{"ttl", required_argument, NULL, 'T'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *file = NULL, *app = NULL, *user = NULL;
+	char err[POL_ERR_MAX], tok[POL_JWT_MAX_BYTES], *end;
+	unsigned long ttl = 3600;
+	const struct pol_app *a;
+	struct pol_config *cfg;
+	long n;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'a':
+			app = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'T':
+			ttl = strtoul(optarg, &end, 10);
+			if (*end || ttl > 31536000) {
+				fprintf(stderr, "syncgate token: --ttl is 0..31536000 seconds\n");
+				return 2;
+			}
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!file || !app || !user || !*user || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	cfg = pol_config_load(file, err);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	a = pol_config_app(cfg, app, strlen(app));
+	if (!pol_config_has_app(cfg, app) || !a->secret_key) {
+		fprintf(stderr, "syncgate token: %s has no [app:%s] section with a secret key\n", file, app);
+		pol_config_unref(cfg);
+		return 1;
+	}
+	n = pol_jwt_sign_user(a->secret_key, app, user, strlen(user), (int64_t)time(NULL),
+	                      (uint32_t)ttl, tok, sizeof tok);
+	pol_config_unref(cfg);
+	if (n < 0) {
+		fprintf(stderr, "syncgate token: the user id is too long\n");
+		return 1;
+	}
+	printf("%s\n", tok);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -85,6 +161,8 @@ main(int argc, char **argv)
 	struct pol_config *cfg;
 	struct px_process *m;
 
+	if (argc > 1 && !strcmp(argv[1], "token"))
+		return token_main(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -97,7 +175,9 @@ main(int argc, char **argv)
 			px_log_set_level(PX_LOG_DEBUG);
 			break;
 		case 'V':
-			printf("syncgate %s\n", SYNCGATE_VERSION);
+			printf("syncgate %s (commit %s, %s)\n%s\nlibevent %s\n", SYNCGATE_VERSION,
+			       SYNCGATE_COMMIT, SYNCGATE_BUILD, OpenSSL_version(OPENSSL_VERSION),
+			       event_get_version());
 			return 0;
 		case 'h':
 			usage(stdout);

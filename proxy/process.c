@@ -310,7 +310,7 @@ px_process_run(struct px_process *p)
 			return 1;
 		}
 	snprintf(nw, sizeof nw, "%d", p->nworkers);
-	px_log(PX_LOG_INFO, "ready", "upstream", p->upstream, "workers", nw, "version",
+	px_log(PX_LOG_INFO, "ready", "upstream", p->upstream, "#workers", nw, "version",
 	       SYNCGATE_VERSION, NULL);
 	event_base_dispatch(p->base);
 	for (i = 0; p->nworkers > 1 && i < p->nworkers; i++)

@@ -13,6 +13,18 @@ shift 2
 pgo=${PGO:-1}
 profile=$PWD/$build/pgo-profile
 fresh=
+# no "Entering directory" lines from the generated makefiles
+export MAKEFLAGS="${MAKEFLAGS:-} --no-print-directory"
+if [ "$pgo" = auto ]; then
+	# `make run`: profile-guided when the training's dependencies (the test ones: Node.js
+	# packages, openssl) are there, else a plain build; running needs neither
+	if [ -d node_modules/@talkjs/core ] && command -v openssl >/dev/null && command -v node >/dev/null; then
+		pgo=1
+	else
+		echo "build: without a profile (the profile's training needs the test dependencies: make test installs them)" >&2
+		pgo=0
+	fi
+fi
 
 if [ "$pgo" = 1 ]; then
 	train=$build/pgo-train

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what syncgate's build and tests need, from Debian's packages and npm only, when it
-# is missing. Idempotent and quiet when everything is there. Usage: scripts/deps.sh [build|test]
+# is missing. Idempotent and quiet when everything is there. Usage: scripts/deps.sh [build|run|test]
+#   build: compile syncgate; run: also what `make run` starts (Node.js for the reference
+#   backend); test: everything the suites and the profile-guided build's training use
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,10 +10,12 @@ want=build
 [ $# -gt 0 ] && want=$1
 
 build_pkgs="cmake make gcc pkg-config libevent-dev libcjson-dev libssl-dev libinih-dev node-llhttp"
+run_pkgs="nodejs curl"
 test_pkgs="nodejs npm clang libclang-rt-14-dev nginx wrk chromium haproxy openssl curl"
 
 missing=()
 pkgs=$build_pkgs
+[ "$want" = run ] && pkgs="$build_pkgs $run_pkgs"
 [ "$want" = test ] && pkgs="$build_pkgs $test_pkgs"
 for p in $pkgs; do
 	case $p in

@@ -288,6 +288,13 @@ function handleHttp(req, res, body) {
   if (req.method === 'OPTIONS') { res.writeHead(204); res.end(); return; }
   const url = new URL(req.url, 'http://x');
   const seg = url.pathname.split('/').slice(1).map(decodeURIComponent);
+  if (url.pathname === '/' && req.method === 'GET') {
+    // what `make run`'s banner points at: this backend says what it is and what to try
+    send(res, 200, { service: 'syncgate reference chat backend', apps: Object.keys(opts.apps),
+      try: ['GET /v1/demo/users/alice with Authorization: Bearer <the app secret key or a user token>',
+        'the realtime socket at /v1/demo/realtime/alice (the @talkjs/core SDK with host set to this address)'] });
+    return;
+  }
   if (seg[0] === 'echo') { send(res, 200, body, req.headers['content-type'] || 'application/octet-stream'); return; }
   if (seg[0] === 'bytes') { const n = Number(seg[1] || 0); send(res, 200, Buffer.alloc(n, 'x').toString(), 'text/plain'); return; }
   if (seg[0] === 'chunked') { const n = Number(seg[1] || 0); res.writeHead(200, { 'Content-Type': 'text/plain' }); let left = n; while (left > 0) { const k = Math.min(left, 65536); res.write('y'.repeat(k)); left -= k; } res.end(); return; }

@@ -220,7 +220,7 @@ test('workers = 2: the SDK suite passes and reloads under load drop no request',
   assert.match(out, /requests in/);
   assert.ok(!/Non-2xx|Socket errors/.test(out), out);
   assert.ok(sg.logs().filter((l) => l.event === 'reload').length >= 5);
-  assert.equal(sg.logs().find((l) => l.event === 'ready').workers, '2');
+  assert.equal(sg.logs().find((l) => l.event === 'ready').workers, 2);
 });
 
 let shared;

@@ -18,7 +18,8 @@ const run = (...args) => spawnSync(SYNCGATE, args, { encoding: 'utf8' });
 test('--version and --help', () => {
   const v = run('--version');
   assert.equal(v.status, 0);
-  assert.match(v.stdout, /^syncgate \d+\.\d+\.\d+\n$/);
+  // the version, the commit and kind of build, and the libraries it runs with
+  assert.match(v.stdout, /^syncgate \d+\.\d+\.\d+ \(commit (?:[0-9a-f]+|unknown), [^)]*build[^)]*\)\nOpenSSL 3\.[^\n]+\nlibevent 2\.1[^\n]*\n$/);
   const h = run('--help');
   assert.equal(h.status, 0);
   assert.match(h.stdout, /usage: syncgate \[-t\] -c FILE/);
@@ -164,4 +165,24 @@ test('-t warns about an expired certificate (it still loads: a reload must be ab
   assert.equal(warn.level, 'warn');
   assert.match(warn.why, /expired/);
   assert.equal(warn.file, `${dir}/c.pem`);
+});
+
+test('syncgate token prints a user token the realtime socket accepts under identity = require', async () => {
+  const be = await startBackend({ apps: { demo: 'sk_test_demo' } });
+  cleanup.push(() => be.stop());
+  const sg = await startSyncgate(be.port, '[app:demo]\nidentity = require\nsecret_key = sk_test_demo\n');
+  cleanup.push(() => sg.stop());
+  const t = run('token', '-c', sg.file, '--app', 'demo', '--user', 'alice', '--ttl', '300');
+  assert.equal(t.status, 0, t.stderr);
+  const token = t.stdout.trim();
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+  const ws = await RawWs.open(sg.port, '/v1/demo/realtime/alice');
+  ws.sendText(JSON.stringify([0, 'POST', '/session/renew', { token }, {}]));
+  assert.equal((await ws.json(0))[1], 200);
+  ws.sendText(JSON.stringify([1, 'POST', '/session/renew', { token: token.slice(0, -2) + 'xx' }, {}]));
+  assert.equal((await ws.json(1))[1], 401, 'a tampered token is refused');
+  ws.destroy();
+  const bad = run('token', '-c', sg.file, '--app', 'nosuch', '--user', 'alice');
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /no \[app:nosuch\] section with a secret key/);
 });

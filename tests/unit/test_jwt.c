@@ -154,5 +154,20 @@ main(void)
 		CHECK(pol_credential_class(&app, "Bearer sk_live_x1", 17, now, 60) == POL_CRED_SERVER);
 		CHECK(pol_credential_class(&app, "Bearer eyJ", 10, now, 60) == POL_CRED_BROWSER);
 	}
+	{
+		/* pol_jwt_sign_user: what `syncgate token` prints verifies as the user's token */
+		char tok[POL_JWT_MAX_BYTES];
+		const char *why = NULL;
+		long n = pol_jwt_sign_user(KEY, "app1", "al\"ice", 6, now, 600, tok, sizeof tok);
+		CHECK(n > 0 && (size_t)n == strlen(tok));
+		CHECK(pol_jwt_verify(tok, (size_t)n, KEY, "app1", "al\"ice", 6, "user", now, 0, &why));
+		CHECK(!pol_jwt_verify(tok, (size_t)n, KEY, "app1", "alice", 5, "user", now, 0, &why));
+		CHECK(!pol_jwt_verify(tok, (size_t)n, "sk_other", "app1", "al\"ice", 6, "user", now, 0, &why));
+		CHECK(!pol_jwt_verify(tok, (size_t)n, KEY, "app1", "al\"ice", 6, "user", now + 601, 0, &why));
+		n = pol_jwt_sign_user(KEY, "app1", "bob", 3, now, 0, tok, sizeof tok); /* no exp */
+		CHECK(n > 0 && pol_jwt_verify(tok, (size_t)n, KEY, "app1", "bob", 3, "user", now + 99999999, 0, &why));
+		for (size_t cap = 0; cap < (size_t)n + 1; cap++)
+			CHECK(pol_jwt_sign_user(KEY, "app1", "bob", 3, now, 0, tok, cap) == -1);
+	}
 	return t_done("test_jwt");
 }
