@@ -13,6 +13,7 @@
  */
 #include "policy/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -243,6 +244,66 @@ static int
 wildcard(const char *host)
 {
 	return !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "*") || !host[0];
+}
+
+/* One address as text into binary; returns 4 or 16 (its length), or 0. */
+static int
+parse_addr(const char *text, unsigned char out[16], int *v6)
+{
+	if (inet_pton(AF_INET, text, out) == 1) {
+		*v6 = 0;
+		return 4;
+	}
+	if (inet_pton(AF_INET6, text, out) == 1) {
+		*v6 = 1;
+		return 16;
+	}
+	return 0;
+}
+
+/* [syncgate] trusted_proxies = ADDR[/BITS][, ...]: the load balancers whose X-Forwarded-For
+ * is believed. */
+static int
+parse_trusted(struct loader *ld, const char *v)
+{
+	struct pol_config *c = ld->c;
+
+	c->ntrusted = 0;
+	while (*v) {
+		size_t n = strcspn(v, ", \t");
+		if (n) {
+			char t[64], *slash;
+			struct pol_cidr *e;
+			int len;
+			if (c->ntrusted == POL_TRUSTED_MAX)
+				return fail(ld, "trusted_proxies: more than 32 networks%s%s", "", "");
+			snprintf(t, sizeof t, "%.*s", (int)(n < 63 ? n : 63), v);
+			e = &c->trusted[c->ntrusted];
+			memset(e, 0, sizeof *e);
+			slash = strchr(t, '/');
+			if (slash)
+				*slash = 0;
+			len = n < 63 ? parse_addr(t, e->addr, &e->v6) : 0;
+			e->bits = len * 8;
+			if (len && slash) {
+				char *end;
+				long b = strtol(slash + 1, &end, 10);
+				if (!slash[1] || *end || b < 0 || b > len * 8)
+					len = 0;
+				else
+					e->bits = (int)b;
+			}
+			if (!len) {
+				if (slash)
+					*slash = '/';
+				return fail(ld, "trusted_proxies: '%s' is not an address or ADDRESS/BITS%s", t, "");
+			}
+			c->ntrusted++;
+		}
+		v += n;
+		v += strspn(v, ", \t");
+	}
+	return 1;
 }
 
 /* [syncgate] cors_origins = reflect | off | * | ORIGIN[, ORIGIN ...] */
@@ -622,6 +683,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 		}
 		if (!strcmp(name, "cors_origins"))
 			return parse_cors(ld, value);
+		if (!strcmp(name, "trusted_proxies"))
+			return parse_trusted(ld, value);
 		if (!strcmp(name, "workers")) {
 			uint64_t n;
 			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)
@@ -1087,6 +1150,31 @@ const char *
 pol_mode_to_str(enum pol_mode m)
 {
 	return m == POL_MODE_REPORT ? "report" : "enforce";
+}
+
+int
+pol_trusted_proxy(const struct pol_config *c, const char *addr, size_t len)
+{
+	unsigned char a[16];
+	char t[64];
+	int v6, n, i;
+
+	if (!c->ntrusted || len >= sizeof t)
+		return 0;
+	memcpy(t, addr, len);
+	t[len] = 0;
+	if (!(n = parse_addr(t, a, &v6)))
+		return 0;
+	for (i = 0; i < c->ntrusted; i++) {
+		const struct pol_cidr *e = &c->trusted[i];
+		int full = e->bits / 8, rest = e->bits % 8;
+		if (e->v6 != v6 || memcmp(a, e->addr, (size_t)full))
+			continue;
+		if (rest && ((a[full] ^ e->addr[full]) & (0xff << (8 - rest)) & 0xff))
+			continue;
+		return 1;
+	}
+	return 0;
 }
 
 int

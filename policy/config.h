@@ -36,6 +36,14 @@ enum pol_underscore { POL_UNDERSCORE_DROP, POL_UNDERSCORE_REJECT, POL_UNDERSCORE
  * origins; ANY: "*"; OFF: none. */
 enum pol_cors { POL_CORS_REFLECT, POL_CORS_LIST, POL_CORS_ANY, POL_CORS_OFF };
 #define POL_CORS_MAX 16      /* origins in cors_origins */
+#define POL_TRUSTED_MAX 32   /* networks in trusted_proxies */
+
+/* A network of [syncgate] trusted_proxies: ADDR/BITS (IPv4 or IPv6). */
+struct pol_cidr {
+	int v6;
+	unsigned char addr[16];
+	int bits;
+};
 #define POL_ORIGIN_MAX 256   /* bytes of one origin */
 
 /* Per-app switches. Every field is always set: an app section starts as a copy of [app:*]. */
@@ -135,6 +143,8 @@ struct pol_config {
 	int workers;
 	int access_log;          /* [syncgate] access_log = on | off (default on) */
 	enum pol_underscore underscore_headers; /* [syncgate] underscore_headers (default drop) */
+	struct pol_cidr trusted[POL_TRUSTED_MAX]; /* [syncgate] trusted_proxies */
+	int ntrusted;
 	enum pol_cors cors;      /* [syncgate] cors_origins */
 	char cors_list[POL_CORS_MAX][POL_ORIGIN_MAX];
 	int ncors;
@@ -199,5 +209,9 @@ int pol_origin_valid(const char *o, size_t len);
  */
 int pol_cors_origin(const struct pol_config *c, const char *o, size_t len, const char **value,
                     size_t *vlen);
+
+/* 1 if ADDR (an IPv4 or IPv6 address as text, LEN bytes) is in one of C's trusted_proxies
+ * networks; 0 for any other or unparsable text. */
+int pol_trusted_proxy(const struct pol_config *c, const char *addr, size_t len);
 
 #endif

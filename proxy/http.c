@@ -16,6 +16,7 @@
  */
 #include "proxy/http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -98,6 +99,9 @@ struct px_http {
 	char app[POL_APPID_MAX + 1];     /* realtime socket: its app id (checked: [A-Za-z0-9_.-]) */
 	char *user;                     /* realtime socket: its user id, decoded (owned); NULL for
 	                                 * any other request: the relay is then a blind tunnel */
+	char client[64];                /* the client's address: the peer's, or from the
+	                                 * X-Forwarded-For of a trusted proxy (logs) */
+	int peer_trusted;               /* the peer is one of trusted_proxies */
 	char origin[POL_ORIGIN_MAX];    /* the request's Origin, for syncgate's own answers */
 	size_t origin_len;              /* 0: none (or not a valid origin) */
 	int out_paused;                 /* HEAD: requests wait unread while the client's output
@@ -158,7 +162,7 @@ access_log(struct px_http *h, int status, int backend)
 			snprintf(up, sizeof up, "%.3f", (double)(h->up_head_us - h->up_start_us) / 1000.0);
 		else
 			up[0] = 0;
-		px_log_to(c->env->access, PX_LOG_INFO, "access", "id", id, "peer", c->peer, "app",
+		px_log_to(c->env->access, PX_LOG_INFO, "access", "id", id, "peer", h->client, "app",
 		          h->req_app, "request", h->req_line, "#status", st, "by",
 		          backend ? "backend" : "syncgate", "#upstream_ms", up, "#body_in", in, "#body_out",
 		          out, "#ms", dur, NULL);
@@ -466,12 +470,17 @@ drop_header(const char *name, size_t n, int request, int ws, int upgrade)
 #define RW_TE 0x1         /* Transfer-Encoding: sent as exactly "chunked" */
 #define RW_CL 0x2         /* Content-Length with leading zeros: sent as plain digits */
 #define RW_UNDERSCORE 0x4 /* names with "_" (underscore_headers = drop) */
+#define RW_FORWARDED 0x8  /* X-Forwarded-For, Forwarded, X-Real-IP of a peer not trusted:
+                           * replaced by syncgate's, never appended to */
 
 static int
 rewritten_header(const char *name, size_t n, unsigned rw)
 {
 	return ((rw & RW_TE) && px_token_eq(name, n, "transfer-encoding")) ||
 	       ((rw & RW_CL) && px_token_eq(name, n, "content-length")) ||
+	       ((rw & RW_FORWARDED) && (px_token_eq(name, n, "x-forwarded-for") ||
+	                                px_token_eq(name, n, "forwarded") ||
+	                                px_token_eq(name, n, "x-real-ip"))) ||
 	       ((rw & RW_UNDERSCORE) && memchr(name, '_', n));
 }
 
@@ -545,6 +554,8 @@ write_upstream_head(struct px_http *h, const char *head, size_t len, struct evbu
 		rw |= RW_CL;
 	if (h->req.underscores && c->cfg->underscore_headers == POL_UNDERSCORE_DROP)
 		rw |= RW_UNDERSCORE;
+	if (!h->peer_trusted)
+		rw |= RW_FORWARDED;
 	evbuffer_add(out, head, (size_t)(p - head)); /* request line, byte for byte */
 	copy_fields(head, len, &ct, 1, ws, 0, rw, out); /* Upgrade is re-added below for ws */
 	/* the framing the backend gets is the one syncgate read, spelt as no backend can read
@@ -799,7 +810,8 @@ px_http_start(struct px_conn *c)
 		return;
 	}
 	h->c = c;
-	px_police_stream_init(&h->ps, c->env->police, &http_transport, h, c->id, c->peer);
+	snprintf(h->client, sizeof h->client, "%s", c->peer);
+	px_police_stream_init(&h->ps, c->env->police, &http_transport, h, c->id, h->client);
 	px_conn_set_proto(c, &http_proto, h);
 	px_io_setcb(c->cio, client_readcb, client_writecb, client_eventcb, h);
 	px_io_set_read_max(c->cio, c->cfg->limits.header_bytes + PX_LOW_WATER);
@@ -1097,6 +1109,57 @@ reset_request(struct px_http *h)
 }
 
 /*
+ * The client's address for this request: the peer's, unless the peer is one of
+ * trusted_proxies and the head has X-Forwarded-For: then the rightmost entry that is not
+ * itself a trusted proxy (entries left of it were written by the client and prove nothing).
+ * An entry that is not an address leaves the peer's.
+ */
+static void
+client_address(struct px_http *h, const char *head, size_t len)
+{
+	struct px_conn *c = h->c;
+	const char *p = memchr(head, '\n', len), *end = head + len;
+	const char *last = NULL;
+	size_t last_len = 0;
+
+	snprintf(h->client, sizeof h->client, "%s", c->peer);
+	h->peer_trusted = pol_trusted_proxy(c->cfg, c->peer, strlen(c->peer));
+	if (!h->peer_trusted)
+		return;
+	while (p && ++p < end - 2) {
+		const char *eol = memchr(p, '\r', (size_t)(end - p));
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		if (colon && px_token_eq(p, (size_t)(colon - p), "x-forwarded-for")) {
+			const char *v = colon + 1;
+			while (v < eol) {
+				const char *s, *e;
+				while (v < eol && (*v == ' ' || *v == '\t' || *v == ','))
+					v++;
+				s = v;
+				while (v < eol && *v != ',')
+					v++;
+				e = v;
+				while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+					e--;
+				if (e > s && !pol_trusted_proxy(c->cfg, s, (size_t)(e - s))) {
+					last = s;
+					last_len = (size_t)(e - s);
+				}
+			}
+		}
+		p = memchr(eol, '\n', (size_t)(end - eol));
+	}
+	if (last && last_len < sizeof h->client) {
+		char t[64];
+		unsigned char a[16];
+		memcpy(t, last, last_len);
+		t[last_len] = 0;
+		if (inet_pton(AF_INET, t, a) == 1 || inet_pton(AF_INET6, t, a) == 1)
+			memcpy(h->client, t, last_len + 1);
+	}
+}
+
+/*
  * Handles the request head at the front of the client's input. Returns 1 when it was refused
  * and answered with the connection still usable (the next pipelined head may follow), else 0:
  * forwarded, waiting for more bytes, or closing.
@@ -1154,6 +1217,7 @@ handle_one_head(struct px_http *h)
 		              "INVALID_REQUEST", why, 1);
 		return 0;
 	}
+	client_address(h, p, (size_t)end);
 	{
 		const char *o;
 		long ol = find_header(p, (size_t)end, "origin", &o);

@@ -76,6 +76,29 @@ test_cors(void)
 	expect_error("cors_origins = ,\n", "t.conf:4: cors_origins: no origin given");
 }
 
+/* trusted_proxies: networks, v4 and v6, prefix bits that end inside a byte. */
+static void
+test_trusted(void)
+{
+	char err[POL_ERR_MAX];
+	struct pol_config *c = load("trusted_proxies = 10.0.0.0/8, 192.168.1.128/25 ,  2001:db8::/32, 127.0.0.1\n", err);
+	static const char *const in[] = {"10.255.0.1", "192.168.1.200", "2001:db8:ffff::1", "127.0.0.1"};
+	static const char *const out[] = {"11.0.0.1", "192.168.1.127", "2001:db9::1", "127.0.0.2", "::ffff:10.0.0.1", "x", ""};
+	size_t i;
+
+	CHECK(c && c->ntrusted == 4);
+	for (i = 0; c && i < sizeof in / sizeof *in; i++)
+		CHECK(pol_trusted_proxy(c, in[i], strlen(in[i])));
+	for (i = 0; c && i < sizeof out / sizeof *out; i++)
+		CHECK(!pol_trusted_proxy(c, out[i], strlen(out[i])));
+	pol_config_unref(c);
+	c = load("", err); /* none by default: no peer is trusted */
+	CHECK(c && !pol_trusted_proxy(c, "127.0.0.1", 9));
+	pol_config_unref(c);
+	expect_error("trusted_proxies = 10.0.0.0/33\n", "t.conf:4: trusted_proxies: '10.0.0.0/33' is not an address");
+	expect_error("trusted_proxies = example.com\n", "t.conf:4: trusted_proxies: 'example.com' is not an address");
+}
+
 int
 main(void)
 {
@@ -84,6 +107,7 @@ main(void)
 	const struct pol_app *a;
 
 	test_cors();
+	test_trusted();
 
 	/* defaults */
 	c = load("", err);
