@@ -352,14 +352,20 @@ parse_listen(struct loader *ld, const char *value)
 	c->tls_listeners = 0;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *t = trim(tok), *sp;
-		int tls = 0;
+		int tls = 0, pp = 0;
 		if (c->nlisten == POL_MAX_LISTEN)
 			return fail(ld, "listen: at most 8 addresses%s%s", "", "");
 		if ((sp = strpbrk(t, " \t"))) {
+			char *flag, *fsave = NULL;
 			*sp = 0;
-			if (strcmp(trim(sp + 1), "tls"))
-				return fail(ld, "listen: '%s' has an unknown flag '%s' (only 'tls')", t, trim(sp + 1));
-			tls = 1;
+			for (flag = strtok_r(sp + 1, " \t", &fsave); flag; flag = strtok_r(NULL, " \t", &fsave)) {
+				if (!strcmp(flag, "tls"))
+					tls = 1;
+				else if (!strcmp(flag, "proxy_protocol"))
+					pp = 1;
+				else
+					return fail(ld, "listen: '%s' has an unknown flag '%s' (tls, proxy_protocol)", t, flag);
+			}
 		}
 		if (parse_hostport(t, c->listen[c->nlisten].host, sizeof c->listen[0].host,
 		                   c->listen[c->nlisten].port))
@@ -369,6 +375,7 @@ parse_listen(struct loader *ld, const char *value)
 			    !strcmp(c->listen[k].port, c->listen[c->nlisten].port))
 				return fail(ld, "listen: '%s' is listed twice%s", t, "");
 		c->listen[c->nlisten].tls = tls;
+		c->listen[c->nlisten].proxy_protocol = pp;
 		c->tls_listeners += tls;
 		c->nlisten++;
 	}

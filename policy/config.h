@@ -97,6 +97,8 @@ struct pol_listen {
 	char host[256];
 	char port[8];
 	int tls;                /* "HOST:PORT tls": terminate TLS with [tls] cert/key */
+	int proxy_protocol;     /* "HOST:PORT proxy_protocol": each connection starts with a
+	                         * PROXY protocol v1 or v2 header naming the client */
 };
 
 /* [tls]: the listeners' certificate and protocol floor. Files are read by proxy/tls.c. */

@@ -9,6 +9,7 @@
 #include "proxy/conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #include "proxy/log.h"
+#include "proxy/proxyproto.h"
 #include "proxy/shared.h"
 
 static void closing_writecb(struct px_io *io, void *arg);
@@ -96,10 +98,59 @@ release_proto(struct px_conn *c)
 		p->release(c, obj);
 }
 
-struct px_conn *
-px_conn_new(struct px_env *env, evutil_socket_t fd, const struct sockaddr *sa, int tls)
+/* The client's address SA into C's peer and its forwarding lines (TLS: https). */
+static void
+set_peer(struct px_conn *c, const struct sockaddr *sa, int tls)
 {
 	const char *proto = tls ? "https" : "http";
+
+	c->peer_v6 = sa->sa_family == AF_INET6;
+	if (c->peer_v6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
+	c->fwd_len = (size_t)snprintf(c->fwd, sizeof c->fwd,
+	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
+	                              "Forwarded: for=%s%s%s;proto=%s\r\n\r\n",
+	                              c->peer, proto, c->peer_v6 ? "\"[" : "", c->peer,
+	                              c->peer_v6 ? "]\"" : "", proto);
+}
+
+/* The per-address cap: 0, or -1 (the client told 429 on a plain socket; the caller closes). */
+static int
+count_peer(struct px_conn *c, evutil_socket_t fd, int tls)
+{
+	if (px_shared_peer_add(c->env->shared, c->peer, c->cfg->limits.max_connections_per_client)) {
+		static const char busy[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+		                           "Content-Length: 86\r\nConnection: close\r\n\r\n"
+		                           "{\"errorCode\":\"TOO_MANY_CONNECTIONS\",\"reasons\":[\"max_connections_per_client reached\"]}\n";
+		px_log(PX_LOG_WARN, "max_connections_per_client", "peer", c->peer, NULL);
+		if (!tls) /* over TLS there is no cheap way to say it: the close alone must do */
+			(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		return -1;
+	}
+	c->peer_counted = 1;
+	return 0;
+}
+
+/* TLS on an admitted connection: 0, or -1 (the caller closes C). */
+static int
+start_tls(struct px_conn *c)
+{
+	SSL *ssl = c->env->tls_server ? SSL_new(c->env->tls_server) : NULL;
+	px_conn_nodelay(c); /* records of a handshake and an answer follow each other */
+	if (!ssl || px_io_tls_accept(c->cio, ssl, c->cfg->limits.tls_handshake_ms)) {
+		if (!ssl)
+			px_log(PX_LOG_ERROR, "tls", "why", "cannot create a TLS session", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* A connection listed and counted in ENV, with its socket and timer, not yet admitted. */
+static struct px_conn *
+conn_alloc(struct px_env *env, evutil_socket_t fd)
+{
 	struct px_conn *c = calloc(1, sizeof *c);
 
 	if (!c) {
@@ -109,30 +160,6 @@ px_conn_new(struct px_env *env, evutil_socket_t fd, const struct sockaddr *sa, i
 	c->env = env;
 	c->cfg = pol_config_ref(env->cfg);
 	snprintf(c->id, sizeof c->id, "w%d-%llu", env->id, ++env->next_conn_id);
-	if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
-		c->peer_v6 = 1;
-	} else {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
-	}
-	if (px_shared_peer_add(env->shared, c->peer, c->cfg->limits.max_connections_per_client)) {
-		static const char busy[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-		                           "Content-Length: 86\r\nConnection: close\r\n\r\n"
-		                           "{\"errorCode\":\"TOO_MANY_CONNECTIONS\",\"reasons\":[\"max_connections_per_client reached\"]}\n";
-		px_log(PX_LOG_WARN, "max_connections_per_client", "peer", c->peer, NULL);
-		if (!tls) /* over TLS there is no cheap way to say it: the close alone must do */
-			(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		evutil_closesocket(fd);
-		pol_config_unref(c->cfg);
-		free(c);
-		return NULL;
-	}
-	c->peer_counted = 1;
-	c->fwd_len = (size_t)snprintf(c->fwd, sizeof c->fwd,
-	                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
-	                              "Forwarded: for=%s%s%s;proto=%s\r\n\r\n",
-	                              c->peer, proto, c->peer_v6 ? "\"[" : "", c->peer,
-	                              c->peer_v6 ? "]\"" : "", proto);
 	c->cio = px_io_new(env->base, fd); /* takes the fd, even on failure */
 	c->timer = evtimer_new(env->base, timer_cb, c);
 	c->next = env->conns;
@@ -140,23 +167,108 @@ px_conn_new(struct px_env *env, evutil_socket_t fd, const struct sockaddr *sa, i
 		env->conns->prev = c;
 	env->conns = c;
 	env->nconns++;
+	px_count(&env->ctr->connections_open, 1);
+	c->counted = 1;
 	if (!c->cio || !c->timer) {
 		px_conn_close(c);
 		return NULL;
 	}
-	if (tls) {
-		SSL *ssl = env->tls_server ? SSL_new(env->tls_server) : NULL;
-		px_conn_nodelay(c); /* records of a handshake and an answer follow each other */
-		if (!ssl || px_io_tls_accept(c->cio, ssl, c->cfg->limits.tls_handshake_ms)) {
-			if (!ssl)
-				px_log(PX_LOG_ERROR, "tls", "why", "cannot create a TLS session", NULL);
-			px_conn_close(c);
-			return NULL;
-		}
-	}
-	px_count(&env->ctr->connections_open, 1);
-	c->counted = 1;
 	return c;
+}
+
+struct px_conn *
+px_conn_new(struct px_env *env, evutil_socket_t fd, const struct sockaddr *sa, int tls)
+{
+	struct px_conn *c = conn_alloc(env, fd);
+
+	if (!c)
+		return NULL;
+	set_peer(c, sa, tls);
+	if (count_peer(c, fd, tls) || (tls && start_tls(c))) {
+		px_conn_close(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* ---- the PROXY protocol header ---- */
+
+static void
+proxied_fail(struct px_conn *c, const char *why)
+{
+	px_log(PX_LOG_INFO, "proxy_protocol", "peer", c->peer, "why", why, NULL);
+	px_conn_close(c);
+}
+
+static void
+proxied_timeout(struct px_conn *c)
+{
+	proxied_fail(c, "no PROXY header in time");
+}
+
+/* The header's bytes are peeked and taken exactly: what follows (a TLS handshake, a request)
+ * stays in the socket for the connection's own reads. */
+static void
+proxied_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_conn *c = arg;
+	uint8_t buf[PX_PP_MAX];
+	struct sockaddr_storage src;
+	const char *why = "";
+	ssize_t n;
+	long len;
+	(void)what;
+
+	n = recv(fd, buf, sizeof buf, MSG_PEEK);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		proxied_fail(c, "closed before its PROXY header");
+		return;
+	}
+	len = px_proxyproto_parse(buf, (size_t)n, &src, &why);
+	if (len < 0) {
+		proxied_fail(c, why);
+		return;
+	}
+	if (len == 0) {
+		if ((size_t)n == sizeof buf)
+			proxied_fail(c, "PROXY header too long");
+		return; /* more to come */
+	}
+	if (recv(fd, buf, (size_t)len, 0) != len) {
+		proxied_fail(c, "PROXY header read short");
+		return;
+	}
+	event_free(c->pre);
+	c->pre = NULL;
+	px_conn_timer_stop(c);
+	if (src.ss_family != AF_UNSPEC)
+		set_peer(c, (struct sockaddr *)&src, c->pre_tls);
+	if (count_peer(c, fd, c->pre_tls) || (c->pre_tls && start_tls(c))) {
+		px_conn_close(c);
+		return;
+	}
+	c->ready(c);
+}
+
+void
+px_conn_new_proxied(struct px_env *env, evutil_socket_t fd, const struct sockaddr *sa, int tls,
+                    void (*ready)(struct px_conn *c))
+{
+	struct px_conn *c = conn_alloc(env, fd);
+
+	if (!c)
+		return;
+	set_peer(c, sa, tls); /* the balancer's, until its header names the client */
+	c->ready = ready;
+	c->pre_tls = tls;
+	c->pre = event_new(env->base, px_io_fd(c->cio), EV_READ | EV_PERSIST, proxied_readable, c);
+	if (!c->pre || event_add(c->pre, NULL)) {
+		px_conn_close(c);
+		return;
+	}
+	px_conn_timer(c, c->cfg->limits.tls_handshake_ms, proxied_timeout);
 }
 
 void
@@ -166,6 +278,10 @@ px_conn_close(struct px_conn *c)
 
 	release_proto(c);
 	px_conn_drop_upstream(c);
+	if (c->pre) {
+		event_free(c->pre);
+		c->pre = NULL;
+	}
 	if (c->cio) {
 		px_io_free(c->cio);
 		c->cio = NULL;

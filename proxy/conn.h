@@ -27,6 +27,15 @@
 struct px_conn *px_conn_new(struct px_env *env, evutil_socket_t fd, const struct sockaddr *sa,
                             int tls);
 
+/*
+ * The same for a proxy_protocol listener: the connection's first bytes must be a PROXY v1 or
+ * v2 header (read exactly, nothing after it, within tls_handshake), whose source address
+ * becomes C's peer; then the per-address cap applies, TLS starts if TLS, and READY(C) takes
+ * the connection. No header, a malformed one or none in time closes the socket (logged).
+ */
+void px_conn_new_proxied(struct px_env *env, evutil_socket_t fd, const struct sockaddr *sa,
+                         int tls, void (*ready)(struct px_conn *c));
+
 /* Hands C to handler PROTO with state OBJ (NULL, NULL: none). The previous handler has
  * released its own state. */
 void px_conn_set_proto(struct px_conn *c, const struct px_proto *proto, void *obj);

@@ -109,6 +109,9 @@ struct px_conn {
 	int nodelay;                    /* TCP_NODELAY is set on the client socket */
 	int quiet;                      /* the client sent a whole request and nothing since:
 	                                 * no lingering close is needed */
+	struct event *pre;              /* proxy_protocol listener: reads the PROXY header */
+	void (*ready)(struct px_conn *c); /* ... then this takes the connection */
+	int pre_tls;                    /* ... and TLS starts first */
 	size_t linger_bytes;
 };
 

@@ -32,8 +32,15 @@
 
 #define MAX_LISTENERS POL_MAX_LISTEN
 
+/* What a listener's accept callback is told: its worker and the listen address's flags. */
+struct listener {
+	struct px_worker *w;
+	int tls, proxy_protocol;
+};
+
 struct px_worker {
 	struct px_env env;              /* first: the hooks get &w->env */
+	struct listener largs[MAX_LISTENERS];
 	struct px_shared *shared;
 	SSL_CTX *tls_client;            /* the upstream's context, as last taken */
 	struct evconnlistener *listeners[MAX_LISTENERS];
@@ -115,7 +122,7 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-accept_conn(struct px_worker *w, evutil_socket_t fd, struct sockaddr *sa, int tls)
+accept_conn(struct px_worker *w, evutil_socket_t fd, struct sockaddr *sa, int tls, int proxied)
 {
 	struct px_conn *c;
 
@@ -124,9 +131,13 @@ accept_conn(struct px_worker *w, evutil_socket_t fd, struct sockaddr *sa, int tl
 		return;
 	}
 	px_env_refresh(&w->env); /* a reloaded certificate serves the next connection */
-	c = px_conn_new(&w->env, fd, sa, tls);
-	if (c)
-		px_http_start(c);
+	if (proxied) {
+		px_conn_new_proxied(&w->env, fd, sa, tls, px_http_start);
+	} else {
+		c = px_conn_new(&w->env, fd, sa, tls);
+		if (c)
+			px_http_start(c);
+	}
 	if (tls && ++w->accepted_turn == TLS_ACCEPT_BURST) {
 		listeners_enable(w, 0);
 		event_active(w->accept_resume, EV_READ, 1); /* after this turn's pending events */
@@ -140,18 +151,10 @@ accept_conn(struct px_worker *w, evutil_socket_t fd, struct sockaddr *sa, int tl
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
+	struct listener *la = arg;
 	(void)l;
 	(void)salen;
-	accept_conn(arg, fd, sa, 0);
-}
-
-static void
-accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-              void *arg)
-{
-	(void)l;
-	(void)salen;
-	accept_conn(arg, fd, sa, 1);
+	accept_conn(la->w, fd, sa, la->tls, la->proxy_protocol);
 }
 
 static void
@@ -341,8 +344,11 @@ px_worker_new(int id, struct px_shared *sh, const struct sockaddr *up, socklen_t
 	}
 	for (i = 0; i < nlisten; i++) {
 		evutil_socket_t fd = dup(listen_fds[i]);
+		w->largs[i].w = w;
+		w->largs[i].tls = cfg->listen[i].tls;
+		w->largs[i].proxy_protocol = cfg->listen[i].proxy_protocol;
 		w->listeners[i] = fd < 0 ? NULL : evconnlistener_new(
-			env->base, cfg->listen[i].tls ? accept_tls_cb : accept_cb, w,
+			env->base, accept_cb, &w->largs[i],
 			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 		if (!w->listeners[i]) {
 			if (fd >= 0)

@@ -70,11 +70,11 @@ export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveM
 // Starts syncgate in front of UPSTREAM_PORT with CONF (sections appended to [syncgate]).
 // UPSTREAM: the upstream's scheme and host ('https://localhost' for a TLS backend); TLS: the
 // listener is marked tls (CONF then brings a [tls] section).
-export async function startSyncgate(upstreamPort, conf = '', { env = {}, upstream = 'http://127.0.0.1', tls = false } = {}) {
+export async function startSyncgate(upstreamPort, conf = '', { env = {}, upstream = 'http://127.0.0.1', tls = false, listenFlags = '' } = {}) {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-'));
   const file = path.join(dir, 'syncgate.conf');
-  const head = `[syncgate]\nlisten = 127.0.0.1:${port}${tls ? ' tls' : ''}\nupstream = ${upstream}:${upstreamPort}\n`;
+  const head = `[syncgate]\nlisten = 127.0.0.1:${port}${tls ? ' tls' : ''}${listenFlags ? ` ${listenFlags}` : ''}\nupstream = ${upstream}:${upstreamPort}\n`;
   const text = `${head}${conf}\n`;
   fs.writeFileSync(file, text);
   const proc = spawn(SYNCGATE, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
