@@ -19,6 +19,7 @@
 #include "proxy/log.h"
 #include "proxy/shared.h"
 #include "proxy/stats.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 
 #define ADMIN_MAX_REQUEST (64 * 1024)
@@ -126,12 +127,30 @@ reply_error(struct admin_conn *c, int status, const char *why)
 
 #define SUM(field) PX_STATS_SUM(e->stats, e->nworkers, field)
 
+/* A Prometheus histogram NAME from the workers' buckets at offset BUCKETS (PX_LATENCY_BUCKETS
+ * + 1 counters, microseconds summed at SUM) of struct px_counters. */
+static void
+histogram(struct evbuffer *b, const struct px_admin_env *e, const char *name, const char *help,
+          size_t buckets, size_t sum)
+{
+	unsigned long long cum = 0;
+	int i;
+
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (i = 0; i <= PX_LATENCY_BUCKETS; i++) {
+		cum += px_stats_sum(e->stats, e->nworkers, buckets + (size_t)i * sizeof(unsigned long long));
+		if (i < PX_LATENCY_BUCKETS)
+			evbuffer_add_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, px_latency_bounds[i], cum);
+	}
+	evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, cum, name,
+	                    (double)px_stats_sum(e->stats, e->nworkers, sum) / 1e6, name, cum);
+}
+
 static void
 metrics(struct admin_conn *c)
 {
 	const struct px_admin_env *e = &c->a->e;
 	struct evbuffer *b = evbuffer_new();
-	unsigned long long cum = 0;
 	int i;
 
 	if (!b) {
@@ -177,18 +196,28 @@ metrics(struct admin_conn *c)
 		}
 		free(all);
 	}
-	evbuffer_add_printf(b, "# HELP syncgate_http_request_duration_seconds time from a request's head to its answer\n"
-	                       "# TYPE syncgate_http_request_duration_seconds histogram\n");
-	for (i = 0; i < PX_LATENCY_BUCKETS; i++) {
-		cum += SUM(latency_bucket[i]);
-		evbuffer_add_printf(b, "syncgate_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-		                    px_latency_bounds[i], cum);
+	histogram(b, e, "syncgate_http_request_duration_seconds", "time from a request's head to its answer",
+	          offsetof(struct px_counters, latency_bucket), offsetof(struct px_counters, latency_sum_us));
+	histogram(b, e, "syncgate_upstream_response_seconds",
+	          "time from asking the upstream (a pooled or new connection) to its response head",
+	          offsetof(struct px_counters, upstream_bucket), offsetof(struct px_counters, upstream_sum_us));
+	histogram(b, e, "syncgate_lookup_duration_seconds", "time an existence lookup took (the backend's answer, or its failure)",
+	          offsetof(struct px_counters, lookup_bucket), offsetof(struct px_counters, lookup_sum_us));
+	{
+		/* the listeners' certificate: alert well before it expires */
+		struct pol_config *cfg;
+		SSL_CTX *sctx, *cctx;
+		unsigned long gen;
+		px_shared_take(e->shared, &cfg, &sctx, &cctx, &gen);
+		if (sctx)
+			evbuffer_add_printf(b, "# HELP syncgate_tls_certificate_expiry_timestamp_seconds when the listeners' certificate expires (unix time)\n"
+			                       "# TYPE syncgate_tls_certificate_expiry_timestamp_seconds gauge\n"
+			                       "syncgate_tls_certificate_expiry_timestamp_seconds %lld\n",
+			                    (long long)px_tls_not_after(sctx));
+		SSL_CTX_free(sctx);
+		SSL_CTX_free(cctx);
+		pol_config_unref(cfg);
 	}
-	cum += SUM(latency_bucket[PX_LATENCY_BUCKETS]);
-	evbuffer_add_printf(b, "syncgate_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-	                       "syncgate_http_request_duration_seconds_sum %.6f\n"
-	                       "syncgate_http_request_duration_seconds_count %llu\n",
-	                    cum, (double)SUM(latency_sum_us) / 1e6, cum);
 	evbuffer_add_printf(b, "# HELP syncgate_http_responses_total HTTP responses by status class and by who answered\n"
 	                       "# TYPE syncgate_http_responses_total counter\n");
 	for (i = 1; i < 6; i++) {

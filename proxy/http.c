@@ -142,15 +142,11 @@ access_log(struct px_http *h, int status, int backend)
 	struct px_conn *c = h->c;
 	char st[8], dur[24], in[24], out[24], id[40], up[24];
 	uint64_t us;
-	int b;
 
 	if (!h->req_line[0])
 		return;
 	us = px_now_us() - h->req_start_us;
-	for (b = 0; b < PX_LATENCY_BUCKETS && (double)us / 1e6 > px_latency_bounds[b]; b++)
-		;
-	px_count(&c->env->ctr->latency_bucket[b], 1);
-	px_count(&c->env->ctr->latency_sum_us, us);
+	px_observe(c->env->ctr->latency_bucket, &c->env->ctr->latency_sum_us, us);
 	px_count(&c->env->ctr->responses[backend != 0][status >= 100 && status < 600 ? status / 100 : 0], 1);
 	if (c->cfg->access_log) {
 		snprintf(st, sizeof st, "%d", status);
@@ -1429,8 +1425,11 @@ static void
 upstream_failed(struct px_http *h, int status, const char *why)
 {
 	struct px_conn *c = h->c;
+	int e = c->uio ? px_io_errno(c->uio) : 0;
+
 	px_count(&c->env->ctr->upstream_errors, 1);
-	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "why", why, NULL);
+	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "upstream", px_upstream_host(c->env->up),
+	       "why", why, "error", e ? strerror(e) : "", NULL);
 	free_upstream(h);
 	if (h->resp_started) {
 		px_conn_close(c); /* a truncated response is signalled by closing */
@@ -1498,6 +1497,9 @@ response_head(struct px_http *h)
 		llhttp_resume(&h->resp_parser);
 	h->resp_status = h->resp_parser.status_code;
 	h->up_head_us = px_now_us();
+	if (h->up_start_us)
+		px_observe(c->env->ctr->upstream_bucket, &c->env->ctr->upstream_sum_us,
+		           h->up_head_us - h->up_start_us);
 	if (h->resp_status >= 100 && h->resp_status < 200 && h->resp_status != 101) {
 		if (write_client_head(h, p, (size_t)end, 0)) { /* interim: the final response follows */
 			upstream_failed(h, 502, "Connection header lists too many names");

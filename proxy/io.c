@@ -69,6 +69,7 @@ struct px_io {
 	unsigned char read_wants_write; /* SSL_read() must write first (TLS 1.3 key update) */
 	unsigned char plain_http;      /* the handshake failed on a plain HTTP request */
 	char *why;                     /* the last TLS failure, for the owner's log line */
+	int last_errno;          /* errno of the last PX_IO_ERROR reported (0: none known) */
 };
 
 /*
@@ -373,6 +374,8 @@ finish_call(struct px_io *io)
 static int
 report(struct px_io *io, short what)
 {
+	if ((what & PX_IO_ERROR) && !(what & PX_IO_TLS))
+		io->last_errno = errno;
 	if (!io->eventcb)
 		return 1;
 	io->busy++;
@@ -950,4 +953,10 @@ px_io_send(struct px_io *io, struct evbuffer *src)
 {
 	evbuffer_add_buffer(io->out, src);
 	px_io_flush(io);
+}
+
+int
+px_io_errno(const struct px_io *io)
+{
+	return io->last_errno;
 }

@@ -104,6 +104,9 @@ int px_io_tls_connect(struct px_io *io, SSL *ssl);
 int px_io_is_tls(const struct px_io *io);
 /* Why the last TLS operation failed ("" if none): "certificate verify failed: ...". */
 const char *px_io_why(const struct px_io *io);
+/* The errno of the last PX_IO_ERROR (0: none known; a TLS failure has px_io_why()). */
+int px_io_errno(const struct px_io *io);
+
 /* 1 if the handshake failed because the client sent a plain HTTP request. */
 int px_io_tls_plain_http(const struct px_io *io);
 

@@ -56,6 +56,7 @@ struct lookup_req {
 	struct px_lookup_waiter *waiters;
 	struct px_io *io;
 	int reused, retried, forgotten;
+	uint64_t started_us;      /* when it was asked (the lookup latency histogram) */
 	int finishing;            /* its waiters are being called: a lookup asked meanwhile (a
 	                           * waiter's next call) starts its own request, since this one's
 	                           * waiter list is no longer read */
@@ -289,6 +290,7 @@ req_finish(struct lookup_req *r, struct px_fact *f)
 	const struct pol_limits *lim = &(*lk->cfg)->limits;
 
 	r->finishing = 1;
+	px_observe(lk->ctr->lookup_bucket, &lk->ctr->lookup_sum_us, px_now_us() - r->started_us);
 	for (w = r->waiters; w; w = w->next)
 		if (!w->cancelled)
 			w->cb(f, w->arg);
@@ -308,7 +310,8 @@ req_fail(struct lookup_req *r, const char *why)
 	struct px_fact *f = calloc(1, sizeof *f);
 	char *key = malloc(r->keylen);
 
-	px_log(PX_LOG_WARN, "lookup_failed", "why", why, NULL);
+	px_log(PX_LOG_WARN, "lookup_failed", "why", why, "upstream", px_upstream_host(r->lk->up),
+	       "error", r->io && px_io_errno(r->io) ? strerror(px_io_errno(r->io)) : "", NULL);
 	px_count(&r->lk->ctr->lookup_errors, 1);
 	if (!f || !key) {
 		free(f);
@@ -559,6 +562,7 @@ px_lookup(struct px_lookups *lk, const struct pol_app *app, enum px_lookup_kind 
 	lk->inflight = r;
 	lk->ninflight++;
 	lk->requests++;
+	r->started_us = px_now_us();
 	px_count(&lk->ctr->lookups, 1);
 	evbuffer_add_printf(r->request,
 	                    "GET /v1/%s/%s/%.*s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"

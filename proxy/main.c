@@ -193,7 +193,10 @@ main(int argc, char **argv)
 	}
 	cfg = pol_config_load(file, err);
 	if (!cfg) {
-		fprintf(stderr, "%s\n", err);
+		if (test)
+			fprintf(stderr, "%s\n", err); /* -t speaks to a person: FILE:LINE: message */
+		else
+			px_log(PX_LOG_ERROR, "startup", "why", err, NULL); /* a log collector reads this */
 		return 1;
 	}
 	if (test) {

@@ -28,6 +28,11 @@ struct px_counters {
 	_Atomic unsigned long long latency_sum_us;
 	/* HTTP responses by [answered by the backend][status / 100] (0: syncgate's own) */
 	_Atomic unsigned long long responses[2][6];
+	/* the upstream's time to a response head, and lookups' time to an answer */
+	_Atomic unsigned long long upstream_bucket[PX_LATENCY_BUCKETS + 1];
+	_Atomic unsigned long long upstream_sum_us;
+	_Atomic unsigned long long lookup_bucket[PX_LATENCY_BUCKETS + 1];
+	_Atomic unsigned long long lookup_sum_us;
 };
 
 /*
@@ -39,6 +44,17 @@ static inline void
 px_count(_Atomic unsigned long long *c, unsigned long long n)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+/* Counts a duration of US microseconds in histogram BUCKETS (PX_LATENCY_BUCKETS + 1) and SUM. */
+static inline void
+px_observe(_Atomic unsigned long long *buckets, _Atomic unsigned long long *sum, unsigned long long us)
+{
+	int b;
+	for (b = 0; b < PX_LATENCY_BUCKETS && (double)us / 1e6 > px_latency_bounds[b]; b++)
+		;
+	px_count(&buckets[b], 1);
+	px_count(sum, us);
 }
 
 /*

@@ -80,6 +80,17 @@ warn_expired(SSL_CTX *ctx, const char *what, const char *file)
 		px_log(PX_LOG_WARN, "certificate", "key", what, "file", file, "why", why, NULL);
 }
 
+time_t
+px_tls_not_after(SSL_CTX *ctx)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	struct tm tm;
+
+	if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
 static int
 load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *cwhat, const char *kwhat,
           char *err, size_t errlen)

@@ -14,6 +14,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "policy/config.h"
 
@@ -35,6 +36,9 @@ SSL_CTX *px_tls_client_ctx_new(const struct pol_config *cfg, char *err, size_t e
  * caller frees *SLOT with SSL_SESSION_free. NULL on failure.
  */
 SSL *px_tls_client_new(SSL_CTX *ctx, const struct pol_config *cfg, SSL_SESSION **slot);
+
+/* When CTX's certificate expires (unix time), 0 if it has none. */
+time_t px_tls_not_after(SSL_CTX *ctx);
 
 /*
  * Why the TLS operation on SSL that returned SSLERR (SSL_get_error) failed, for a log line:

@@ -161,6 +161,10 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   assert.equal(val(/^syncgate_http_responses_total\{class="1xx",by="backend"\} (\d+)$/m), 1);
   assert.equal(val(/^syncgate_http_responses_total\{class="4xx",by="syncgate"\} (\d+)$/m), 1);
   assert.equal(val(/^syncgate_http_responses_total\{class="4xx",by="backend"\} (\d+)$/m), 0);
+  // the upstream's time to a head (the upgrade's 101 and the 4 GETs) and the one lookup (carol)
+  assert.equal(val(/^syncgate_upstream_response_seconds_count (\d+)$/m), 5);
+  assert.equal(val(/^syncgate_lookup_duration_seconds_count (\d+)$/m), 1);
+  assert.match(m, /^syncgate_lookup_duration_seconds_bucket\{le="\+Inf"\} 1$/m);
   assert.match(m, /^syncgate_build_info\{version="[0-9.]+",openssl="3\.[^"]+",libevent="2\.1[^"]*"\} 1$/m);
   assert.equal(val(/^syncgate_reloads_total\{result="ok"\} (\d+)$/m), 0);
   ws.destroy();

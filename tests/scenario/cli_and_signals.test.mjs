@@ -56,6 +56,14 @@ test('-t accepts the shipped config and reports FILE:LINE for a bad one', () => 
   r2 = run('-t', '-c', dir);
   assert.equal(r2.status, 1);
   assert.equal(r2.stderr, `${dir}:0: cannot open: Is a directory\n`);
+  // started for real (not -t), the same error is a JSON log line like every other
+  fs.writeFileSync(bad, '[syncgate]\nlisten = 127.0.0.1:1\nupstream = http://127.0.0.1:2\n[app:x]\nuser_sync = sometimes\n');
+  const started = run('-c', bad);
+  assert.equal(started.status, 1);
+  const line = JSON.parse(started.stderr.trim());
+  assert.equal(line.event, 'startup');
+  assert.equal(line.level, 'error');
+  assert.equal(line.why, `${bad}:5: user_sync: 'sometimes' is not on or off`);
 });
 
 test('SIGTERM: in-flight requests finish, new connections are refused, exit 0', async () => {

@@ -348,3 +348,21 @@ test('a storm of new TLS connections (accepted a few per loop turn) is served wh
   const bodies = await Promise.all(Array.from({ length: 200 }, one));
   assert.equal(bodies.filter((b) => b === 'xxxxx').length, 200, 'every connection was accepted and answered');
 });
+
+test('/metrics says when the listeners\' certificate expires', async () => {
+  const be = await backend();
+  const { freePort } = await import('../lib/harness.mjs');
+  const ap = await freePort();
+  const sg = await syncgate(be.port, `[admin]\nlisten = 127.0.0.1:${ap}\n` + APP + tlsSection(pki.server), { tls: true });
+  const end = (cert) => {
+    const out = spawnSync('openssl', ['x509', '-in', cert, '-noout', '-enddate'], { encoding: 'utf8' }).stdout;
+    return Math.floor(Date.parse(out.trim().replace(/^notAfter=/, '')) / 1000);
+  };
+  const gauge = async () => {
+    const m = await (await fetch(`http://127.0.0.1:${ap}/metrics`)).text();
+    const x = m.match(/^syncgate_tls_certificate_expiry_timestamp_seconds (\d+)$/m);
+    return x ? Number(x[1]) : NaN;
+  };
+  assert.equal(await gauge(), end(pki.server.cert));
+  assert.ok(await gauge() > Date.now() / 1000, 'in the future');
+});
