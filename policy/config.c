@@ -692,6 +692,13 @@ handler(void *user, const char *section, const char *name, const char *value)
 			return parse_cors(ld, value);
 		if (!strcmp(name, "trusted_proxies"))
 			return parse_trusted(ld, value);
+		if (!strcmp(name, "watch_config")) {
+			int b = parse_bool(value);
+			if (b == UNSET)
+				return fail(ld, "watch_config: '%s' is not on or off%s", value, "");
+			ld->c->watch_config = b;
+			return 1;
+		}
 		if (!strcmp(name, "workers")) {
 			uint64_t n;
 			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)

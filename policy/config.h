@@ -143,6 +143,7 @@ struct pol_config {
 	char upstream_host[256];
 	char upstream_port[8];
 	int workers;
+	int watch_config;        /* [syncgate] watch_config = on: reload when the file changes */
 	int access_log;          /* [syncgate] access_log = on | off (default on) */
 	enum pol_underscore underscore_headers; /* [syncgate] underscore_headers (default drop) */
 	struct pol_cidr trusted[POL_TRUSTED_MAX]; /* [syncgate] trusted_proxies */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,11 @@ struct px_process {
 	struct px_upstream *admin_up;   /* the main thread's view of the upstream (/readyz) */
 	struct px_admin *admin;
 	char upstream[300];             /* scheme://host:port, for the ready line */
+	/* watch_config: an inotify watch on the file's directory (a ConfigMap update swaps a
+	 * symlink there), a short settle timer, and the content last loaded */
+	int watch_fd;
+	struct event *watch_ev, *watch_timer;
+	uint64_t file_hash;
 };
 
 /*
@@ -145,6 +151,82 @@ build_tls(const struct pol_config *cfg, SSL_CTX **srv_ctx, SSL_CTX **cli_ctx, ch
 	return 0;
 }
 
+/* FNV-1a of the file at PATH (0 if it cannot be read): a change of content, not of mtime. */
+static uint64_t
+file_hash(const char *path)
+{
+	uint64_t h = 14695981039346656037ull;
+	unsigned char buf[4096];
+	size_t n;
+	FILE *f = fopen(path, "rb");
+
+	if (!f)
+		return 0;
+	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ buf[i]) * 1099511628211ull;
+	fclose(f);
+	return h;
+}
+
+static void reload_cb(evutil_socket_t sig, short what, void *arg);
+
+/* The directory changed and settled: a reload, as on SIGHUP, if the file's content did. */
+static void
+watch_settled(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_process *p = arg;
+	uint64_t h = file_hash(p->path);
+	(void)fd;
+	(void)what;
+	if (!h || h == p->file_hash)
+		return;
+	px_log(PX_LOG_INFO, "config_changed", "config", p->path, NULL);
+	reload_cb(SIGHUP, 0, p);
+}
+
+static void
+watch_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_process *p = arg;
+	char buf[4096];
+	struct timeval tv = {0, 200000}; /* editors and kubelet write in steps */
+	(void)what;
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	evtimer_add(p->watch_timer, &tv);
+}
+
+/* watch_config: inotify on the config file's directory. Returns 0, or -1 (logged). */
+static int
+watch_start(struct px_process *p)
+{
+	char dir[4096];
+	char *slash;
+
+	snprintf(dir, sizeof dir, "%s", p->path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	p->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (p->watch_fd < 0 ||
+	    inotify_add_watch(p->watch_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
+	                                         IN_ATTRIB) < 0) {
+		px_log(PX_LOG_ERROR, "startup", "why", "watch_config: cannot watch the config's directory",
+		       "dir", dir, "error", strerror(errno), NULL);
+		return -1;
+	}
+	p->watch_ev = event_new(p->base, p->watch_fd, EV_READ | EV_PERSIST, watch_readable, p);
+	p->watch_timer = evtimer_new(p->base, watch_settled, p);
+	if (!p->watch_ev || !p->watch_timer || event_add(p->watch_ev, NULL))
+		return -1;
+	return 0;
+}
+
 static void
 reload_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -176,6 +258,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	pol_config_unref(p->file_cfg);
 	p->file_cfg = n;
 	px_shared_count_reload(p->shared, 1);
+	p->file_hash = file_hash(p->path);
 	px_log(PX_LOG_INFO, "reload", "config", p->path, NULL);
 }
 
@@ -191,6 +274,10 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 		px_worker_stop(p->workers[i]);
 	px_admin_free(p->admin);
 	p->admin = NULL;
+	if (p->watch_ev)
+		event_del(p->watch_ev);
+	if (p->watch_timer)
+		event_del(p->watch_timer);
 	if (p->nworkers == 1) {
 		/* the worker's own drain ends the shared loop; signals are no longer wanted */
 		event_del(p->sig_term);
@@ -214,6 +301,7 @@ px_process_new(struct pol_config *cfg, const char *path)
 	p = calloc(1, sizeof *p);
 	if (!p)
 		return NULL;
+	p->watch_fd = -1;
 	p->path = strdup(path);
 	p->file_cfg = pol_config_ref(cfg);
 	if (!p->path)
@@ -288,6 +376,9 @@ px_process_new(struct pol_config *cfg, const char *path)
 	evsignal_add(p->sig_term, NULL);
 	evsignal_add(p->sig_int, NULL);
 	evsignal_add(p->sig_hup, NULL);
+	p->file_hash = file_hash(p->path);
+	if (cfg->watch_config && watch_start(p))
+		goto bad;
 	return p;
 bad:
 	for (i = 0; i < nfds; i++)
@@ -328,6 +419,12 @@ px_process_free(struct px_process *p)
 	if (!p)
 		return;
 	px_admin_free(p->admin);
+	if (p->watch_ev)
+		event_free(p->watch_ev);
+	if (p->watch_timer)
+		event_free(p->watch_timer);
+	if (p->watch_fd >= 0)
+		close(p->watch_fd);
 	if (p->sig_term)
 		event_free(p->sig_term);
 	if (p->sig_int)

@@ -194,3 +194,41 @@ test('syncgate token prints a user token the realtime socket accepts under ident
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /no \[app:nosuch\] section with a secret key/);
 });
+
+test('watch_config: a ConfigMap-style update (a swapped ..data symlink) is reloaded without a signal', async () => {
+  const be = await startBackend({ apps: { demo: 'sk_test_demo' } });
+  cleanup.push(() => be.stop());
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-watch-'));
+  const conf = (sync) => `[syncgate]\nlisten = 127.0.0.1:${port}\nupstream = http://127.0.0.1:${be.port}\nwatch_config = on\n[app:demo]\nuser_sync = ${sync}\nsecret_key = sk_test_demo\n`;
+  // the layout kubelet makes: FILE -> ..data/FILE, ..data -> ..<timestamp>
+  const version = (name, sync) => { fs.mkdirSync(path.join(dir, name)); fs.writeFileSync(path.join(dir, name, 'syncgate.conf'), conf(sync)); };
+  version('..v1', 'on');
+  fs.symlinkSync('..v1', path.join(dir, '..data'));
+  fs.symlinkSync('..data/syncgate.conf', path.join(dir, 'syncgate.conf'));
+  const { spawn } = await import('node:child_process');
+  const proc = spawn(SYNCGATE, ['-c', path.join(dir, 'syncgate.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  cleanup.push(async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.on('exit', r)); fs.rmSync(dir, { recursive: true, force: true }); });
+  await waitFor(() => err.includes('"event":"ready"'));
+  const put = async () => parseResponses((await rawExchange(port, 'PUT /v1/demo/users/alice HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer not-a-key\r\nContent-Length: 2\r\n\r\n{}', { idle: 300 })).data)[0].status;
+  const before = await put();
+  assert.notEqual(before, 403, 'user sync on: not refused by syncgate');
+  // kubelet's atomic update: a new version directory, then ..data renamed over
+  version('..v2', 'off');
+  fs.symlinkSync('..v2', path.join(dir, '..data_tmp'));
+  fs.renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+  await waitFor(() => err.includes('"event":"reload"'), { timeout: 5000 });
+  assert.ok(err.includes('"event":"config_changed"'));
+  assert.equal(await put(), 403, 'the new file applies');
+  // an update that changes nothing (the same content swapped in) reloads nothing
+  const reloads = () => (err.match(/"event":"reload"/g) || []).length;
+  const n = reloads();
+  version('..v3', 'off');
+  fs.symlinkSync('..v3', path.join(dir, '..data_tmp'));
+  fs.renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+  await sleep(700);
+  assert.equal(reloads(), n);
+  assert.equal(await put(), 403);
+});
