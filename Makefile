@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: run test build deps asan fuzz bench clean
+.PHONY: run test build deps asan fuzz bench clean install
 
 # `make run` installs and builds only what running needs (profile-guided only if the test
 # dependencies are already there), quietly
@@ -30,6 +30,19 @@ deps-test:
 asan: deps-test
 	$(MAKE) build PGO=0 BUILD=build-asan CMAKE_FLAGS="-DSYNCGATE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 	cd build-asan && ctest --output-on-failure -j1
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man page, the docs, the systemd
+# unit (its paths follow PREFIX) and, unless one is there, the default config
+PREFIX ?= /usr/local
+install:
+	@test -x $(BUILD)/syncgate || $(MAKE) build
+	install -D -m 0755 $(BUILD)/syncgate $(DESTDIR)$(PREFIX)/bin/syncgate
+	install -D -m 0644 docs/syncgate.8 $(DESTDIR)$(PREFIX)/share/man/man8/syncgate.8
+	install -d $(DESTDIR)$(PREFIX)/share/doc/syncgate
+	install -m 0644 README.md docs/configuration.md docs/protocol.md docs/architecture.md $(DESTDIR)$(PREFIX)/share/doc/syncgate/
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local|$(PREFIX)|g' deploy/syncgate.service > $(DESTDIR)/etc/systemd/system/syncgate.service
+	test -e $(DESTDIR)/etc/syncgate/syncgate.conf || install -D -m 0640 conf/syncgate.conf $(DESTDIR)/etc/syncgate/syncgate.conf
 
 # libFuzzer over every parser, FUZZ_SECONDS each (default 60).
 fuzz:

@@ -108,6 +108,13 @@ main(void)
 
 	test_cors();
 	test_trusted();
+	c = load("listen = 127.0.0.1:8080 proxy_protocol, 127.0.0.1:8081\n", err);
+	CHECK(c && c->nlisten == 2);
+	CHECK(c && c->listen[0].proxy_protocol && !c->listen[0].tls);
+	CHECK(c && !c->listen[1].proxy_protocol && !c->listen[1].tls);
+	pol_config_unref(c);
+	/* both flags, in either order (a tls listener then needs [tls] cert and key) */
+	expect_error("listen = 127.0.0.1:8443 proxy_protocol tls\n", "[tls]");
 
 	/* defaults */
 	c = load("", err);
@@ -290,7 +297,7 @@ main(void)
 		CHECK(c->limits.tls_handshake_ms == 2000);
 	}
 	pol_config_unref(c);
-	expect_error("listen = 127.0.0.1:1 ssl\n", "listen: '127.0.0.1:1' has an unknown flag 'ssl' (only 'tls')");
+	expect_error("listen = 127.0.0.1:1 ssl\n", "listen: '127.0.0.1:1' has an unknown flag 'ssl' (tls, proxy_protocol)");
 	expect_error("listen = 127.0.0.1:1 tls\n", "a listen address is marked tls: [tls] needs cert and key");
 	expect_error("listen = 127.0.0.1:1 tls\n[tls]\ncert = /a.pem\n", "[tls] needs cert and key");
 	expect_error("upstream_ca_file = /ca.pem\n", "upstream_* TLS settings need an https:// upstream");
