@@ -85,6 +85,7 @@ struct px_http {
 	int req_msg_complete;           /* llhttp saw message complete in the last execute */
 	int refused_usable;             /* the last head was answered; the connection goes on */
 	unsigned nreq;                  /* requests read on this connection (the request id) */
+	char rid[40];                   /* "<socket>-<n>": the request's id in its log lines */
 	char req_app[POL_APPID_MAX + 1]; /* the request's app id, for the access line */
 	uint64_t up_start_us, up_head_us; /* upstream asked / its response head read */
 	uint64_t req_body_bytes;
@@ -153,7 +154,7 @@ access_log(struct px_http *h, int status, int backend)
 		snprintf(dur, sizeof dur, "%.3f", (double)us / 1000.0);
 		snprintf(in, sizeof in, "%llu", (unsigned long long)h->req_body_bytes);
 		snprintf(out, sizeof out, "%llu", (unsigned long long)h->resp_bytes);
-		snprintf(id, sizeof id, "%s-%u", c->id, h->nreq);
+		snprintf(id, sizeof id, "%s", h->rid);
 		if (h->up_head_us && h->up_start_us)
 			snprintf(up, sizeof up, "%.3f", (double)(h->up_head_us - h->up_start_us) / 1000.0);
 		else
@@ -808,6 +809,7 @@ px_http_start(struct px_conn *c)
 	h->c = c;
 	snprintf(h->client, sizeof h->client, "%s", c->peer);
 	px_police_stream_init(&h->ps, c->env->police, &http_transport, h, c->id, h->client);
+	h->ps.request_id = h->rid;
 	px_conn_set_proto(c, &http_proto, h);
 	px_io_setcb(c->cio, client_readcb, client_writecb, client_eventcb, h);
 	px_io_set_read_max(c->cio, c->cfg->limits.header_bytes + PX_LOW_WATER);
@@ -1230,6 +1232,7 @@ handle_one_head(struct px_http *h)
 		         (int)(tl > 256 ? 256 : tl), t);
 		h->req_start_us = px_now_us();
 		h->nreq++;
+		snprintf(h->rid, sizeof h->rid, "%s-%u", c->id, h->nreq);
 		h->req_app[0] = 0;
 		h->up_start_us = h->up_head_us = 0;
 	}

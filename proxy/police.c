@@ -116,7 +116,7 @@ log_decision(const struct px_police_stream *s, const struct pol_call *call,
 		memcpy(app, s->app, sizeof app);
 	}
 	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", s->tr->name,
-	       "socket", s->socket_id, "peer", s->peer, "app", app, "user", s->user ? s->user : "",
+	       "socket", s->socket_id, "id", s->request_id ? s->request_id : "", "peer", s->peer, "app", app, "user", s->user ? s->user : "",
 	       "op", pol_op_to_str(call->op), "method", method, "path", path, "#status", status,
 	       "errorCode", d->error_code ? d->error_code : "", "rule", d->rule ? d->rule : "",
 	       "mode", d->would_deny ? "report" : "enforce", NULL);

@@ -72,6 +72,7 @@ struct px_police_stream {
 	const struct px_transport *tr;
 	void *t;
 	const char *socket_id, *peer;   /* log fields (the transport's, outliving the stream) */
+	const char *request_id;         /* HTTP: the current request's id (its access line's); NULL */
 	char app[POL_APPID_MAX + 1];    /* the realtime socket's app; "" over HTTP */
 	const char *user;               /* the realtime socket's user (decoded), or NULL */
 	size_t user_len;

@@ -180,6 +180,9 @@ test('/metrics counts exactly the calls of a scripted scenario', async () => {
   assert.ok(typeof relayed.upstream_ms === 'number' && relayed.upstream_ms >= 0 && typeof relayed.ms === 'number', JSON.stringify(relayed));
   assert.equal(new Set(access.map((l) => l.id)).size, access.length, 'ids are unique');
   assert.ok(access.every((l) => /^w0-\d+-\d+$/.test(l.id)), JSON.stringify(access.map((l) => l.id)));
+  // the refused PUT's decision line carries the same id as its access line
+  const putDecision = sg.logs().find((l) => l.event === 'refuse' && l.transport === 'http');
+  assert.equal(putDecision.id, refusedPut.id);
   assert.ok(access.some((l) => l.request === 'GET /v1/demo/realtime/alice' && l.status === 101));
   await waitFor(() => sg.logs().some((l) => l.event === 'ws_closed'));
   const closed = sg.logs().find((l) => l.event === 'ws_closed');
