@@ -103,6 +103,7 @@ struct px_http {
 	char client[64];                /* the client's address: the peer's, or from the
 	                                 * X-Forwarded-For of a trusted proxy (logs) */
 	int peer_trusted;               /* the peer is one of trusted_proxies */
+	int client_from_xff;            /* client was taken from X-Forwarded-For */
 	char origin[POL_ORIGIN_MAX];    /* the request's Origin, for syncgate's own answers */
 	size_t origin_len;              /* 0: none (or not a valid origin) */
 	int out_paused;                 /* HEAD: requests wait unread while the client's output
@@ -1106,6 +1107,27 @@ reset_request(struct px_http *h)
 		evbuffer_drain(h->held, evbuffer_get_length(h->held));
 }
 
+/* h->rid = "<socket id>-<request number>", written by hand: this runs for every request,
+ * and snprintf() cost it ~1,000 instructions. */
+static void
+request_id(struct px_http *h)
+{
+	char digits[12];
+	size_t il = strlen(h->c->id), n = 0;
+	unsigned v = h->nreq;
+
+	do
+		digits[n++] = (char)('0' + v % 10);
+	while ((v /= 10) && n < sizeof digits);
+	if (il + 1 + n >= sizeof h->rid)
+		il = sizeof h->rid - 2 - n;
+	memcpy(h->rid, h->c->id, il);
+	h->rid[il++] = '-';
+	while (n)
+		h->rid[il++] = digits[--n];
+	h->rid[il] = 0;
+}
+
 /*
  * The client's address for this request: the peer's, unless the peer is one of
  * trusted_proxies and the head has X-Forwarded-For: then the rightmost entry that is not
@@ -1120,8 +1142,11 @@ client_address(struct px_http *h, const char *head, size_t len)
 	const char *last = NULL;
 	size_t last_len = 0;
 
-	snprintf(h->client, sizeof h->client, "%s", c->peer);
-	h->peer_trusted = pol_trusted_proxy(c->cfg, c->peer, strlen(c->peer));
+	if (h->client_from_xff) {
+		memcpy(h->client, c->peer, sizeof h->client); /* both 64 bytes, NUL-terminated */
+		h->client_from_xff = 0;
+	}
+	h->peer_trusted = c->cfg->ntrusted && pol_trusted_proxy(c->cfg, c->peer, strlen(c->peer));
 	if (!h->peer_trusted)
 		return;
 	while (p && ++p < end - 2) {
@@ -1152,8 +1177,10 @@ client_address(struct px_http *h, const char *head, size_t len)
 		unsigned char a[16];
 		memcpy(t, last, last_len);
 		t[last_len] = 0;
-		if (inet_pton(AF_INET, t, a) == 1 || inet_pton(AF_INET6, t, a) == 1)
+		if (inet_pton(AF_INET, t, a) == 1 || inet_pton(AF_INET6, t, a) == 1) {
 			memcpy(h->client, t, last_len + 1);
+			h->client_from_xff = 1;
+		}
 	}
 }
 
@@ -1216,13 +1243,10 @@ handle_one_head(struct px_http *h)
 		return 0;
 	}
 	client_address(h, p, (size_t)end);
-	{
-		const char *o;
-		long ol = find_header(p, (size_t)end, "origin", &o);
-		if (ol > 0 && (size_t)ol < sizeof h->origin && pol_origin_valid(o, (size_t)ol)) {
-			memcpy(h->origin, o, (size_t)ol);
-			h->origin_len = (size_t)ol;
-		}
+	if (h->req.origin && h->req.origin_len < sizeof h->origin &&
+	    pol_origin_valid(h->req.origin, h->req.origin_len)) {
+		memcpy(h->origin, h->req.origin, h->req.origin_len);
+		h->origin_len = h->req.origin_len;
 	}
 	{
 		/* the access line: method and path, never the query */
@@ -1232,7 +1256,7 @@ handle_one_head(struct px_http *h)
 		         (int)(tl > 256 ? 256 : tl), t);
 		h->req_start_us = px_now_us();
 		h->nreq++;
-		snprintf(h->rid, sizeof h->rid, "%s-%u", c->id, h->nreq);
+		request_id(h);
 		h->req_app[0] = 0;
 		h->up_start_us = h->up_head_us = 0;
 	}

@@ -134,7 +134,8 @@ connection_names_unremovable(const char *v, size_t n)
 }
 
 /* The header names the guard reads, told apart by length first (one compare for most lines). */
-enum hkind { H_OTHER, H_HOST, H_AUTHZ, H_OVERRIDE, H_CL, H_TE, H_CONNECTION, H_UPGRADE, H_EXPECT };
+enum hkind { H_OTHER, H_HOST, H_AUTHZ, H_OVERRIDE, H_CL, H_TE, H_CONNECTION, H_UPGRADE, H_EXPECT,
+             H_ORIGIN };
 
 static enum hkind
 header_kind(const char *p, size_t n)
@@ -143,7 +144,7 @@ header_kind(const char *p, size_t n)
 	case 4:
 		return px_token_eq(p, n, "host") ? H_HOST : H_OTHER;
 	case 6:
-		return px_token_eq(p, n, "expect") ? H_EXPECT : H_OTHER;
+		return px_token_eq(p, n, "expect") ? H_EXPECT : px_token_eq(p, n, "origin") ? H_ORIGIN : H_OTHER;
 	case 7:
 		return px_token_eq(p, n, "upgrade") ? H_UPGRADE : H_OTHER;
 	case 10:
@@ -237,6 +238,11 @@ check_fields(const char *p, const char *end, int max_headers, struct px_head_inf
 			break;
 		case H_OVERRIDE:
 			info->method_override = st->request;
+			break;
+		case H_ORIGIN:
+			info->origin = v; /* the last one, as find_header() would not: it is only echoed
+			                   * once checked (pol_origin_valid) */
+			info->origin_len = vl;
 			break;
 		case H_CL: {
 			uint64_t n = 0;

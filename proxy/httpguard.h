@@ -27,6 +27,8 @@ struct px_head_info {
 	int cl_rewrite;       /* Content-Length has leading zeros: forwarded canonical */
 	int underscores;      /* request header names containing "_" (none of them protected) */
 	int method_override;  /* X-HTTP-Method-Override, X-HTTP-Method or X-Method-Override */
+	const char *origin;   /* request: the Origin header's value (into the head), or NULL */
+	size_t origin_len;
 };
 
 /*
