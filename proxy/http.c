@@ -387,17 +387,21 @@ struct conn_tokens {
 	} t[MAX_CONN_TOKENS];
 };
 
+/*
+ * Calls EACH(ARG, item, length) for every item of the comma-separated list values of header
+ * NAME in HEAD[0..LEN) (all its lines, in order; items trimmed, empty ones skipped), until
+ * EACH returns non-zero. RFC 9110 §5.6.1.
+ */
 static void
-connection_tokens(const char *head, size_t len, struct conn_tokens *ct)
+list_items(const char *head, size_t len, const char *name,
+           int (*each)(void *arg, const char *s, size_t n), void *arg)
 {
 	const char *p = memchr(head, '\n', len), *end = head + len;
 
-	ct->n = 0;
-	ct->overflow = 0;
 	while (p && ++p < end - 2) {
 		const char *eol = memchr(p, '\r', (size_t)(end - p));
 		const char *colon = memchr(p, ':', (size_t)(eol - p));
-		if (colon && px_token_eq(p, (size_t)(colon - p), "connection")) {
+		if (colon && px_token_eq(p, (size_t)(colon - p), name)) {
 			const char *v = colon + 1;
 			while (v < eol) {
 				const char *s, *e;
@@ -409,19 +413,34 @@ connection_tokens(const char *head, size_t len, struct conn_tokens *ct)
 				e = v;
 				while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
 					e--;
-				if (e == s)
-					continue;
-				if (ct->n == MAX_CONN_TOKENS) {
-					ct->overflow = 1;
+				if (e > s && each(arg, s, (size_t)(e - s)))
 					return;
-				}
-				ct->t[ct->n].p = s;
-				ct->t[ct->n].n = (size_t)(e - s);
-				ct->n++;
 			}
 		}
 		p = memchr(eol, '\n', (size_t)(end - eol));
 	}
+}
+
+static int
+add_conn_token(void *arg, const char *s, size_t n)
+{
+	struct conn_tokens *ct = arg;
+	if (ct->n == MAX_CONN_TOKENS) {
+		ct->overflow = 1;
+		return 1;
+	}
+	ct->t[ct->n].p = s;
+	ct->t[ct->n].n = n;
+	ct->n++;
+	return 0;
+}
+
+static void
+connection_tokens(const char *head, size_t len, struct conn_tokens *ct)
+{
+	ct->n = 0;
+	ct->overflow = 0;
+	list_items(head, len, "connection", add_conn_token, ct);
 }
 
 /* 1 if NAME is listed in the Connection header(s) CT was collected from. */
@@ -1128,6 +1147,24 @@ request_id(struct px_http *h)
 	h->rid[il] = 0;
 }
 
+/* The rightmost X-Forwarded-For entry that is not a trusted proxy (client_address). */
+struct xff_scan {
+	const struct pol_config *cfg;
+	const char *last;
+	size_t last_len;
+};
+
+static int
+xff_entry(void *arg, const char *s, size_t n)
+{
+	struct xff_scan *x = arg;
+	if (!pol_trusted_proxy(x->cfg, s, n)) {
+		x->last = s;
+		x->last_len = n;
+	}
+	return 0;
+}
+
 /*
  * The client's address for this request: the peer's, unless the peer is one of
  * trusted_proxies and the head has X-Forwarded-For: then the rightmost entry that is not
@@ -1138,9 +1175,7 @@ static void
 client_address(struct px_http *h, const char *head, size_t len)
 {
 	struct px_conn *c = h->c;
-	const char *p = memchr(head, '\n', len), *end = head + len;
-	const char *last = NULL;
-	size_t last_len = 0;
+	struct xff_scan x = {c->cfg, NULL, 0};
 
 	if (h->client_from_xff) {
 		memcpy(h->client, c->peer, sizeof h->client); /* both 64 bytes, NUL-terminated */
@@ -1149,36 +1184,14 @@ client_address(struct px_http *h, const char *head, size_t len)
 	h->peer_trusted = c->cfg->ntrusted && pol_trusted_proxy(c->cfg, c->peer, strlen(c->peer));
 	if (!h->peer_trusted)
 		return;
-	while (p && ++p < end - 2) {
-		const char *eol = memchr(p, '\r', (size_t)(end - p));
-		const char *colon = memchr(p, ':', (size_t)(eol - p));
-		if (colon && px_token_eq(p, (size_t)(colon - p), "x-forwarded-for")) {
-			const char *v = colon + 1;
-			while (v < eol) {
-				const char *s, *e;
-				while (v < eol && (*v == ' ' || *v == '\t' || *v == ','))
-					v++;
-				s = v;
-				while (v < eol && *v != ',')
-					v++;
-				e = v;
-				while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-					e--;
-				if (e > s && !pol_trusted_proxy(c->cfg, s, (size_t)(e - s))) {
-					last = s;
-					last_len = (size_t)(e - s);
-				}
-			}
-		}
-		p = memchr(eol, '\n', (size_t)(end - eol));
-	}
-	if (last && last_len < sizeof h->client) {
+	list_items(head, len, "x-forwarded-for", xff_entry, &x);
+	if (x.last && x.last_len < sizeof h->client) {
 		char t[64];
 		unsigned char a[16];
-		memcpy(t, last, last_len);
-		t[last_len] = 0;
+		memcpy(t, x.last, x.last_len);
+		t[x.last_len] = 0;
 		if (inet_pton(AF_INET, t, a) == 1 || inet_pton(AF_INET6, t, a) == 1) {
-			memcpy(h->client, t, last_len + 1);
+			memcpy(h->client, t, x.last_len + 1);
 			h->client_from_xff = 1;
 		}
 	}
