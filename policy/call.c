@@ -52,6 +52,19 @@ pol_classifier_json(const struct pol_classifier *k)
 	return k->json;
 }
 
+struct pol_json *
+pol_classifier_scanner(struct pol_classifier *k)
+{
+	return k->json;
+}
+
+char *
+pol_classifier_idbuf(struct pol_classifier *k, size_t *size)
+{
+	*size = ID_BUF_BYTES;
+	return k->idbuf;
+}
+
 static const struct {
 	const char *name;
 	enum pol_method m;

@@ -92,6 +92,12 @@ void pol_classifier_free(struct pol_classifier *k);
 
 /* The JSON tokens of the last classified frame (to copy action objects out of a batch). */
 const struct pol_json *pol_classifier_json(const struct pol_classifier *k);
+/* The classifier's JSON scanner, for another strict scan (an HTTP route's body); it
+ * replaces the tokens of the last classified frame. */
+struct pol_json *pol_classifier_scanner(struct pol_classifier *k);
+/* The classifier's id scratch (*SIZE bytes): decoded ids of an HTTP route's body live there
+ * until the next classification (a frame's batch uses it too). */
+char *pol_classifier_idbuf(struct pol_classifier *k, size_t *size);
 
 /*
  * Classifies one complete client text message. Returns 0 with OUT filled, or -1 for a frame

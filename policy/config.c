@@ -12,6 +12,7 @@
  * last value silently winning would let a stray "user_sync = on" turn protection off.
  */
 #include "policy/config.h"
+#include "policy/route.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -83,13 +84,14 @@ struct app_draft {
 	int identity_line;      /* where identity was set (an error names it) */
 };
 
+#define MAX_LINE 4096 /* inih's own line buffer is smaller: a longer line is an error there */
+
 /* A section or key seen so far, with its line (duplicate detection). */
 struct seen {
 	char name[POL_APPID_MAX + 8];
 	int line;
 };
 
-#define MAX_LINE 4096 /* inih's own line buffer is smaller: a longer line is an error there */
 
 struct loader {
 	struct pol_config *c;
@@ -110,6 +112,35 @@ struct loader {
 	int napps, capps;
 	int seen_upstream;
 	int seen_up_tls_key;   /* an upstream_* TLS key was written (needs https://) */
+	char section[POL_NAME_MAX + 16]; /* the section read_line() is in */
+	char raw[MAX_LINE];    /* the line inih is handling, as written (route tests) */
+	struct up_draft *ups;  /* [upstream:NAME] sections */
+	int nups;
+	struct route_draft *routes; /* [route:NAME] sections */
+	int nroutes, croutes;
+	struct route_test *tests;   /* [route-test] lines */
+	int ntests, ctests;
+	char lookup_name[POL_NAME_MAX + 1];
+	int lookup_line;
+};
+
+/* An [upstream:NAME] section while loading. */
+struct up_draft {
+	struct pol_upstream u;
+	int seen_url, pool_set, host_set, tls_key_line; /* a TLS key's line (needs https://) */
+};
+
+/* A [route:NAME] section while loading: upstream names resolve once every section is read. */
+struct route_draft {
+	struct pol_route r;
+	char upstream[POL_NAME_MAX + 1];
+	int upstream_line, match_line, rewrite_line, sync_set;
+};
+
+/* A [route-test] line: "METHOD TARGET -> key=value ...". */
+struct route_test {
+	int line;
+	char *text;
 };
 
 #define DEFAULT_CIPHERS                                                                   \
@@ -651,6 +682,256 @@ note_line(struct loader *ld, const char *section, const char *name)
 			*(int *)((char *)&ld->c->lines + keys[i].off) = ld->line;
 }
 
+/* 1 if S is a name for an upstream or a route: 1..POL_NAME_MAX of [A-Za-z0-9_.-]. */
+static int
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	return n >= 1 && n <= POL_NAME_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+/*
+ * "http(s)://HOST[:PORT][/]" into U's scheme, tls, host and port (the scheme's port when none
+ * is written). Returns 0 or -1.
+ */
+static int
+parse_url(const char *v, struct pol_upstream *u)
+{
+	const char *rest;
+	char hp[300];
+	size_t n;
+
+	if (!strncmp(v, "http://", 7)) {
+		strcpy(u->scheme, "http");
+		u->tls = 0;
+		rest = v + 7;
+	} else if (!strncmp(v, "https://", 8)) {
+		strcpy(u->scheme, "https");
+		u->tls = 1;
+		rest = v + 8;
+	} else {
+		return -1;
+	}
+	n = strcspn(rest, "/");
+	if ((rest[n] && strcmp(rest + n, "/")) || n == 0 || n + 8 >= sizeof hp)
+		return -1;
+	memcpy(hp, rest, n);
+	hp[n] = 0;
+	if (!strchr(hp, ':') || (hp[0] == '[' && hp[n - 1] == ']')) {
+		snprintf(hp + n, sizeof hp - n, ":%s", u->tls ? "443" : "80");
+	}
+	return parse_hostport(hp, u->host, sizeof u->host, u->port);
+}
+
+static struct up_draft *
+upstream_section(struct loader *ld, const char *name)
+{
+	int i;
+	if (!valid_name(name)) {
+		fail(ld, "[upstream:%s]: a name is 1-63 of [A-Za-z0-9_.-]%s", name, "");
+		return NULL;
+	}
+	if (!strcmp(name, "default")) {
+		fail(ld, "[upstream:default]: 'default' is [syncgate] upstream's name%s%s", "", "");
+		return NULL;
+	}
+	for (i = 0; i < ld->nups; i++)
+		if (!strcmp(ld->ups[i].u.name, name))
+			return &ld->ups[i];
+	if (ld->nups == POL_UPSTREAM_MAX - 1) {
+		fail(ld, "[upstream:%s]: more than 15 named upstreams%s", name, "");
+		return NULL;
+	}
+	if (!ld->ups && !(ld->ups = calloc(POL_UPSTREAM_MAX, sizeof *ld->ups))) {
+		fail(ld, "out of memory%s%s", "", "");
+		return NULL;
+	}
+	memset(&ld->ups[ld->nups], 0, sizeof ld->ups[ld->nups]);
+	snprintf(ld->ups[ld->nups].u.name, sizeof ld->ups[ld->nups].u.name, "%s", name);
+	ld->ups[ld->nups].u.line = ld->line;
+	ld->ups[ld->nups].u.t.verify = 1;
+	return &ld->ups[ld->nups++];
+}
+
+static int
+upstream_key(struct loader *ld, struct up_draft *d, const char *name, const char *value)
+{
+	struct pol_upstream *u = &d->u;
+	int b;
+
+	if (!strcmp(name, "url")) {
+		if (parse_url(value, u))
+			return fail(ld, "url: '%s' must be http(s)://HOST[:PORT] (no path)%s", value, "");
+		d->seen_url = 1;
+		u->url_line = ld->line;
+		return 1;
+	}
+	if (!strcmp(name, "host")) {
+		if (!*value || strlen(value) >= sizeof u->host_header || strpbrk(value, " \t\r\n,/"))
+			return fail(ld, "host: '%s' is not a Host header value%s", value, "");
+		snprintf(u->host_header, sizeof u->host_header, "%s", value);
+		d->host_set = 1;
+		return 1;
+	}
+	if (!strcmp(name, "pool")) {
+		char *end;
+		long n = strtol(value, &end, 10);
+		if (*end || end == value || n < 0 || n > 100000)
+			return fail(ld, "pool: '%s' is not 0..100000%s", value, "");
+		u->pool = (uint32_t)n;
+		d->pool_set = 1;
+		return 1;
+	}
+	d->tls_key_line = d->tls_key_line ? d->tls_key_line : ld->line;
+	if (!strcmp(name, "verify")) {
+		if ((b = parse_bool(value)) == UNSET)
+			return fail(ld, "verify: '%s' is not on or off%s", value, "");
+		u->t.verify = b;
+		return 1;
+	}
+	if (!strcmp(name, "sni"))
+		return set_path(ld, u->t.server_name, sizeof u->t.server_name, "sni", value);
+	if (!strcmp(name, "ca_file")) {
+		u->ca_line = ld->line;
+		return set_path(ld, u->t.ca_file, sizeof u->t.ca_file, "ca_file", value);
+	}
+	if (!strcmp(name, "cert")) {
+		u->cert_line = ld->line;
+		return set_path(ld, u->t.cert, sizeof u->t.cert, "cert", value);
+	}
+	if (!strcmp(name, "key")) {
+		u->key_line = ld->line;
+		return set_path(ld, u->t.key, sizeof u->t.key, "key", value);
+	}
+	return fail(ld, "unknown key '%s' in [upstream:...] (url, host, sni, verify, ca_file, cert, key, pool)%s",
+	            name, "");
+}
+
+static struct route_draft *
+route_section(struct loader *ld, const char *name)
+{
+	struct route_draft *d;
+	int i;
+
+	if (!valid_name(name)) {
+		fail(ld, "[route:%s]: a name is 1-63 of [A-Za-z0-9_.-]%s", name, "");
+		return NULL;
+	}
+	for (i = 0; i < ld->nroutes; i++)
+		if (!strcmp(ld->routes[i].r.name, name))
+			return &ld->routes[i];
+	if (ld->nroutes == POL_ROUTE_MAX) {
+		fail(ld, "[route:%s]: more than 512 routes%s", name, "");
+		return NULL;
+	}
+	if (ld->nroutes == ld->croutes) {
+		int nc = ld->croutes ? ld->croutes * 2 : 16;
+		struct route_draft *nr = realloc(ld->routes, (size_t)nc * sizeof *nr);
+		if (!nr) {
+			fail(ld, "out of memory%s%s", "", "");
+			return NULL;
+		}
+		ld->routes = nr;
+		ld->croutes = nc;
+	}
+	d = &ld->routes[ld->nroutes++];
+	memset(d, 0, sizeof *d);
+	snprintf(d->r.name, sizeof d->r.name, "%s", name);
+	d->r.line = ld->line;
+	return d;
+}
+
+static int
+route_key(struct loader *ld, struct route_draft *d, const char *name, const char *value)
+{
+	struct pol_route *r = &d->r;
+	char err[300];
+	static const char *const ids[] = {"app", "user", "conversation", "participant"};
+	int k;
+
+	if (!strcmp(name, "match")) {
+		if (pol_route_parse_match(r, value, err, sizeof err))
+			return fail(ld, "%s%s", err, "");
+		if (r->has_rewrite) { /* a rewrite read before the match: its literals went first */
+			char rw[POL_ROUTE_TEXT];
+			snprintf(rw, sizeof rw, "%s", r->rewrite_text);
+			if (pol_route_parse_match(r, value, err, sizeof err) ||
+			    pol_route_parse_rewrite(r, rw, err, sizeof err))
+				return fail(ld, "%s%s", err, "");
+		}
+		d->match_line = ld->line;
+		return 1;
+	}
+	if (!strcmp(name, "rewrite")) {
+		if (pol_route_parse_rewrite(r, value, err, sizeof err))
+			return fail(ld, "rewrite: %s%s", err, "");
+		d->rewrite_line = ld->line;
+		return 1;
+	}
+	if (!strcmp(name, "upstream")) {
+		if (!valid_name(value))
+			return fail(ld, "upstream: '%s' is not an upstream name%s", value, "");
+		snprintf(d->upstream, sizeof d->upstream, "%s", value);
+		d->upstream_line = ld->line;
+		return 1;
+	}
+	if (!strcmp(name, "sync")) {
+		for (k = 0; k <= POL_SYNC_NONE; k++)
+			if (!strcmp(value, pol_sync_to_str((enum pol_sync)k)))
+				break;
+		if (k > POL_SYNC_NONE)
+			return fail(ld, "sync: '%s' is not talkjs, realtime, user_set, user_create, "
+			            "conversation_set, conversation_create, participant or none%s", value, "");
+		r->sync = (enum pol_sync)k;
+		d->sync_set = 1;
+		return 1;
+	}
+	if (!strcmp(name, "body")) {
+		if (strcmp(value, "json"))
+			return fail(ld, "body: '%s' is not json%s", value, "");
+		r->body_json = 1;
+		return 1;
+	}
+	for (k = 0; k < 4; k++) {
+		if (strcmp(name, ids[k]))
+			continue;
+		if (!strncmp(value, "body:", 5)) {
+			const char *key = value + 5;
+			if (!*key || strlen(key) >= sizeof r->body_key[k] || strpbrk(key, "\"\\"))
+				return fail(ld, "%s: '%s' is not body:KEY%s", name, value);
+			snprintf(r->body_key[k], sizeof r->body_key[k], "%s", key);
+			return 1;
+		}
+		if (k == 0) {
+			if (!valid_appid(value))
+				return fail(ld, "app: '%s' is not an app id or body:KEY%s", value, "");
+			snprintf(r->app, sizeof r->app, "%s", value);
+			return 1;
+		}
+		return fail(ld, "%s: '%s' must be body:KEY (a path id is a placeholder in match)", name, value);
+	}
+	return fail(ld, "unknown key '%s' in [route:...] (match, upstream, rewrite, sync, body, "
+	            "app, user, conversation, participant)%s", name, "");
+}
+
+static int
+route_test_line(struct loader *ld)
+{
+	if (ld->ntests == ld->ctests) {
+		int nc = ld->ctests ? ld->ctests * 2 : 16;
+		struct route_test *nt = realloc(ld->tests, (size_t)nc * sizeof *nt);
+		if (!nt)
+			return fail(ld, "out of memory%s%s", "", "");
+		ld->tests = nt;
+		ld->ctests = nc;
+	}
+	ld->tests[ld->ntests].line = ld->line;
+	if (!(ld->tests[ld->ntests].text = strdup(ld->raw)))
+		return fail(ld, "out of memory%s%s", "", "");
+	ld->ntests++;
+	return 1;
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -699,6 +980,13 @@ handler(void *user, const char *section, const char *name, const char *value)
 			ld->c->watch_config = b;
 			return 1;
 		}
+		if (!strcmp(name, "lookup_upstream")) {
+			if (!valid_name(value))
+				return fail(ld, "lookup_upstream: '%s' is not an upstream name%s", value, "");
+			snprintf(ld->lookup_name, sizeof ld->lookup_name, "%s", value);
+			ld->lookup_line = ld->line;
+			return 1;
+		}
 		if (!strcmp(name, "workers")) {
 			uint64_t n;
 			if (parse_number(value, LIM_COUNT, &n) || n < 1 || n > 64)
@@ -734,7 +1022,188 @@ handler(void *user, const char *section, const char *name, const char *value)
 		struct app_draft *a = app_section(ld, section);
 		return a ? app_key(ld, a, name, value) : 0;
 	}
+	if (!strncmp(section, "upstream:", 9)) {
+		struct up_draft *u = upstream_section(ld, section + 9);
+		return u ? upstream_key(ld, u, name, value) : 0;
+	}
+	if (!strncmp(section, "route:", 6)) {
+		struct route_draft *r = route_section(ld, section + 6);
+		return r ? route_key(ld, r, name, value) : 0;
+	}
+	if (!strcmp(section, "route-test"))
+		return route_test_line(ld);
 	return fail(ld, "unknown section [%s]%s", section, "");
+}
+
+/* The upstreams: [0] from [syncgate] upstream, then the sections in file order. */
+static int
+finish_upstreams(struct loader *ld, struct pol_config *c, const char *name, char *err)
+{
+	struct pol_upstream *d = &c->upstreams[0];
+	int i;
+
+	snprintf(d->name, sizeof d->name, "default");
+	memcpy(d->scheme, c->upstream_scheme, sizeof d->scheme);
+	d->tls = c->upstream_tls;
+	memcpy(d->host, c->upstream_host, sizeof d->host);
+	memcpy(d->port, c->upstream_port, sizeof d->port);
+	d->host_header[0] = 0;
+	d->t = c->up_tls;
+	d->pool = c->limits.upstream_pool;
+	d->url_line = c->lines.upstream;
+	d->ca_line = c->lines.up_ca;
+	d->cert_line = c->lines.up_cert;
+	d->key_line = c->lines.up_key;
+	c->nupstreams = 1;
+	for (i = 0; i < ld->nups; i++) {
+		struct up_draft *x = &ld->ups[i];
+		struct pol_upstream *u = &x->u;
+		if (!x->seen_url) {
+			snprintf(err, POL_ERR_MAX, "%s:%d: [upstream:%s] needs url = http(s)://HOST[:PORT]",
+			         name, u->line, u->name);
+			return -1;
+		}
+		if (x->tls_key_line && !u->tls) {
+			snprintf(err, POL_ERR_MAX, "%s:%d: [upstream:%s] TLS settings need an https:// url",
+			         name, x->tls_key_line, u->name);
+			return -1;
+		}
+		if (!u->t.cert[0] != !u->t.key[0]) {
+			snprintf(err, POL_ERR_MAX, "%s:%d: [upstream:%s] cert and key go together", name,
+			         u->cert_line ? u->cert_line : u->key_line, u->name);
+			return -1;
+		}
+		if (!x->pool_set)
+			u->pool = c->limits.upstream_pool;
+		if (!x->host_set) {
+			int v6 = strchr(u->host, ':') != NULL;
+			int dflt = !strcmp(u->port, u->tls ? "443" : "80");
+			snprintf(u->host_header, sizeof u->host_header, "%s%s%s%s%s", v6 ? "[" : "", u->host,
+			         v6 ? "]" : "", dflt ? "" : ":", dflt ? "" : u->port);
+		}
+		c->upstreams[c->nupstreams++] = *u;
+	}
+	c->lookup_upstream = 0;
+	if (ld->lookup_name[0] && (c->lookup_upstream = pol_config_upstream(c, ld->lookup_name,
+	                                                                    strlen(ld->lookup_name))) < 0) {
+		snprintf(err, POL_ERR_MAX, "%s:%d: lookup_upstream: no [upstream:%s]", name, ld->lookup_line,
+		         ld->lookup_name);
+		return -1;
+	}
+	return 0;
+}
+
+/* The built-in TalkJS routes (protocol.md 1): every one to the default upstream, unchanged,
+ * classified by the built-in table. An operator route of the same name or match replaces one. */
+static const struct {
+	const char *name, *match;
+	enum pol_sync sync;
+} builtin_routes[] = {
+	{"talkjs-realtime", "GET /v1/{app}/realtime/{user}", POL_SYNC_TALKJS},
+	{"talkjs-realtime-custom", "GET /public_api/v1/{app}/realtime/{user}", POL_SYNC_TALKJS},
+	{"talkjs-rest", "* /v1/{app}/{*}", POL_SYNC_TALKJS},
+	{"talkjs-rest-custom", "* /public_api/v1/{app}/{*}", POL_SYNC_TALKJS},
+	{"talkjs-api", "* /api/v0/{app}/{*}", POL_SYNC_TALKJS},
+	{"talkjs-other", "* /{*}", POL_SYNC_TALKJS},
+};
+#define NBUILTIN ((int)(sizeof builtin_routes / sizeof builtin_routes[0]))
+
+static int
+finish_routes(struct loader *ld, struct pol_config *c, const char *name, char *err)
+{
+	struct pol_route *t;
+	char msg[300];
+	int i, j, n = 0;
+
+	t = calloc((size_t)ld->nroutes + NBUILTIN, sizeof *t);
+	if (!t) {
+		snprintf(err, POL_ERR_MAX, "%s:0: out of memory", name);
+		return -1;
+	}
+	c->routes = t;
+	for (i = 0; i < ld->nroutes; i++) {
+		struct route_draft *d = &ld->routes[i];
+		d->r.upstream = 0;
+		if (d->upstream[0] &&
+		    (d->r.upstream = pol_config_upstream(c, d->upstream, strlen(d->upstream))) < 0) {
+			snprintf(err, POL_ERR_MAX, "%s:%d: [route:%s] upstream: no [upstream:%s]", name,
+			         d->upstream_line, d->r.name, d->upstream);
+			return -1;
+		}
+		if (pol_route_check(&d->r, msg, sizeof msg)) {
+			snprintf(err, POL_ERR_MAX, "%s:%d: %s", name, d->match_line ? d->match_line : d->r.line, msg);
+			return -1;
+		}
+		t[n++] = d->r;
+	}
+	c->operator_routes = n;
+	for (i = 0; i < NBUILTIN; i++) {
+		struct pol_route b;
+		memset(&b, 0, sizeof b);
+		snprintf(b.name, sizeof b.name, "%s", builtin_routes[i].name);
+		if (pol_route_parse_match(&b, builtin_routes[i].match, msg, sizeof msg)) {
+			snprintf(err, POL_ERR_MAX, "%s:0: built-in route %s: %s", name, b.name, msg);
+			return -1; /* a bug: unit-tested */
+		}
+		b.sync = builtin_routes[i].sync;
+		for (j = 0; j < c->operator_routes; j++)
+			if (!strcmp(t[j].name, b.name) ||
+			    (t[j].methods == b.methods && !strcasecmp(t[j].match_text + strcspn(t[j].match_text, " "),
+			                                              b.match_text + strcspn(b.match_text, " "))))
+				break;
+		if (j == c->operator_routes)
+			t[n++] = b;
+	}
+	c->nroutes = n;
+	return pol_route_sort(t, n, name, err, POL_ERR_MAX);
+}
+
+/* Runs the [route-test] lines against C's table; -1 with ERR naming the first that fails. */
+static int
+run_route_tests(struct loader *ld, struct pol_config *c, const char *name, char *err)
+{
+	struct pol_classifier *k;
+	char msg[400];
+	int i, rc = 0;
+
+	if (!ld->ntests)
+		return 0;
+	if (!(k = pol_classifier_new(&c->limits))) {
+		snprintf(err, POL_ERR_MAX, "%s:0: out of memory", name);
+		return -1;
+	}
+	for (i = 0; i < ld->ntests && !rc; i++)
+		if (pol_route_test(c, k, ld->tests[i].text, msg, sizeof msg)) {
+			snprintf(err, POL_ERR_MAX, "%.200s:%d: route-test: %.280s", name, ld->tests[i].line, msg);
+			rc = -1;
+		}
+	pol_classifier_free(k);
+	return rc;
+}
+
+static void
+free_drafts(struct loader *ld)
+{
+	int i;
+	for (i = 0; i < ld->ntests; i++)
+		free(ld->tests[i].text);
+	free(ld->tests);
+	free(ld->routes);
+	free(ld->ups);
+	ld->tests = NULL;
+	ld->routes = NULL;
+	ld->ups = NULL;
+	ld->ntests = ld->nroutes = ld->nups = 0;
+}
+
+int
+pol_config_upstream(const struct pol_config *c, const char *name, size_t len)
+{
+	int i;
+	for (i = 0; i < c->nupstreams; i++)
+		if (strlen(c->upstreams[i].name) == len && !memcmp(c->upstreams[i].name, name, len))
+			return i;
+	return -1;
 }
 
 static int
@@ -835,6 +1304,10 @@ check_line(struct loader *ld, const char *line)
 			fail_at_line(ld, "section", sec, first);
 		}
 		ld->nkeys = 0; /* keys are per section */
+		snprintf(ld->section, sizeof ld->section, "%.*s",
+		         (int)(end - line - 1 < (long)sizeof ld->section - 1 ? end - line - 1
+		                                                          : (long)sizeof ld->section - 1),
+		         line + 1);
 		if (end - line - 1 == 8 && !memcmp(line + 1, "syncgate", 8))
 			ld->c->lines.syncgate = ld->line;
 		else if (end - line - 1 == 3 && !memcmp(line + 1, "tls", 3))
@@ -843,6 +1316,8 @@ check_line(struct loader *ld, const char *line)
 	}
 	if (*line == ';' || *line == '#' || *line == 0 || !(end = strpbrk(line, "=:")))
 		return;
+	if (!strcmp(ld->section, "route-test"))
+		return; /* lines, not keys: the same request may be tested twice */
 	while (end > line && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
 	first = remember(ld, &ld->keys, &ld->nkeys, &ld->ckeys, line, (size_t)(end - line));
@@ -894,6 +1369,10 @@ read_line(char *str, int num, void *stream)
 	}
 	check_line(ld, p);
 	memcpy(str, p, n + 1);
+	snprintf(ld->raw, sizeof ld->raw, "%s", p);
+	for (n = strlen(ld->raw); n && (ld->raw[n - 1] == '\n' || ld->raw[n - 1] == '\r' ||
+	                                ld->raw[n - 1] == ' ' || ld->raw[n - 1] == '\t');)
+		ld->raw[--n] = 0;
 	return str;
 }
 
@@ -1035,10 +1514,20 @@ load(ini_runner run, const void *src, const char *name, char *err)
 	}
 	qsort(c->apps, (size_t)c->napps, sizeof *c->apps, app_cmp);
 	c->path = strdup(name);
+	if (finish_upstreams(&ld, c, name, err) || finish_routes(&ld, c, name, err) ||
+	    run_route_tests(&ld, c, name, err))
+		goto bad_routes;
+	free_drafts(&ld);
 	free(ld.apps);
 	return c;
 
+bad_routes:
+	free_drafts(&ld);
+	free(ld.apps);
+	pol_config_unref(c);
+	return NULL;
 bad:
+	free_drafts(&ld);
 	free(ld.def.secret_key);
 	for (i = 0; i < ld.napps; i++)
 		free(ld.apps[i].secret_key);
@@ -1082,6 +1571,7 @@ pol_config_unref(struct pol_config *c)
 	free(c->admin_token);
 	free(c->metrics_token);
 	free(c->path);
+	free(c->routes);
 	free(c);
 }
 
@@ -1132,7 +1622,14 @@ pol_config_with_change(const struct pol_config *base, const char *appid,
 	c->defaults.secret_key = base->defaults.secret_key ? strdup(base->defaults.secret_key) : NULL;
 	c->admin_token = base->admin_token ? strdup(base->admin_token) : NULL;
 	c->metrics_token = base->metrics_token ? strdup(base->metrics_token) : NULL;
+	c->routes = NULL;
+	if (base->nroutes && (c->routes = malloc((size_t)base->nroutes * sizeof *c->routes)))
+		memcpy(c->routes, base->routes, (size_t)base->nroutes * sizeof *c->routes);
 	c->apps = calloc((size_t)n + 1, sizeof *c->apps);
+	if (base->nroutes && !c->routes) {
+		free(c->apps);
+		c->apps = NULL;
+	}
 	c->napps = 0;
 	if (!c->apps) {
 		pol_config_unref(c);

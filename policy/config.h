@@ -19,6 +19,8 @@
 #define POL_APPID_MAX 128
 #define POL_ERR_MAX 512
 #define POL_PATH_MAX 512
+#define POL_NAME_MAX 63        /* bytes of an upstream or route name */
+#define POL_UPSTREAM_MAX 16    /* upstreams: the default plus [upstream:NAME] sections */
 
 enum pol_mode { POL_MODE_ENFORCE, POL_MODE_REPORT };
 enum pol_identity { POL_IDENTITY_OFF, POL_IDENTITY_VERIFY, POL_IDENTITY_REQUIRE };
@@ -120,6 +122,27 @@ struct pol_upstream_tls {
 	char server_name[256];          /* SNI and name checked; "" = upstream host */
 };
 
+/*
+ * An upstream: the default one ([syncgate] upstream and its upstream_* keys, index 0, named
+ * "default") or an [upstream:NAME] section. Addresses are resolved by proxy/ at start.
+ */
+struct pol_upstream {
+	char name[POL_NAME_MAX + 1];
+	char scheme[8];                 /* "http" or "https" */
+	int tls;                        /* https: HTTP and WebSocket (wss) go over TLS */
+	char host[256];                 /* as in the url (no brackets) */
+	char port[8];
+	char host_header[300];          /* the Host sent; "" (the default upstream): the
+	                                 * client's Host header is passed as it came */
+	struct pol_upstream_tls t;      /* server_name = sni */
+	uint32_t pool;                  /* idle connections kept per worker */
+	int line;                       /* [upstream:NAME] header (0: the default's [syncgate]) */
+	int url_line, ca_line, cert_line, key_line;
+};
+
+struct pol_route;
+struct pol_route_test;
+
 /* Where keys were set (0: not in the file), so that checks made after loading (in proxy/:
  * resolving the upstream, reading certificates) name the line to fix. */
 struct pol_key_lines {
@@ -160,7 +183,17 @@ struct pol_config {
 	char admin_port[8];
 	char *admin_token;       /* from token_file; NULL: none (loopback only) */
 	char *metrics_token;     /* from metrics_token_file: /metrics only; NULL: none */
+	struct pol_upstream upstreams[POL_UPSTREAM_MAX]; /* [0]: the default */
+	int nupstreams;
+	int lookup_upstream;     /* [syncgate] lookup_upstream: where existence lookups go */
+	struct pol_route *routes; /* the route table in precedence order, built-ins included */
+	int nroutes;
+	int operator_routes;     /* routes from the file (0: requests skip the table: every
+	                          * one goes to the default upstream unchanged) */
 };
+
+/* The upstream named NAME (LEN bytes), or -1. */
+int pol_config_upstream(const struct pol_config *c, const char *name, size_t len);
 
 /*
  * Reads and validates FILE. Returns a config with one reference, or NULL with ERR holding

@@ -30,11 +30,22 @@ struct px_admin {
 	struct admin_conn *conns;
 };
 
+struct admin_conn;
+
+/* /readyz: one connection attempt per upstream. */
+struct probe {
+	struct admin_conn *c;
+	struct px_io *io;
+	int done;
+	char why[200];       /* "" when it connected */
+};
+
 struct admin_conn {
 	struct px_admin *a;
 	struct admin_conn *prev, *next;
 	struct px_io *io;
-	struct px_io *probe; /* /readyz: a connection attempt to the backend */
+	struct probe probes[POL_UPSTREAM_MAX];
+	int nprobes, pending;
 	llhttp_t parser;
 	llhttp_settings_t settings;
 	char method[8];
@@ -60,8 +71,9 @@ conn_free(struct admin_conn *c)
 		c->a->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (c->probe)
-		px_io_free(c->probe);
+	for (int i = 0; i < c->nprobes; i++)
+		if (c->probes[i].io)
+			px_io_free(c->probes[i].io);
 	px_io_free(c->io);
 	evbuffer_free(c->body);
 	pol_config_unref(c->cfg);
@@ -398,41 +410,77 @@ get_app(struct admin_conn *c, const char *app)
 
 /* ---- /readyz ---- */
 
+/* Every probe has its answer: 200 when each upstream took a connection (and its TLS
+ * handshake), else 503 with the first failure as "why"; "upstreams" has one entry each. */
+static void
+readyz_answer(struct admin_conn *c)
+{
+	cJSON *j = cJSON_CreateObject(), *ups = cJSON_CreateObject();
+	const char *why = NULL;
+	char first[300];
+	int i;
+
+	for (i = 0; i < c->nprobes; i++) {
+		const char *name = px_upstream_name(c->a->e.ups[i]);
+		cJSON_AddStringToObject(ups, name, c->probes[i].why[0] ? c->probes[i].why : "ok");
+		if (c->probes[i].why[0] && !why) {
+			why = c->probes[i].why;
+			if (c->nprobes > 1) {
+				snprintf(first, sizeof first, "%s (upstream %s)", why, name);
+				why = first;
+			}
+		}
+	}
+	cJSON_AddBoolToObject(j, "ready", !why);
+	if (why)
+		cJSON_AddStringToObject(j, "why", why);
+	cJSON_AddItemToObject(j, "upstreams", ups);
+	reply_json(c, why ? 503 : 200, j);
+}
+
 static void
 probe_event(struct px_io *io, short what, void *arg)
 {
-	struct admin_conn *c = arg;
-	char body[300], esc[200];
-	int n;
+	struct probe *pr = arg;
+	struct admin_conn *c = pr->c;
 
-	if (what & PX_IO_CONNECTED) {
-		px_io_free(c->probe);
-		c->probe = NULL;
-		reply(c, 200, "application/json", "{\"ready\":true}\n", 15);
-		return;
-	}
-	if (what & PX_IO_TLS) {
-		px_json_escape(esc, sizeof esc, px_io_why(io), strlen(px_io_why(io)));
-		n = snprintf(body, sizeof body, "{\"ready\":false,\"why\":\"backend TLS handshake failed: %s\"}\n", esc);
-	} else {
-		n = snprintf(body, sizeof body, "{\"ready\":false,\"why\":\"backend unreachable\"}\n");
-	}
-	px_io_free(c->probe);
-	c->probe = NULL;
-	reply(c, 503, "application/json", body, (size_t)n);
+	if (what & PX_IO_CONNECTED)
+		pr->why[0] = 0;
+	else if (what & PX_IO_TLS)
+		snprintf(pr->why, sizeof pr->why, "backend TLS handshake failed: %s", px_io_why(io));
+	else
+		snprintf(pr->why, sizeof pr->why, "backend unreachable");
+	px_io_free(pr->io);
+	pr->io = NULL;
+	pr->done = 1;
+	if (--c->pending == 0)
+		readyz_answer(c);
 }
 
 static void
 readyz(struct admin_conn *c)
 {
-	int reused;
-	/* a new connection every time: the admin thread's upstream keeps no pool */
-	c->probe = px_upstream_get(c->a->e.up, &reused);
-	if (!c->probe) {
-		reply(c, 503, "application/json", "{\"ready\":false,\"why\":\"backend unreachable\"}\n", 44);
-		return;
+	int reused, i;
+
+	/* a new connection every time: the admin thread's upstreams keep no pool */
+	c->nprobes = c->a->e.nups;
+	c->pending = 0;
+	for (i = 0; i < c->nprobes; i++) {
+		struct probe *pr = &c->probes[i];
+		pr->c = c;
+		pr->done = 0;
+		pr->why[0] = 0;
+		pr->io = px_upstream_get(c->a->e.ups[i], &reused);
+		if (!pr->io) {
+			snprintf(pr->why, sizeof pr->why, "backend unreachable");
+			pr->done = 1;
+			continue;
+		}
+		c->pending++;
+		px_io_setcb(pr->io, NULL, NULL, probe_event, pr);
 	}
-	px_io_setcb(c->probe, NULL, NULL, probe_event, c);
+	if (!c->pending)
+		readyz_answer(c);
 }
 
 /* ---- requests ---- */

@@ -32,7 +32,8 @@ struct px_admin_env {
 	struct px_shared *shared;       /* the policy: read, and changed by PUT /apps */
 	struct px_stats *const *stats;  /* the workers' counters and decision tables */
 	int nworkers;
-	struct px_upstream *up;         /* /readyz connects to it (the main thread's instance) */
+	struct px_upstream *const *ups; /* /readyz connects to each (the main thread's instances) */
+	int nups;
 	time_t started;
 };
 

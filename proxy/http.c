@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "policy/jwt.h"
+#include "policy/route.h"
 #include "policy/text.h"
 #include "proxy/conn.h"
 #include "proxy/httpguard.h"
@@ -108,6 +109,17 @@ struct px_http {
 	size_t origin_len;              /* 0: none (or not a valid origin) */
 	int out_paused;                 /* HEAD: requests wait unread while the client's output
 	                                 * is above PX_HIGH_WATER (it does not read its answers) */
+	struct pol_route_match route;   /* the request's route (route.route NULL: the default
+	                                 * upstream, no rewrite); points into c->cfg */
+	char *rw;                       /* the target sent upstream when rewritten (rw_size
+	                                 * bytes, allocated at the first rewrite) */
+	size_t rw_size;
+	long rwlen;                     /* 0: the client's target goes as it came */
+	int up_idx;                     /* the request's upstream (index in env->ups) */
+	int uio_idx;                    /* the upstream c->uio is a connection to */
+	int collect_json;               /* body = json: llhttp's body bytes go to json_body */
+	int json_ready;                 /* ... and it holds the whole body: classify reads it */
+	struct evbuffer *json_body;     /* the body without its framing (chunked: decoded) */
 
 	/* the current response */
 	struct evbuffer *resp_buf;      /* bytes for the client, written out by px_io_send() */
@@ -185,10 +197,13 @@ static int
 on_req_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct px_http *h = p->data;
-	(void)at;
 	h->req_body_bytes += len;
 	if (h->req_body_bytes > h->c->cfg->limits.body_bytes) {
 		h->body_error = 413;
+		return -1;
+	}
+	if (h->collect_json && evbuffer_add(h->json_body, at, len)) {
+		h->body_error = 503;
 		return -1;
 	}
 	return 0;
@@ -282,9 +297,12 @@ http_release(struct px_conn *c, void *obj)
 	px_police_stream_release(&h->ps);
 	if (c->uio && h->upstream_idle) {
 		/* a clean keep-alive upstream outlives its client in the pool */
-		px_upstream_put(c->env->up, c->uio);
+		px_upstream_put(c->env->ups[h->uio_idx], c->uio);
 		c->uio = NULL;
 	}
+	if (h->json_body)
+		evbuffer_free(h->json_body);
+	free(h->rw);
 	if (h->resp_buf)
 		evbuffer_free(h->resp_buf);
 	if (h->req_buf)
@@ -489,6 +507,7 @@ drop_header(const char *name, size_t n, int request, int ws, int upgrade)
 #define RW_UNDERSCORE 0x4 /* names with "_" (underscore_headers = drop) */
 #define RW_FORWARDED 0x8  /* X-Forwarded-For, Forwarded, X-Real-IP of a peer not trusted:
                            * replaced by syncgate's, never appended to */
+#define RW_HOST 0x10      /* Host: a named upstream's own (its [upstream:NAME] host) */
 
 static int
 rewritten_header(const char *name, size_t n, unsigned rw)
@@ -498,7 +517,8 @@ rewritten_header(const char *name, size_t n, unsigned rw)
 	       ((rw & RW_FORWARDED) && (px_token_eq(name, n, "x-forwarded-for") ||
 	                                px_token_eq(name, n, "forwarded") ||
 	                                px_token_eq(name, n, "x-real-ip"))) ||
-	       ((rw & RW_UNDERSCORE) && memchr(name, '_', n));
+	       ((rw & RW_UNDERSCORE) && memchr(name, '_', n)) ||
+	       ((rw & RW_HOST) && px_token_eq(name, n, "host"));
 }
 
 /*
@@ -561,6 +581,7 @@ write_upstream_head(struct px_http *h, const char *head, size_t len, struct evbu
 	int ws = h->state == PX_H_UPGRADING;
 	struct conn_tokens ct;
 	unsigned rw = 0;
+	const char *host;
 
 	connection_tokens(head, len, &ct);
 	if (ct.overflow)
@@ -573,8 +594,20 @@ write_upstream_head(struct px_http *h, const char *head, size_t len, struct evbu
 		rw |= RW_UNDERSCORE;
 	if (!h->peer_trusted)
 		rw |= RW_FORWARDED;
-	evbuffer_add(out, head, (size_t)(p - head)); /* request line, byte for byte */
+	if ((host = px_upstream_host_header(c->env->ups[h->up_idx])))
+		rw |= RW_HOST;
+	if (h->rwlen > 0) {
+		/* the route's rewrite: METHOD SP target SP version (RFC 9112 §3) */
+		const char *sp1 = memchr(head, ' ', len), *sp2 = memchr(sp1 + 1, ' ', (size_t)(p - sp1 - 1));
+		evbuffer_add(out, head, (size_t)(sp1 + 1 - head));
+		evbuffer_add(out, h->rw, (size_t)h->rwlen);
+		evbuffer_add(out, sp2, (size_t)(p - sp2));
+	} else {
+		evbuffer_add(out, head, (size_t)(p - head)); /* request line, byte for byte */
+	}
 	copy_fields(head, len, &ct, 1, ws, 0, rw, out); /* Upgrade is re-added below for ws */
+	if (host)
+		evbuffer_add_printf(out, "Host: %s\r\n", host);
 	/* the framing the backend gets is the one syncgate read, spelt as no backend can read
 	 * otherwise (a case-sensitive "chunked" compare, an octal-minded length parser) */
 	if (rw & RW_TE)
@@ -683,8 +716,13 @@ keep_realtime_ids(struct px_http *h, const struct pol_call *call)
 
 /* ---- the transport police.c decides for ---- */
 
-/* The request head is checked and parsed by now: classifies it as a call, the credential
- * class read from its Authorization header. Returns 0, or -1 with *WHY. */
+/*
+ * The request head is checked and parsed by now: classifies it as a call (pol_classify_request:
+ * the route table, the credential class read from its Authorization header) and keeps its
+ * route, its upstream and the target to send (H->rw). With a body = json route whose body is
+ * read (H->json_body), the ids and keys the route takes from it. Returns 0, or -1 with *WHY
+ * (answer 400).
+ */
 static int
 classify_head(struct px_http *h, const char *head, size_t len, struct pol_call *call,
               const char **why)
@@ -694,19 +732,43 @@ classify_head(struct px_http *h, const char *head, size_t len, struct pol_call *
 	const char *target = sp1 + 1, *sp2 = memchr(target, ' ', len - (size_t)(target - head));
 	size_t mlen = (size_t)(sp1 - head), tlen = (size_t)(sp2 - target);
 	long al = find_header(head, len, "authorization", &authz);
-	enum pol_cred cred = al > 0 ? POL_CRED_BROWSER : POL_CRED_NONE;
-	const struct pol_app *app;
+	const struct pol_route *r;
 
-	if (pol_classify_http(c->env->classifier, head, mlen, target, tlen, cred, call, why))
+	if (c->cfg->operator_routes && h->rw_size < tlen + 2 * POL_ROUTE_TEXT) {
+		/* a rewrite is the client's target with other fixed parts: it fits in this */
+		size_t n = tlen + 2 * POL_ROUTE_TEXT;
+		char *nrw = realloc(h->rw, n);
+		if (!nrw) {
+			*why = "out of memory";
+			return -1;
+		}
+		h->rw = nrw;
+		h->rw_size = n;
+	}
+	if (pol_classify_request(c->env->classifier, c->cfg, head, mlen, target, tlen,
+	                         al > 0 ? authz : NULL, al > 0 ? (size_t)al : 0, (int64_t)time(NULL),
+	                         call, &h->route, h->rw, h->rw_size, &h->rwlen, why))
 		return -1;
-	if (al > 0) {
-		app = pol_config_app(c->env->cfg, call->app ? call->app : "", call->app ? call->app_len : 0);
-		cred = pol_credential_class(app, authz, (size_t)al, (int64_t)time(NULL),
-		                            c->cfg->limits.jwt_clock_skew_s);
-		if (cred == POL_CRED_SERVER)
-			pol_classify_http(c->env->classifier, head, mlen, target, tlen, cred, call, why);
-		else
-			call->cred = cred; /* classified alike; a refusal names a foreign key */
+	r = h->route.route;
+	h->up_idx = r ? r->upstream : 0;
+	if (r && r->body_json && h->json_ready && call->op != POL_OP_REST_SERVER) {
+		size_t bl = evbuffer_get_length(h->json_body);
+		const char *body = bl ? (const char *)evbuffer_pullup(h->json_body, -1) : "";
+		if (!body || pol_route_body(c->env->classifier, &h->route, call, body, bl, why))
+			return -1;
+		if (r->has_rewrite &&
+		    (h->rwlen = pol_route_rewrite(&h->route, call, target, tlen, h->rw, h->rw_size)) <= 0) {
+			*why = "the rewritten path is too long";
+			return -1;
+		}
+	} else if (r && r->body_json && h->json_ready && r->has_rewrite) {
+		/* a server credential's call is not read: its ids come from the path only */
+		h->rwlen = pol_route_rewrite(&h->route, call, target, tlen, h->rw, h->rw_size);
+		if (h->rwlen <= 0) {
+			*why = "a server credential's call on a route that takes ids from the body "
+			       "cannot be rewritten";
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -741,6 +803,7 @@ static void go_on(struct px_http *h);
 static int check_ws_upgrade(struct px_http *h, const char *head, size_t len);
 static int hold_body(struct px_http *h);
 static int holds_body(const struct px_http *h, const struct pol_call *call);
+static int json_body_readable(struct px_http *h);
 
 /* The head at the front of the input was answered by syncgate: unless the answer closes
  * the connection (a body follows, or the client asked), the next request may follow. */
@@ -854,6 +917,7 @@ police_head(struct px_http *h, const char *head, size_t len)
 	size_t mlen = (size_t)(sp1 - head), tlen = (size_t)(sp2 - target), ovl;
 	struct pol_call call;
 	struct pol_ctx ctx;
+	int route_body;
 
 	h->req_method_head = px_token_eq(head, mlen, "HEAD");
 	if (target[0] == '*') {
@@ -885,12 +949,17 @@ police_head(struct px_http *h, const char *head, size_t len)
 		      "(/v1/{appId}/realtime/{userId})", 1);
 		return 0;
 	}
-	if (holds_body(h, &call)) {
+	route_body = h->route.route && h->route.route->body_json && call.op != POL_OP_REST_SERVER;
+	if (route_body && !json_body_readable(h))
+		return 0; /* answered */
+	if (route_body || holds_body(h, &call)) {
 		/* the body is read whole before the call is decided (hold_body) */
-		if (!(h->head_copy = malloc(len)) || (!h->held && !(h->held = evbuffer_new()))) {
+		if (!(h->head_copy = malloc(len)) || (!h->held && !(h->held = evbuffer_new())) ||
+		    (route_body && !h->json_body && !(h->json_body = evbuffer_new()))) {
 			reply(h, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
 			return 0;
 		}
+		h->collect_json = route_body;
 		memcpy(h->head_copy, head, len);
 		evbuffer_drain(px_io_input(c->cio), len);
 		h->head_in_input = 0;
@@ -904,6 +973,38 @@ police_head(struct px_http *h, const char *head, size_t len)
 	return px_police_call(&h->ps, &ctx, &call, head, len, NULL);
 }
 
+/*
+ * A body = json route: its body is read whole (at most decide_body bytes) and parsed before
+ * anything goes upstream. Returns 1 if this request's body can be, else 0 when it was
+ * answered: 417 for Expect: 100-continue (the client then sends without waiting, RFC 9110
+ * §10.1.1), 413 for a declared length over decide_body, 400 for an upgrade.
+ */
+static int
+json_body_readable(struct px_http *h)
+{
+	const struct pol_route *r = h->route.route;
+	char why[200];
+
+	if (h->req.upgrade_ws) {
+		snprintf(why, sizeof why, "syncgate: route %s reads a JSON body: not an upgrade", r->name);
+		reply(h, 400, "INVALID_REQUEST", why, 1);
+		return 0;
+	}
+	if (h->req.expect_continue && !h->req_msg_complete) {
+		snprintf(why, sizeof why, "syncgate: route %s reads the body before deciding: send it "
+		         "without Expect: 100-continue", r->name);
+		reply(h, 417, "EXPECTATION_FAILED", why, 1);
+		return 0;
+	}
+	if (h->req.has_cl && h->req.content_length > h->c->cfg->limits.decide_body_bytes) {
+		snprintf(why, sizeof why, "syncgate: route %s reads its JSON body whole, up to %u bytes "
+		         "([limits] decide_body)", r->name, (unsigned)h->c->cfg->limits.decide_body_bytes);
+		reply(h, 413, "BODY_TOO_LARGE", why, 1);
+		return 0;
+	}
+	return 1;
+}
+
 /* Returns 1 while the call waits for a fact, else 0; sets the state (see police_head). */
 static int
 decide_held(struct px_http *h)
@@ -914,8 +1015,23 @@ decide_held(struct px_http *h)
 
 	h->state = PX_H_HEAD;
 	px_io_set_timeout(h->c->cio, 0);
+	if (h->collect_json) {
+		h->collect_json = 0;
+		if (!h->req_msg_complete) {
+			/* chunked, and longer than decide_body: it cannot be read whole */
+			reply(h, 413, "BODY_TOO_LARGE", "syncgate: a JSON body this route reads is over "
+			      "[limits] decide_body", 1);
+			return 0;
+		}
+		h->json_ready = 1;
+	}
 	if (classify_head(h, h->head_copy, h->head_len, &call, &why)) {
-		reply(h, 400, "INVALID_REQUEST", why, 1); /* it classified a moment ago */
+		/* a body a route reads that is not strict JSON, or lacks an id: the body was read
+		 * whole, so the connection goes on */
+		px_log(PX_LOG_INFO, "bad_request", "peer", h->c->peer, "why", why, "route",
+		       h->route.route ? h->route.route->name : "", NULL);
+		reply(h, 400, "INVALID_REQUEST", why, !h->req_msg_complete || h->req.conn_close);
+		answered(h);
 		return 0;
 	}
 	px_police_ctx(&h->ps, call.app ? call.app : "", call.app ? call.app_len : 0, &ctx);
@@ -1277,6 +1393,12 @@ handle_one_head(struct px_http *h)
 	h->req_body_bytes = 0;
 	h->chunk_ext_bytes = 0;
 	h->body_error = 0;
+	h->route.route = NULL;
+	h->rwlen = 0;
+	h->up_idx = 0;
+	h->collect_json = h->json_ready = 0;
+	if (h->json_body)
+		evbuffer_drain(h->json_body, evbuffer_get_length(h->json_body));
 	/* llhttp, strict and with no lenient flag, must agree that this is one valid head */
 	llhttp_settings_init(&h->req_settings);
 	h->req_settings.on_message_complete = on_req_complete;
@@ -1350,7 +1472,7 @@ connect_upstream(struct px_http *h)
 {
 	struct px_conn *c = h->c;
 	h->up_start_us = px_now_us();
-	if (c->uio && h->upstream_idle) {
+	if (c->uio && h->upstream_idle && h->uio_idx == h->up_idx) {
 		/* the connection this client used last time: no pool round trip */
 		h->upstream_idle = 0;
 		h->upstream_reused = 1;
@@ -1358,7 +1480,14 @@ connect_upstream(struct px_http *h)
 		px_io_set_timeout(c->uio, c->cfg->limits.upstream_response_ms);
 		return;
 	}
-	c->uio = px_upstream_get(c->env->up, &h->upstream_reused);
+	if (c->uio && h->upstream_idle) {
+		/* this request goes to another upstream: the idle one goes back to its pool */
+		px_upstream_put(c->env->ups[h->uio_idx], c->uio);
+		c->uio = NULL;
+		h->upstream_idle = 0;
+	}
+	h->uio_idx = h->up_idx;
+	c->uio = px_upstream_get(c->env->ups[h->up_idx], &h->upstream_reused);
 	if (!c->uio) {
 		px_count(&c->env->ctr->upstream_errors, 1);
 		reply(h, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
@@ -1468,7 +1597,8 @@ upstream_failed(struct px_http *h, int status, const char *why)
 	int e = c->uio ? px_io_errno(c->uio) : 0;
 
 	px_count(&c->env->ctr->upstream_errors, 1);
-	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "upstream", px_upstream_host(c->env->up),
+	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "upstream",
+	       px_upstream_name(c->env->ups[h->uio_idx]), "host", px_upstream_host(c->env->ups[h->uio_idx]),
 	       "why", why, "error", e ? strerror(e) : "", NULL);
 	free_upstream(h);
 	if (h->resp_started) {

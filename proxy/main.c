@@ -14,6 +14,7 @@
 
 #include "policy/config.h"
 #include "policy/jwt.h"
+#include "policy/route.h"
 #include "proxy/log.h"
 #include "proxy/process.h"
 #include "proxy/tls.h"
@@ -22,12 +23,15 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: syncgate [-t] -c FILE\n"
+	        "usage: syncgate [-t | -T] -c FILE\n"
 	        "       syncgate token -c FILE --app APPID --user USERID [--ttl SECONDS]\n"
 	        "       syncgate --version | --help\n"
 	        "\n"
 	        "  -c FILE     configuration file (INI; see conf/syncgate.conf)\n"
-	        "  -t          check the configuration and exit: 0 if valid, else 1 and FILE:LINE: message\n"
+	        "  -t          check the configuration (and run its [route-test] lines) and exit: 0 if\n"
+	        "              valid, else 1 and FILE:LINE: message\n"
+	        "  -T          check it (names are not resolved) and print the route table in\n"
+	        "              precedence order\n"
 	        "  -v          debug logging\n"
 	        "  token       print a user token for USERID of APPID, signed with the app's secret\n"
 	        "              key from FILE (HS256, expiring after --ttl seconds, default 3600)\n"
@@ -60,23 +64,93 @@ key_line(const struct pol_config *cfg, const char *why)
 	return 0;
 }
 
-/* -t: the upstream host must resolve (at start it must, or syncgate does not start). */
+/* -t: every upstream's host must resolve (at start it must, or syncgate does not start).
+ * Returns -1 when all do, else the index of the first that does not (ERR says why). */
 static int
-upstream_resolves(const struct pol_config *cfg, char *err, size_t errlen)
+upstreams_resolve(const struct pol_config *cfg, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
-	int rc;
+	int rc, i;
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(cfg->upstream_host, cfg->upstream_port, &hints, &res);
-	if (res)
-		freeaddrinfo(res);
-	if (rc == 0)
+	for (i = 0; i < cfg->nupstreams; i++) {
+		const struct pol_upstream *u = &cfg->upstreams[i];
+		rc = getaddrinfo(u->host, u->port, &hints, &res);
+		if (res)
+			freeaddrinfo(res);
+		res = NULL;
+		if (rc) {
+			snprintf(err, errlen, "%s%s%s: cannot resolve '%s': %s", i ? "[upstream:" : "upstream",
+			         i ? u->name : "", i ? "] url" : "", u->host, gai_strerror(rc));
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* The line a TLS error WHY about named upstream U is about (its key's, else the url's). */
+static int
+upstream_key_line(const struct pol_upstream *u, const char *why)
+{
+	const char *k = strchr(why, ']');
+	if (k && !strncmp(k, "] ca_file", 9))
+		return u->ca_line;
+	if (k && !strncmp(k, "] cert", 6))
+		return u->cert_line;
+	if (k && !strncmp(k, "] key", 5))
+		return u->key_line;
+	return u->url_line ? u->url_line : u->line;
+}
+
+/* -t: the listeners' and every upstream's certificates and keys. 0, or 1 (printed). */
+static int
+check_tls(const struct pol_config *cfg, const char *file)
+{
+	char err[POL_ERR_MAX];
+	int failed, i, line;
+	SSL_CTX *s = px_tls_server_ctx_new(cfg, err, sizeof err, &failed);
+
+	SSL_CTX_free(s);
+	if (failed) {
+		fprintf(stderr, "%s:%d: %s\n", file, key_line(cfg, err), err);
 		return 1;
-	snprintf(err, errlen, "upstream: cannot resolve '%s': %s", cfg->upstream_host, gai_strerror(rc));
+	}
+	for (i = 0; i < cfg->nupstreams; i++) {
+		SSL_CTX *c = px_tls_client_ctx_new(&cfg->upstreams[i], err, sizeof err, &failed);
+		SSL_CTX_free(c);
+		if (failed) {
+			line = i ? upstream_key_line(&cfg->upstreams[i], err) : key_line(cfg, err);
+			fprintf(stderr, "%s:%d: %s\n", file, line, err);
+			return 1;
+		}
+	}
 	return 0;
+}
+
+/* -T: the route table requests are matched against, in precedence order. */
+static void
+print_routes(const struct pol_config *cfg)
+{
+	char line[1400];
+	int i;
+
+	printf("# %d routes in precedence order (%d from the file); the first that matches a request "
+	       "applies%s\n", cfg->nroutes, cfg->operator_routes,
+	       cfg->operator_routes ? "" : ".\n# No route in the file: every request goes to the default "
+	                                   "upstream unchanged, classified by the built-in TalkJS table");
+	for (i = 0; i < cfg->nroutes; i++) {
+		pol_route_describe(cfg, &cfg->routes[i], line, sizeof line);
+		printf("%s\n", line);
+	}
+	for (i = 0; i < cfg->nupstreams; i++)
+		printf("# upstream %s = %s://%s%s%s:%s%s%s%s\n", cfg->upstreams[i].name,
+		       cfg->upstreams[i].scheme, strchr(cfg->upstreams[i].host, ':') ? "[" : "",
+		       cfg->upstreams[i].host, strchr(cfg->upstreams[i].host, ':') ? "]" : "",
+		       cfg->upstreams[i].port, cfg->upstreams[i].host_header[0] ? " (Host: " : " (Host: as sent by the client",
+		       cfg->upstreams[i].host_header, ")");
+	printf("# lookups go to upstream %s\n", cfg->upstreams[cfg->lookup_upstream].name);
 }
 
 /* syncgate token -c FILE --app APPID --user USERID [--ttl SECONDS] */
@@ -156,20 +230,23 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *file = NULL;
-	int test = 0, opt, rc;
+	int test = 0, table = 0, opt, rc;
 	char err[POL_ERR_MAX];
 	struct pol_config *cfg;
 	struct px_process *m;
 
 	if (argc > 1 && !strcmp(argv[1], "token"))
 		return token_main(argc - 1, argv + 1);
-	while ((opt = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:tTvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			file = optarg;
 			break;
 		case 't':
 			test = 1;
+			break;
+		case 'T':
+			table = 1;
 			break;
 		case 'v':
 			px_log_set_level(PX_LOG_DEBUG);
@@ -193,32 +270,29 @@ main(int argc, char **argv)
 	}
 	cfg = pol_config_load(file, err);
 	if (!cfg) {
-		if (test)
+		if (test || table)
 			fprintf(stderr, "%s\n", err); /* -t speaks to a person: FILE:LINE: message */
 		else
 			px_log(PX_LOG_ERROR, "startup", "why", err, NULL); /* a log collector reads this */
 		return 1;
 	}
-	if (test) {
+	if (test || table) {
 		/* the certificates and keys are part of the configuration: load them too */
-		int failed_s, failed_c;
-		char terr[POL_ERR_MAX];
-		SSL_CTX *s = px_tls_server_ctx_new(cfg, err, sizeof err, &failed_s);
-		SSL_CTX *c = failed_s ? NULL : px_tls_client_ctx_new(cfg, terr, sizeof terr, &failed_c);
-		SSL_CTX_free(s);
-		SSL_CTX_free(c);
-		if (failed_s || (!failed_s && failed_c)) {
-			const char *why = failed_s ? err : terr;
-			fprintf(stderr, "%s:%d: %s\n", file, key_line(cfg, why), why);
+		int bad;
+		if (check_tls(cfg, file)) {
 			pol_config_unref(cfg);
 			return 1;
 		}
-		if (!upstream_resolves(cfg, err, sizeof err)) {
-			fprintf(stderr, "%s:%d: %s\n", file, cfg->lines.upstream, err);
+		if (!table && (bad = upstreams_resolve(cfg, err, sizeof err)) >= 0) {
+			fprintf(stderr, "%s:%d: %s\n", file,
+			        bad ? cfg->upstreams[bad].url_line : cfg->lines.upstream, err);
 			pol_config_unref(cfg);
 			return 1;
 		}
-		printf("%s: configuration ok\n", file);
+		if (table)
+			print_routes(cfg);
+		else
+			printf("%s: configuration ok\n", file);
 		pol_config_unref(cfg);
 		return 0;
 	}

@@ -40,7 +40,8 @@ struct px_process {
 	struct px_worker **workers;
 	struct px_stats **stats;        /* each worker's, for the admin endpoint */
 	int nworkers;
-	struct px_upstream *admin_up;   /* the main thread's view of the upstream (/readyz) */
+	struct px_upstream *admin_ups[POL_UPSTREAM_MAX]; /* the main thread's instances (/readyz) */
+	int nadmin_ups;
 	struct px_admin *admin;
 	char upstream[300];             /* scheme://host:port, for the ready line */
 	/* watch_config: an inotify watch on the file's directory (a ConfigMap update swaps a
@@ -108,14 +109,40 @@ bind_listeners(const struct pol_config *cfg, evutil_socket_t *fds, int *n)
 	return 0;
 }
 
-/*
- * Listen addresses, the upstream and the worker count are bound at start (sockets, threads,
- * the resolved address): a reload that changes them says so and keeps the running ones, so
- * the published config always describes what the process does.
- */
-static void
-keep_running_shape(const struct pol_config *run, struct pol_config *n)
+/* 1 if upstreams A and B are the same address under the same name (what start bound). */
+static int
+same_upstream(const struct pol_upstream *a, const struct pol_upstream *b)
 {
+	return !strcmp(a->name, b->name) && !strcmp(a->scheme, b->scheme) && !strcmp(a->host, b->host) &&
+	       !strcmp(a->port, b->port);
+}
+
+/*
+ * Listen addresses, the upstreams' addresses and the worker count are bound at start
+ * (sockets, threads, resolved addresses): a reload that changes the default upstream, the
+ * listen addresses or the workers says so and keeps the running ones, so the published
+ * config always describes what the process does. Named upstreams added, removed or moved
+ * cannot be kept that way (routes name them): such a reload is refused (returns -1, ERR).
+ */
+static int
+keep_running_shape(const struct pol_config *run, struct pol_config *n, char *err, size_t errlen)
+{
+	int i;
+
+	if (n->nupstreams != run->nupstreams) {
+		snprintf(err, errlen, "the set of [upstream:NAME] sections changed: that needs a restart");
+		return -1;
+	}
+	if (n->lookup_upstream != run->lookup_upstream) {
+		snprintf(err, errlen, "lookup_upstream changed: that needs a restart");
+		return -1;
+	}
+	for (i = 1; i < n->nupstreams; i++)
+		if (!same_upstream(&n->upstreams[i], &run->upstreams[i])) {
+			snprintf(err, errlen, "[upstream:%s] changed name or address: that needs a restart",
+			         n->upstreams[i].name);
+			return -1;
+		}
 	if (strcmp(n->upstream_scheme, run->upstream_scheme) || strcmp(n->upstream_host, run->upstream_host) ||
 	    strcmp(n->upstream_port, run->upstream_port) || n->workers != run->workers ||
 	    n->nlisten != run->nlisten || memcmp(n->listen, run->listen, sizeof n->listen))
@@ -128,25 +155,45 @@ keep_running_shape(const struct pol_config *run, struct pol_config *n)
 	memcpy(n->upstream_host, run->upstream_host, sizeof n->upstream_host);
 	memcpy(n->upstream_port, run->upstream_port, sizeof n->upstream_port);
 	n->upstream_tls = run->upstream_tls;
+	memcpy(n->upstreams[0].scheme, run->upstreams[0].scheme, sizeof n->upstreams[0].scheme);
+	memcpy(n->upstreams[0].host, run->upstreams[0].host, sizeof n->upstreams[0].host);
+	memcpy(n->upstreams[0].port, run->upstreams[0].port, sizeof n->upstreams[0].port);
+	n->upstreams[0].tls = run->upstreams[0].tls;
 	n->workers = run->workers;
+	return 0;
 }
 
-/* Both TLS contexts for CFG (NULL where not needed); -1 with ERR if a file is unusable. */
+static void
+free_clients(SSL_CTX **cli)
+{
+	int i;
+	for (i = 0; i < POL_UPSTREAM_MAX; i++) {
+		SSL_CTX_free(cli[i]);
+		cli[i] = NULL;
+	}
+}
+
+/* The listeners' context and each upstream's (NULL where not needed; CLI has
+ * POL_UPSTREAM_MAX entries); -1 with ERR if a file is unusable. */
 static int
-build_tls(const struct pol_config *cfg, SSL_CTX **srv_ctx, SSL_CTX **cli_ctx, char *err,
+build_tls(const struct pol_config *cfg, SSL_CTX **srv_ctx, SSL_CTX **cli, char *err,
           size_t errlen)
 {
-	int failed;
+	int failed, i;
 
-	*cli_ctx = NULL;
+	for (i = 0; i < POL_UPSTREAM_MAX; i++)
+		cli[i] = NULL;
 	*srv_ctx = px_tls_server_ctx_new(cfg, err, errlen, &failed);
 	if (failed)
 		return -1;
-	*cli_ctx = px_tls_client_ctx_new(cfg, err, errlen, &failed);
-	if (failed) {
-		SSL_CTX_free(*srv_ctx);
-		*srv_ctx = NULL;
-		return -1;
+	for (i = 0; i < cfg->nupstreams; i++) {
+		cli[i] = px_tls_client_ctx_new(&cfg->upstreams[i], err, errlen, &failed);
+		if (failed) {
+			free_clients(cli);
+			SSL_CTX_free(*srv_ctx);
+			*srv_ctx = NULL;
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -233,18 +280,19 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct px_process *p = arg;
 	char err[POL_ERR_MAX];
 	struct pol_config *n;
-	SSL_CTX *srv_ctx, *cli_ctx;
+	SSL_CTX *srv_ctx, *cli_ctx[POL_UPSTREAM_MAX];
+	int i;
 	(void)sig;
 	(void)what;
 
 	n = pol_config_load(p->path, err);
-	if (!n) {
+	if (!n || keep_running_shape(p->file_cfg, n, err, sizeof err)) {
 		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept", "previous policy", NULL);
 		px_shared_count_reload(p->shared, 0);
+		pol_config_unref(n);
 		return;
 	}
-	keep_running_shape(p->file_cfg, n);
-	if (build_tls(n, &srv_ctx, &cli_ctx, err, sizeof err)) {
+	if (build_tls(n, &srv_ctx, cli_ctx, err, sizeof err)) {
 		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept",
 		       "previous policy and certificates", NULL);
 		px_shared_count_reload(p->shared, 0);
@@ -252,9 +300,10 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	px_shared_reload(p->shared, n, srv_ctx, cli_ctx);
-	px_upstream_update(p->admin_up, cli_ctx, n);
+	for (i = 0; i < p->nadmin_ups; i++)
+		px_upstream_update(p->admin_ups[i], cli_ctx[i], n);
 	SSL_CTX_free(srv_ctx);
-	SSL_CTX_free(cli_ctx);
+	free_clients(cli_ctx);
 	pol_config_unref(p->file_cfg);
 	p->file_cfg = n;
 	px_shared_count_reload(p->shared, 1);
@@ -294,8 +343,8 @@ px_process_new(struct pol_config *cfg, const char *path)
 	struct px_process *p;
 	struct addrinfo hints, *res = NULL;
 	evutil_socket_t fds[POL_MAX_LISTEN];
-	SSL_CTX *srv_ctx = NULL, *cli_ctx = NULL;
-	char host[300];
+	SSL_CTX *srv_ctx = NULL, *cli_ctx[POL_UPSTREAM_MAX] = {NULL};
+	struct px_upstream_addr addrs[POL_UPSTREAM_MAX];
 	int i, rc, nfds = 0;
 
 	p = calloc(1, sizeof *p);
@@ -308,13 +357,15 @@ px_process_new(struct pol_config *cfg, const char *path)
 		goto bad;
 	{
 		char err[POL_ERR_MAX];
-		if (build_tls(cfg, &srv_ctx, &cli_ctx, err, sizeof err)) {
+		if (build_tls(cfg, &srv_ctx, cli_ctx, err, sizeof err)) {
 			px_log(PX_LOG_ERROR, "startup", "why", err, NULL);
 			goto bad;
 		}
-		if (cfg->upstream_tls && !cfg->up_tls.verify)
-			px_log(PX_LOG_WARN, "startup", "note",
-			       "upstream_verify = off: the backend's certificate is not checked", NULL);
+		for (i = 0; i < cfg->nupstreams; i++)
+			if (cfg->upstreams[i].tls && !cfg->upstreams[i].t.verify)
+				px_log(PX_LOG_WARN, "startup", "upstream", cfg->upstreams[i].name, "note",
+				       i ? "verify = off: the backend's certificate is not checked"
+				         : "upstream_verify = off: the backend's certificate is not checked", NULL);
 	}
 	p->shared = px_shared_new(cfg, srv_ctx, cli_ctx);
 	if (!p->shared)
@@ -322,19 +373,28 @@ px_process_new(struct pol_config *cfg, const char *path)
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(cfg->upstream_host, cfg->upstream_port, &hints, &res);
-	if (rc || !res) {
-		px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve upstream", "host",
-		       cfg->upstream_host, "error", gai_strerror(rc), NULL);
-		goto bad;
+	for (i = 0; i < cfg->nupstreams; i++) {
+		const struct pol_upstream *u = &cfg->upstreams[i];
+		rc = getaddrinfo(u->host, u->port, &hints, &res);
+		if (rc || !res || res->ai_addrlen > sizeof addrs[i].sa) {
+			px_log(PX_LOG_ERROR, "startup", "why", "cannot resolve upstream", "upstream", u->name,
+			       "host", u->host, "error", rc ? gai_strerror(rc) : "no address", NULL);
+			if (res)
+				freeaddrinfo(res);
+			goto bad;
+		}
+		memcpy(&addrs[i].sa, res->ai_addr, res->ai_addrlen);
+		addrs[i].len = res->ai_addrlen;
+		freeaddrinfo(res);
+		res = NULL;
 	}
-	snprintf(host, sizeof host, "%s:%s", cfg->upstream_host, cfg->upstream_port);
-	snprintf(p->upstream, sizeof p->upstream, "%s://%s", cfg->upstream_scheme, host);
+	snprintf(p->upstream, sizeof p->upstream, "%s://%s:%s", cfg->upstream_scheme, cfg->upstream_host,
+	         cfg->upstream_port);
 	p->workers = calloc((size_t)cfg->workers, sizeof *p->workers);
 	p->stats = calloc((size_t)cfg->workers, sizeof *p->stats);
 	rc = p->workers && p->stats ? bind_listeners(cfg, fds, &nfds) : -1;
 	for (i = 0; rc == 0 && i < cfg->workers; i++) {
-		p->workers[i] = px_worker_new(i, p->shared, res->ai_addr, res->ai_addrlen, host, fds, nfds);
+		p->workers[i] = px_worker_new(i, p->shared, addrs, fds, nfds);
 		if (!p->workers[i]) {
 			rc = -1;
 		} else {
@@ -346,15 +406,18 @@ px_process_new(struct pol_config *cfg, const char *path)
 	 * syscall wrappers then skip the cancellation bookkeeping a second thread would cost) */
 	if (rc == 0)
 		p->base = p->nworkers == 1 ? px_worker_base(p->workers[0]) : event_base_new();
-	if (p->base)
-		p->admin_up = px_upstream_new(p->base, "default", res->ai_addr, res->ai_addrlen, host,
-		                              cli_ctx, cfg, 0);
-	freeaddrinfo(res);
-	if (rc || !p->base || !p->admin_up)
+	for (i = 0; p->base && i < cfg->nupstreams; i++) {
+		p->admin_ups[i] = px_upstream_new(p->base, i, (const struct sockaddr *)&addrs[i].sa,
+		                                  addrs[i].len, cli_ctx[i], cfg, 0);
+		if (!p->admin_ups[i])
+			break;
+		p->nadmin_ups++;
+	}
+	if (rc || !p->base || p->nadmin_ups != cfg->nupstreams)
 		goto bad;
 	if (cfg->admin_listen[0]) {
-		struct px_admin_env ae = {p->base, p->shared, p->stats, p->nworkers, p->admin_up,
-		                          time(NULL)};
+		struct px_admin_env ae = {p->base, p->shared, p->stats, p->nworkers, p->admin_ups,
+		                          p->nadmin_ups, time(NULL)};
 		p->admin = px_admin_new(&ae, cfg);
 		if (!p->admin)
 			goto bad;
@@ -369,7 +432,7 @@ px_process_new(struct pol_config *cfg, const char *path)
 		evutil_closesocket(fds[i]); /* the workers have their own */
 	nfds = 0;
 	SSL_CTX_free(srv_ctx);
-	SSL_CTX_free(cli_ctx);
+	free_clients(cli_ctx);
 	p->sig_term = evsignal_new(p->base, SIGTERM, stop_cb, p);
 	p->sig_int = evsignal_new(p->base, SIGINT, stop_cb, p);
 	p->sig_hup = evsignal_new(p->base, SIGHUP, reload_cb, p);
@@ -384,7 +447,7 @@ bad:
 	for (i = 0; i < nfds; i++)
 		evutil_closesocket(fds[i]);
 	SSL_CTX_free(srv_ctx);
-	SSL_CTX_free(cli_ctx);
+	free_clients(cli_ctx);
 	px_process_free(p);
 	return NULL;
 }
@@ -431,7 +494,8 @@ px_process_free(struct px_process *p)
 		event_free(p->sig_int);
 	if (p->sig_hup)
 		event_free(p->sig_hup);
-	px_upstream_free(p->admin_up);
+	for (i = 0; i < p->nadmin_ups; i++)
+		px_upstream_free(p->admin_ups[i]);
 	if (p->base && (p->nworkers != 1 || p->base != px_worker_base(p->workers[0])))
 		event_base_free(p->base);
 	for (i = 0; i < p->nworkers; i++)

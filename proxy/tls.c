@@ -192,15 +192,21 @@ new_session(SSL *ssl, SSL_SESSION *sess)
 }
 
 SSL_CTX *
-px_tls_client_ctx_new(const struct pol_config *cfg, char *err, size_t errlen, int *failed)
+px_tls_client_ctx_new(const struct pol_upstream *up, char *err, size_t errlen, int *failed)
 {
-	const struct pol_upstream_tls *u = &cfg->up_tls;
+	const struct pol_upstream_tls *u = &up->t;
+	int dflt = !strcmp(up->name, "default");
+	char ca_name[POL_NAME_MAX + 32], cert_name[POL_NAME_MAX + 32], key_name[POL_NAME_MAX + 32];
 	SSL_CTX *ctx;
 
 	*failed = 0;
-	if (!cfg->upstream_tls)
+	if (!up->tls)
 		return NULL;
 	*failed = 1;
+	/* errors name the key as the file spells it (main.c finds its line from the name) */
+	snprintf(ca_name, sizeof ca_name, dflt ? "upstream_ca_file" : "[upstream:%s] ca_file", up->name);
+	snprintf(cert_name, sizeof cert_name, dflt ? "upstream_cert" : "[upstream:%s] cert", up->name);
+	snprintf(key_name, sizeof key_name, dflt ? "upstream_key" : "[upstream:%s] key", up->name);
 	ctx = ctx_new(TLS_client_method(), TLS1_2_VERSION, "upstream TLS", err, errlen);
 	if (!ctx)
 		return NULL;
@@ -212,7 +218,7 @@ px_tls_client_ctx_new(const struct pol_config *cfg, char *err, size_t errlen, in
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		if (u->ca_file[0]) {
 			if (SSL_CTX_load_verify_file(ctx, u->ca_file) != 1) {
-				file_error(err, errlen, "upstream_ca_file", u->ca_file);
+				file_error(err, errlen, ca_name, u->ca_file);
 				goto bad;
 			}
 		} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
@@ -223,7 +229,7 @@ px_tls_client_ctx_new(const struct pol_config *cfg, char *err, size_t errlen, in
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	}
 	if (u->cert[0] &&
-	    load_pair(ctx, u->cert, u->key, "upstream_cert", "upstream_key", err, errlen))
+	    load_pair(ctx, u->cert, u->key, cert_name, key_name, err, errlen))
 		goto bad;
 	pthread_once(&slot_once, slot_index_init);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -237,15 +243,15 @@ bad:
 }
 
 static int
-client_prepare(SSL *ssl, const struct pol_config *cfg)
+client_prepare(SSL *ssl, const struct pol_upstream *up)
 {
-	const char *name = cfg->up_tls.server_name[0] ? cfg->up_tls.server_name : cfg->upstream_host;
+	const char *name = up->t.server_name[0] ? up->t.server_name : up->host;
 	unsigned char addr[16];
 	int is_ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
 
 	if (!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1)
 		return -1;
-	if (!cfg->up_tls.verify)
+	if (!up->t.verify)
 		return 0;
 	if (is_ip)
 		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1 ? 0 : -1;
@@ -254,13 +260,13 @@ client_prepare(SSL *ssl, const struct pol_config *cfg)
 }
 
 SSL *
-px_tls_client_new(SSL_CTX *ctx, const struct pol_config *cfg, SSL_SESSION **slot)
+px_tls_client_new(SSL_CTX *ctx, const struct pol_upstream *up, SSL_SESSION **slot)
 {
 	SSL *ssl = SSL_new(ctx);
 
 	if (!ssl)
 		return NULL;
-	if (client_prepare(ssl, cfg) ||
+	if (client_prepare(ssl, up) ||
 	    (slot && (slot_index < 0 || SSL_set_ex_data(ssl, slot_index, slot) != 1))) {
 		SSL_free(ssl);
 		ERR_clear_error();

@@ -1,9 +1,9 @@
 /*
  * proxy/tls.h - OpenSSL contexts built from the configuration.
  *
- * Two contexts per configuration: the listeners' (certificate, key, protocol floor, ALPN
- * http/1.1, no renegotiation, session resumption) and the upstream's (verification against
- * the system store or upstream_ca_file, optional client certificate). Both are built whole
+ * The listeners' context (certificate, key, protocol floor, ALPN http/1.1, no
+ * renegotiation, session resumption) and one per https upstream (verification against the
+ * system store or its CA file, optional client certificate). Both are built whole
  * and checked before use, so a reload with a broken certificate fails here and changes
  * nothing. SSL_CTX is reference-counted and safe to share between worker threads; each
  * connection's SSL holds its own reference, so a context swapped out by a reload stays alive
@@ -25,17 +25,18 @@
  */
 SSL_CTX *px_tls_server_ctx_new(const struct pol_config *cfg, char *err, size_t errlen, int *failed);
 
-/* The upstream context (upstream = https://), or NULL when the upstream is plain; as above. */
-SSL_CTX *px_tls_client_ctx_new(const struct pol_config *cfg, char *err, size_t errlen, int *failed);
+/* Upstream UP's context (an https url), or NULL when UP is plain; as above (ERR names the
+ * key: "upstream_ca_file ..." for the default upstream, "[upstream:NAME] ca_file ..."). */
+SSL_CTX *px_tls_client_ctx_new(const struct pol_upstream *up, char *err, size_t errlen, int *failed);
 
 /*
- * A new SSL from CTX (px_tls_client_ctx_new) for one connection to CFG's upstream: SNI (host
+ * A new SSL from CTX (px_tls_client_ctx_new) for one connection to upstream UP: SNI (host
  * names only, never an address, RFC 6066 §3), the name or address the certificate must carry,
  * and session resumption through SLOT, the caller's cache of one session (resumed when set,
  * replaced when the server issues a new one; NULL: none). SLOT must outlive the SSL; the
  * caller frees *SLOT with SSL_SESSION_free. NULL on failure.
  */
-SSL *px_tls_client_new(SSL_CTX *ctx, const struct pol_config *cfg, SSL_SESSION **slot);
+SSL *px_tls_client_new(SSL_CTX *ctx, const struct pol_upstream *up, SSL_SESSION **slot);
 
 /* When CTX's certificate expires (unix time), 0 if it has none. */
 time_t px_tls_not_after(SSL_CTX *ctx);

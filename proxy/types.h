@@ -46,7 +46,9 @@ struct px_env {
 	struct px_stats *stats;
 	struct px_police *police;
 	struct pol_classifier *classifier;
-	struct px_upstream *up;         /* the upstream (today's only one) */
+	struct px_upstream *ups[POL_UPSTREAM_MAX]; /* the config's upstreams, by index */
+	int nups;
+	struct px_upstream *up;         /* ups[0], the default upstream */
 	struct px_shared *shared;       /* per-address connection counts */
 	SSL_CTX *tls_server;            /* listeners' TLS context (NULL: no tls listener) */
 	char *ws_scratch;               /* one unmasked client message at a time (ws.c) */

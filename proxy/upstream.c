@@ -15,8 +15,10 @@
 
 struct px_upstream {
 	struct event_base *base;
-	char name[64];
-	char host[300];
+	int idx;                        /* in cfg->upstreams (fixed for the process's life) */
+	char name[POL_NAME_MAX + 1];
+	char host[300];                 /* the Host it is named by (lookups, logs) */
+	int rewrite_host;               /* relayed requests carry HOST, not the client's */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	SSL_CTX *tls;                   /* NULL: plain */
@@ -28,18 +30,24 @@ struct px_upstream {
 };
 
 struct px_upstream *
-px_upstream_new(struct event_base *base, const char *name, const struct sockaddr *sa,
-                socklen_t salen, const char *host, SSL_CTX *tls, struct pol_config *cfg, int pool)
+px_upstream_new(struct event_base *base, int idx, const struct sockaddr *sa, socklen_t salen,
+                SSL_CTX *tls, struct pol_config *cfg, int pool)
 {
 	struct px_upstream *up = calloc(1, sizeof *up);
+	const struct pol_upstream *u = &cfg->upstreams[idx];
 
 	if (!up || salen > sizeof up->addr) {
 		free(up);
 		return NULL;
 	}
 	up->base = base;
-	snprintf(up->name, sizeof up->name, "%s", name);
-	snprintf(up->host, sizeof up->host, "%s", host);
+	up->idx = idx;
+	snprintf(up->name, sizeof up->name, "%s", u->name);
+	if ((up->rewrite_host = u->host_header[0] != 0))
+		snprintf(up->host, sizeof up->host, "%s", u->host_header);
+	else
+		snprintf(up->host, sizeof up->host, "%s%s%s:%s", strchr(u->host, ':') ? "[" : "", u->host,
+		         strchr(u->host, ':') ? "]" : "", u->port);
 	memcpy(&up->addr, sa, salen);
 	up->addrlen = salen;
 	if ((up->tls = tls))
@@ -122,7 +130,7 @@ px_upstream_get(struct px_upstream *up, int *reused)
 	io = px_io_connect(up->base, (struct sockaddr *)&up->addr, up->addrlen,
 	                   up->cfg->limits.upstream_connect_ms);
 	if (io && up->tls) {
-		SSL *ssl = px_tls_client_new(up->tls, up->cfg, &up->session);
+		SSL *ssl = px_tls_client_new(up->tls, &up->cfg->upstreams[up->idx], &up->session);
 		if (!ssl || px_io_tls_connect(io, ssl)) {
 			if (!ssl)
 				px_log(PX_LOG_ERROR, "tls", "why", "cannot create an upstream TLS session",
@@ -139,7 +147,7 @@ px_upstream_put(struct px_upstream *up, struct px_io *io)
 {
 	const struct pol_limits *lim = &up->cfg->limits;
 
-	if (!up->pooling || up->draining || (unsigned)up->npool >= lim->upstream_pool ||
+	if (!up->pooling || up->draining || (unsigned)up->npool >= up->cfg->upstreams[up->idx].pool ||
 	    evbuffer_get_length(px_io_input(io)) != 0 || px_io_pending(io) != 0) {
 		px_io_free(io);
 		return;
@@ -175,6 +183,18 @@ const char *
 px_upstream_host(const struct px_upstream *up)
 {
 	return up->host;
+}
+
+const char *
+px_upstream_host_header(const struct px_upstream *up)
+{
+	return up->rewrite_host ? up->host : NULL;
+}
+
+int
+px_upstream_index(const struct px_upstream *up)
+{
+	return up->idx;
 }
 
 const char *

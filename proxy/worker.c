@@ -42,7 +42,7 @@ struct px_worker {
 	struct px_env env;              /* first: the hooks get &w->env */
 	struct listener largs[MAX_LISTENERS];
 	struct px_shared *shared;
-	SSL_CTX *tls_client;            /* the upstream's context, as last taken */
+	SSL_CTX *tls_client[POL_UPSTREAM_MAX]; /* the upstreams' contexts, as last taken */
 	struct evconnlistener *listeners[MAX_LISTENERS];
 	int nlisteners;
 	struct px_lookups *lookups;
@@ -62,13 +62,17 @@ refresh(struct px_env *env)
 {
 	struct px_worker *w = (struct px_worker *)env;
 	struct pol_config *old = env->cfg;
-	SSL_CTX *old_server = env->tls_server, *old_client = w->tls_client;
+	SSL_CTX *old_server = env->tls_server, *old_client[POL_UPSTREAM_MAX];
+	int i;
 
-	px_shared_take(w->shared, &env->cfg, &env->tls_server, &w->tls_client, &env->gen);
-	px_upstream_update(env->up, w->tls_client, env->cfg);
+	memcpy(old_client, w->tls_client, sizeof old_client);
+	px_shared_take(w->shared, &env->cfg, &env->tls_server, w->tls_client, &env->gen);
+	for (i = 0; i < env->nups; i++)
+		px_upstream_update(env->ups[i], w->tls_client[i], env->cfg);
 	pol_config_unref(old);
 	SSL_CTX_free(old_server); /* connections made with it hold their own references */
-	SSL_CTX_free(old_client);
+	for (i = 0; i < POL_UPSTREAM_MAX; i++)
+		SSL_CTX_free(old_client[i]);
 }
 
 /* ---- the fact source of police.c: lookup.c ---- */
@@ -223,7 +227,8 @@ worker_stop_cb(evutil_socket_t fd, short what, void *arg)
 		w->listeners[i] = NULL;
 	}
 	w->nlisteners = 0;
-	px_upstream_drain(w->env.up);
+	for (i = 0; i < w->env.nups; i++)
+		px_upstream_drain(w->env.ups[i]);
 	px_conn_drain_all(&w->env);
 	event_del(w->access_timer); /* a pending timer would keep the loop alive */
 	if (w->env.nconns == 0) {
@@ -257,7 +262,8 @@ px_worker_free(struct px_worker *w)
 			evconnlistener_free(w->listeners[i]);
 	px_lookups_free(w->lookups);
 	px_police_free(w->env.police);
-	px_upstream_free(w->env.up);
+	for (i = 0; i < w->env.nups; i++)
+		px_upstream_free(w->env.ups[i]);
 	if (w->stop_ev)
 		event_free(w->stop_ev);
 	if (w->access_timer)
@@ -279,15 +285,16 @@ px_worker_free(struct px_worker *w)
 	px_stats_free(w->env.stats);
 	pol_config_unref(w->env.cfg);
 	SSL_CTX_free(w->env.tls_server);
-	SSL_CTX_free(w->tls_client);
+	for (i = 0; i < POL_UPSTREAM_MAX; i++)
+		SSL_CTX_free(w->tls_client[i]);
 	if (w->env.base)
 		event_base_free(w->env.base);
 	free(w);
 }
 
 struct px_worker *
-px_worker_new(int id, struct px_shared *sh, const struct sockaddr *up, socklen_t uplen,
-              const char *host, const evutil_socket_t *listen_fds, int nlisten)
+px_worker_new(int id, struct px_shared *sh, const struct px_upstream_addr *addrs,
+              const evutil_socket_t *listen_fds, int nlisten)
 {
 	struct px_worker *w = calloc(1, sizeof *w);
 	struct px_env *env;
@@ -304,7 +311,7 @@ px_worker_new(int id, struct px_shared *sh, const struct sockaddr *up, socklen_t
 	env->shared_gen = px_shared_genp(sh);
 	env->refresh = refresh;
 	env->conn_gone = conn_gone;
-	px_shared_take(sh, &env->cfg, &env->tls_server, &w->tls_client, &env->gen);
+	px_shared_take(sh, &env->cfg, &env->tls_server, w->tls_client, &env->gen);
 	cfg = env->cfg;
 	env->base = event_base_new();
 	env->stats = px_stats_new();
@@ -313,9 +320,16 @@ px_worker_new(int id, struct px_shared *sh, const struct sockaddr *up, socklen_t
 	env->ws_scratch_size = cfg->limits.ws_message_bytes;
 	env->ws_scratch = malloc(env->ws_scratch_size);
 	env->access = evbuffer_new();
-	env->up = env->base ? px_upstream_new(env->base, "default", up, uplen, host, w->tls_client,
-	                                      cfg, 1) : NULL;
-	w->lookups = env->up && env->ctr ? px_lookups_new(env->base, env->up, env->ctr, &env->cfg) : NULL;
+	for (i = 0; env->base && i < cfg->nupstreams; i++) {
+		env->ups[i] = px_upstream_new(env->base, i, (const struct sockaddr *)&addrs[i].sa,
+		                              addrs[i].len, w->tls_client[i], cfg, 1);
+		if (!env->ups[i])
+			break;
+		env->nups++;
+	}
+	env->up = env->nups == cfg->nupstreams ? env->ups[0] : NULL;
+	w->lookups = env->up && env->ctr ? px_lookups_new(env->base, env->ups[cfg->lookup_upstream],
+	                                                  env->ctr, &env->cfg) : NULL;
 	if (w->lookups) {
 		struct px_facts facts = {w->lookups, facts_ask, facts_forget, px_fact_state,
 		                         px_fact_has_participant};

@@ -15,14 +15,14 @@
 struct px_shared;
 struct px_stats;
 struct px_worker;
+struct px_upstream_addr;
 
 /*
  * Worker ID over the policy SH publishes, accepting on dup()s of the NLISTEN bound sockets
  * LISTEN_FDS (listen address I of the policy says whether socket I is TLS), relaying to the
- * upstream at UP (UPLEN bytes) named by Host HOST. NULL (logged) on failure.
+ * policy's upstreams, upstream I at ADDRS[I]. NULL (logged) on failure.
  */
-struct px_worker *px_worker_new(int id, struct px_shared *sh, const struct sockaddr *up,
-                                socklen_t uplen, const char *host,
+struct px_worker *px_worker_new(int id, struct px_shared *sh, const struct px_upstream_addr *addrs,
                                 const evutil_socket_t *listen_fds, int nlisten);
 void px_worker_free(struct px_worker *w);
 

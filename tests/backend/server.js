@@ -6,9 +6,37 @@
 //        --app APPID=SECRET_KEY [--app ...] [--keepalive-ms N]
 //        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]   (https and wss; with a client
 //        CA, a client certificate signed by it is required)
+//        [--origin KIND=HOST:PORT[,host=EXPECTED][,tls[,cert=PEM,key=PEM]] ...]
+//
+// Hosted origins (--origin, repeatable): extra listeners sharing the same state, each answering
+// only its own part of TalkJS's hosted service, as realtime.talkjs.com / app.talkjs.com /
+// api.talkjs.com do (protocol.md 1, "no host"):
+//   realtime  only the WebSocket upgrade GET /v1/{app}/realtime/{user}
+//   app       only /api/v0/{app}[/...] (U2, U3, CORS preflight)
+//   rest      only /v1/{app}/... (REST, files, search); never the realtime path, never /public_api
+// Anything else is answered 404 {"errorCode":"WRONG_ORIGIN"} (an upgrade too, then closed). With
+// host=EXPECTED, a Host header other than EXPECTED (compared without case) is answered 421
+// {"errorCode":"WRONG_HOST"} first. ",tls" serves https/wss with cert=/key= if given, else with
+// --tls-cert/--tls-key (which also make the main listener TLS). The main listener (--listen)
+// answers everything, as before.
+//
+// Legacy API (main listener only): an old HTTP sync API with its own URL scheme that takes no
+// credential at all (hence a proxy in front), and parses JSON leniently (JSON.parse: the last
+// of duplicate keys wins). Writes go to the same state as everything else.
+//   GET  /legacy/{app}/users/{uid}                              the user, or 404
+//   PUT|PATCH /legacy/{app}/users/{uid}                         upsert; body: user fields
+//   POST /legacy/{app}/users/{uid}                              create; 409 USER_ALREADY_EXISTS
+//   POST /legacy/{app}/users                                    create; body {"id": "...", fields}
+//   GET  /legacy/{app}/conversations/{cid}                      the conversation, or 404
+//   POST /legacy/{app}/conversations                            create; body {"id", "subject", ...,
+//                                                               "participants": [uid, ...]}; 409 if it exists
+//   PUT  /legacy/{app}/conversations/{cid}/members/{uid}        add or change; body {"access", "notify"}
 //
 // Control interface (on --control only): GET /log (every HTTP request and WebSocket message
-// received, in order, raw bytes base64), GET /raw (every byte received per TCP connection),
+// received, in order, raw bytes base64; each entry names the listener that received it,
+// `origin`: "main" or the KIND, and HTTP entries the `host` header received and `refused`:
+// "WRONG_ORIGIN" / "WRONG_HOST" when the origin turned it away), GET /raw (every byte
+// received per TCP connection),
 // POST /reset, POST /seed {appId, users:{id:{...}}, conversations:{id:{subject,..,participants:{uid:{access,notify}}}}},
 // GET /state?appId=.
 import http from 'node:http';
@@ -20,7 +48,7 @@ import { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 
 function parseArgs(argv) {
-  const o = { apps: {}, keepaliveMs: 5000 };
+  const o = { apps: {}, keepaliveMs: 5000, origins: [] };
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i], v = argv[i + 1];
     if (a === '--listen') { o.listen = v; i++; }
@@ -30,10 +58,34 @@ function parseArgs(argv) {
     else if (a === '--tls-cert') { o.tlsCert = v; i++; }
     else if (a === '--tls-key') { o.tlsKey = v; i++; }
     else if (a === '--tls-client-ca') { o.tlsClientCa = v; i++; }
+    else if (a === '--origin') { o.origins.push(parseOrigin(v)); i++; }
     else { console.error(`unknown argument ${a}`); process.exit(2); }
   }
   if (!o.listen || !o.control) { console.error('usage: server.js --listen H:P --control H:P --app ID=KEY'); process.exit(2); }
+  for (const og of o.origins) {
+    if (og.tls && !og.cert && !o.tlsCert) { console.error(`--origin ${og.kind}: tls needs cert=/key= or --tls-cert/--tls-key`); process.exit(2); }
+    if (og.tls && !og.cert) { og.cert = o.tlsCert; og.key = o.tlsKey; }
+  }
   return o;
+}
+// --origin KIND=HOST:PORT[,host=EXPECTED][,tls][,cert=PEM][,key=PEM]
+function parseOrigin(v) {
+  const bad = (why) => { console.error(`--origin ${v}: ${why}`); process.exit(2); };
+  const [first, ...flags] = String(v).split(',');
+  const m = /^(realtime|app|rest)=(.+:\d+)$/.exec(first || '');
+  if (!m) bad('expected KIND=HOST:PORT with KIND realtime, app or rest');
+  const og = { kind: m[1], listen: m[2], host: null, tls: false, cert: null, key: null };
+  for (const f of flags) {
+    const i = f.indexOf('='), k = i < 0 ? f : f.slice(0, i), val = i < 0 ? null : f.slice(i + 1);
+    if (k === 'tls' && val === null) og.tls = true;
+    else if (k === 'host' && val) og.host = val;
+    else if (k === 'cert' && val) og.cert = val;
+    else if (k === 'key' && val) og.key = val;
+    else bad(`unknown option '${f}'`);
+  }
+  if (!og.cert !== !og.key) bad('cert= and key= go together');
+  if (og.cert) og.tls = true;
+  return og;
 }
 const opts = parseArgs(process.argv);
 const hostPort = (s) => { const i = s.lastIndexOf(':'); return [s.slice(0, i).replace(/^\[|\]$/g, ''), Number(s.slice(i + 1))]; };
@@ -243,12 +295,12 @@ function realtimeCall(sess, method, path, data) {
   return err(404, 'NOT_FOUND', `no route ${method} ${path}`);
 }
 
-function onRealtime(ws, appId, me, sockId) {
+function onRealtime(ws, appId, me, sockId, origin = 'main') {
   const sess = { appId, me, authed: false };
   sess.sub = { appId, me, pub: 0, paths: new Set(), sess };
   subs.set(ws, sess.sub);
   ws.on('message', (buf, isBinary) => {
-    log.push({ kind: 'ws', socket: sockId, appId, user: me, binary: !!isBinary, raw: Buffer.from(buf).toString('base64') });
+    log.push({ kind: 'ws', origin, socket: sockId, appId, user: me, binary: !!isBinary, raw: Buffer.from(buf).toString('base64') });
     let f;
     try { f = JSON.parse(buf.toString('utf8')); } catch { return; }
     if (!Array.isArray(f)) return;
@@ -295,6 +347,7 @@ function handleHttp(req, res, body) {
         'the realtime socket at /v1/demo/realtime/alice (the @talkjs/core SDK with host set to this address)'] });
     return;
   }
+  if (seg[0] === 'legacy') { handleLegacy(req, res, seg, body); return; }
   if (seg[0] === 'echo') { send(res, 200, body, req.headers['content-type'] || 'application/octet-stream'); return; }
   if (seg[0] === 'bytes') { const n = Number(seg[1] || 0); send(res, 200, Buffer.alloc(n, 'x').toString(), 'text/plain'); return; }
   if (seg[0] === 'chunked') { const n = Number(seg[1] || 0); res.writeHead(200, { 'Content-Type': 'text/plain' }); let left = n; while (left > 0) { const k = Math.min(left, 65536); res.write('y'.repeat(k)); left -= k; } res.end(); return; }
@@ -349,6 +402,77 @@ function handleHttp(req, res, body) {
   send(res, 404, { errorCode: 'NOT_FOUND', reasons: ['no route'] });
 }
 
+// The legacy API (see the top of this file): no credential, lenient JSON, same state.
+function handleLegacy(req, res, seg, body) {
+  const appId = seg[1], app = state[appId];
+  if (!app) { send(res, 404, { errorCode: 'APP_NOT_FOUND', reasons: ['no such app'] }); return; }
+  let data = {};
+  if (body.length) {
+    try { data = JSON.parse(body.toString('utf8')); } catch { send(res, 400, { errorCode: 'INVALID_JSON', reasons: ['bad json'] }); return; }
+  }
+  const obj = data !== null && typeof data === 'object' && !Array.isArray(data) ? data : null;
+  const m = req.method, n = seg.length, [, , a, b, c, d] = seg;
+  const notObject = () => send(res, 400, { errorCode: 'INVALID_REQUEST', reasons: ['a JSON object expected'] });
+  const noId = () => send(res, 400, { errorCode: 'INVALID_REQUEST', reasons: ['"id" (a string) expected'] });
+  if (a === 'users' && n === 4 && m === 'GET') {
+    const u = app.users.get(b);
+    send(res, u ? 200 : 404, u ? publicUser(u) : { errorCode: 'NOT_FOUND', reasons: ['no such user'] });
+    return;
+  }
+  if ((a === 'users' && n === 4 && ['PUT', 'PATCH', 'POST'].includes(m)) || (a === 'users' && n === 3 && m === 'POST')) {
+    if (!obj) { notObject(); return; }
+    const { id: bodyId, ...fields } = obj;
+    const uid = n === 4 ? b : bodyId;
+    if (typeof uid !== 'string' || !uid) { noId(); return; }
+    const existed = app.users.has(uid);
+    if (m === 'POST' && existed) { send(res, 409, { errorCode: 'USER_ALREADY_EXISTS', reasons: [`user ${uid} exists`] }); return; }
+    const u = upsertUser(app, uid, fields);
+    publish(appId, existed ? { type: 'user.edited', userId: uid, diff: pick(fields, ['name', 'custom', 'locale', 'photoUrl', 'role', 'welcomeMessage']) }
+      : { type: 'user.created', userId: uid, state: publicUser(u) });
+    send(res, m === 'POST' ? 201 : 200, publicUser(u));
+    return;
+  }
+  if (a === 'conversations' && n === 4 && m === 'GET') {
+    const conv = app.conversations.get(b);
+    if (!conv) { send(res, 404, { errorCode: 'NOT_FOUND', reasons: ['no such conversation'] }); return; }
+    send(res, 200, { id: conv.id, subject: conv.subject ?? null, custom: conv.custom, members: Object.fromEntries([...conv.participants].map(([u, p]) => [u, { access: p.access, notify: p.notify }])) });
+    return;
+  }
+  if (a === 'conversations' && n === 3 && m === 'POST') {
+    if (!obj) { notObject(); return; }
+    const { id: cid, participants, ...fields } = obj;
+    if (typeof cid !== 'string' || !cid) { noId(); return; }
+    if (app.conversations.has(cid)) { send(res, 409, { errorCode: 'CONVERSATION_ALREADY_EXISTS', reasons: [`conversation ${cid} exists`] }); return; }
+    const conv = upsertConv(app, cid, fields);
+    for (const uid of Array.isArray(participants) ? participants : []) conv.participants.set(String(uid), { access: 'ReadWrite', notify: true, joinedAt: now() });
+    send(res, 201, { id: cid });
+    return;
+  }
+  if (a === 'conversations' && n === 6 && c === 'members' && m === 'PUT') {
+    if (!obj) { notObject(); return; }
+    const r = participantAction(app, b, d, 'PUT', obj, appId);
+    send(res, r.status, r.status === 200 ? {} : { errorCode: r.errorCode, reasons: r.reasons });
+    return;
+  }
+  send(res, 404, { errorCode: 'NOT_FOUND', reasons: [`no legacy route ${m} ${req.url}`] });
+}
+
+// What a hosted origin (--origin) turns away: null, or {status, errorCode, reason}. The main
+// listener turns nothing away.
+function originRefusal(og, req, upgrade) {
+  if (og.kind === 'main') return null;
+  const host = req.headers.host;
+  if (og.host && (host || '').toLowerCase() !== og.host.toLowerCase())
+    return { status: 421, errorCode: 'WRONG_HOST', reason: `the ${og.kind} origin is ${og.host}, not ${host === undefined ? '(no Host)' : host}` };
+  let seg;
+  try { seg = new URL(req.url, 'http://x').pathname.split('/').slice(1).map(decodeURIComponent); } catch { seg = []; }
+  let mine = false;
+  if (og.kind === 'realtime') mine = upgrade && req.method === 'GET' && seg.length === 4 && seg[0] === 'v1' && !!seg[1] && seg[2] === 'realtime' && !!seg[3];
+  else if (og.kind === 'app') mine = !upgrade && seg.length >= 3 && seg[0] === 'api' && seg[1] === 'v0' && !!seg[2];
+  else if (og.kind === 'rest') mine = !upgrade && seg.length >= 2 && seg[0] === 'v1' && !!seg[1] && seg[2] !== 'realtime';
+  return mine ? null : { status: 404, errorCode: 'WRONG_ORIGIN', reason: `${req.method} ${req.url}${upgrade ? ' (upgrade)' : ''} is not served by the ${og.kind} origin` };
+}
+
 // Every byte each TCP connection delivers is recorded before the HTTP parser sees it.
 class Tap extends Duplex {
   constructor(sock, id) {
@@ -371,46 +495,67 @@ class Tap extends Duplex {
   get bytesWritten() { return this.sock.bytesWritten; }
 }
 
-const server = http.createServer({ keepAliveTimeout: opts.keepaliveMs, requestTimeout: 0, headersTimeout: 60000 }, (req, res) => {
-  const chunks = [];
-  req.on('data', (d) => chunks.push(d));
-  req.on('end', () => {
-    const body = Buffer.concat(chunks);
-    log.push({ kind: 'http', socket: req.socket.id, method: req.method, url: req.url, httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body: body.toString('base64') });
-    handleHttp(req, res, body);
-  });
-});
+// One HTTP server per listener: the main one (OG.kind "main") and each hosted origin. They
+// share the state, the log, the raw capture and the realtime subscriptions.
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
-server.on('upgrade', (req, socket, head) => {
-  log.push({ kind: 'http', socket: socket.id, method: req.method, url: req.url, httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body: '' });
-  const seg = new URL(req.url, 'http://x').pathname.split('/').slice(1).map(decodeURIComponent);
-  let base = -1;
-  if (seg[0] === 'v1') base = 1; else if (seg[0] === 'public_api' && seg[1] === 'v1') base = 2;
-  const appId = seg[base], isRt = base > 0 && seg[base + 1] === 'realtime' && seg.length === base + 3;
-  if (seg[0] === 'echo-ws') { wss.handleUpgrade(req, socket, head, (ws) => { ws.on('message', (d, bin) => { log.push({ kind: 'ws', socket: socket.id, binary: bin, raw: Buffer.from(d).toString('base64') }); ws.send(d, { binary: bin }); }); }); return; }
-  if (!isRt || !state[appId]) { socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'); return; }
-  wss.handleUpgrade(req, socket, head, (ws) => onRealtime(ws, appId, seg[base + 2], socket.id));
-});
+function makeServer(og) {
+  const entry = (req, sockId, body) => ({ kind: 'http', origin: og.kind, host: req.headers.host ?? null, socket: sockId, method: req.method, url: req.url, httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body });
+  const server = http.createServer({ keepAliveTimeout: opts.keepaliveMs, requestTimeout: 0, headersTimeout: 60000 }, (req, res) => {
+    const chunks = [];
+    req.on('data', (d) => chunks.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const e = entry(req, req.socket.id, body.toString('base64'));
+      log.push(e);
+      const no = originRefusal(og, req, false);
+      if (no) { e.refused = no.errorCode; cors(req, res); send(res, no.status, { errorCode: no.errorCode, reasons: [no.reason] }); return; }
+      handleHttp(req, res, body);
+    });
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const e = entry(req, socket.id, '');
+    log.push(e);
+    const no = originRefusal(og, req, true);
+    if (no) {
+      e.refused = no.errorCode;
+      const b = JSON.stringify({ errorCode: no.errorCode, reasons: [no.reason] });
+      socket.end(`HTTP/1.1 ${no.status} ${http.STATUS_CODES[no.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(b)}\r\nConnection: close\r\n\r\n${b}`);
+      return;
+    }
+    const seg = new URL(req.url, 'http://x').pathname.split('/').slice(1).map(decodeURIComponent);
+    let base = -1;
+    if (seg[0] === 'v1') base = 1; else if (seg[0] === 'public_api' && seg[1] === 'v1') base = 2;
+    const appId = seg[base], isRt = base > 0 && seg[base + 1] === 'realtime' && seg.length === base + 3;
+    if (seg[0] === 'echo-ws') { wss.handleUpgrade(req, socket, head, (ws) => { ws.on('message', (d, bin) => { log.push({ kind: 'ws', origin: og.kind, socket: socket.id, binary: bin, raw: Buffer.from(d).toString('base64') }); ws.send(d, { binary: bin }); }); }); return; }
+    if (!isRt || !state[appId]) { socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'); return; }
+    wss.handleUpgrade(req, socket, head, (ws) => onRealtime(ws, appId, seg[base + 2], socket.id, og.kind));
+  });
+  return server;
+}
 // Plain: every TCP connection is tapped. TLS: every handshake is logged (resumed? which name
 // was asked for? which client certificate?) and the plaintext is tapped.
-function accept(sock) {
-  const id = ++sockSeq;
-  raw.set(id, []);
-  const tap = new Tap(sock, id);
-  server.emit('connection', tap);
-  return id;
-}
-const listener = opts.tlsCert
-  ? tls.createServer({
-    cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey), ALPNProtocols: ['http/1.1'],
-    ...(opts.tlsClientCa ? { ca: fs.readFileSync(opts.tlsClientCa), requestCert: true, rejectUnauthorized: true } : {}),
+function makeListener(og, server, tlsFiles) {
+  const accept = (sock) => {
+    const id = ++sockSeq;
+    raw.set(id, []);
+    server.emit('connection', new Tap(sock, id));
+    return id;
+  };
+  if (!tlsFiles) return net.createServer(accept);
+  const listener = tls.createServer({
+    cert: fs.readFileSync(tlsFiles.cert), key: fs.readFileSync(tlsFiles.key), ALPNProtocols: ['http/1.1'],
+    ...(tlsFiles.clientCa ? { ca: fs.readFileSync(tlsFiles.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
   }, (ts) => {
     const id = accept(ts);
     const peer = ts.getPeerCertificate();
-    log.push({ kind: 'tls', socket: id, resumed: ts.isSessionReused(), servername: ts.servername || null, alpn: ts.alpnProtocol || null, protocol: ts.getProtocol(), clientCert: peer && peer.subject ? peer.subject.CN : null });
-  })
-  : net.createServer(accept);
-if (opts.tlsCert) listener.on('tlsClientError', (e) => log.push({ kind: 'tls-error', message: e.message }));
+    log.push({ kind: 'tls', origin: og.kind, socket: id, resumed: ts.isSessionReused(), servername: ts.servername || null, alpn: ts.alpnProtocol || null, protocol: ts.getProtocol(), clientCert: peer && peer.subject ? peer.subject.CN : null });
+  });
+  listener.on('tlsClientError', (e) => log.push({ kind: 'tls-error', origin: og.kind, message: e.message }));
+  return listener;
+}
+const mainOrigin = { kind: 'main', listen: opts.listen };
+const listeners = [[mainOrigin, makeListener(mainOrigin, makeServer(mainOrigin), opts.tlsCert ? { cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa } : null)]];
+for (const og of opts.origins) listeners.push([og, makeListener(og, makeServer(og), og.tls ? { cert: og.cert, key: og.key } : null)]);
 
 // ---- control ----
 const control = http.createServer((req, res) => {
@@ -443,6 +588,12 @@ const control = http.createServer((req, res) => {
   });
 });
 
-const [lh, lp] = hostPort(opts.listen), [ch, cp] = hostPort(opts.control);
-listener.listen(lp, lh, () => control.listen(cp, ch, () => console.error(`backend: listening on ${opts.listen}, control on ${opts.control}, apps ${Object.keys(opts.apps).join(',')}`)));
+// The control port listens last: a harness waiting for it finds every listener up.
+const [ch, cp] = hostPort(opts.control);
+Promise.all(listeners.map(([og, l]) => new Promise((resolve, reject) => {
+  const [h, p] = hostPort(og.listen);
+  l.once('error', reject);
+  l.listen(p, h, resolve);
+}))).then(() => control.listen(cp, ch, () => console.error(`backend: listening on ${opts.listen}${opts.origins.map((og) => `, ${og.kind} origin on ${og.listen}${og.tls ? ' (tls)' : ''}${og.host ? ` for ${og.host}` : ''}`).join('')}, control on ${opts.control}, apps ${Object.keys(opts.apps).join(',')}`)),
+(e) => { console.error(`backend: ${e.message}`); process.exit(1); });
 process.on('SIGTERM', () => process.exit(0));

@@ -36,7 +36,10 @@ async function waitPort(port, proc, what) {
 }
 
 // TLS: {cert, key, clientCa?} makes the backend serve https/wss (tests/lib/tlsca.mjs).
-export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveMs, tls } = {}) {
+// ORIGINS: hosted-origin listeners besides the main one (server.js --origin), each
+// {kind: 'realtime' | 'app' | 'rest', host?: the Host it insists on, tls?: {cert, key}, or true
+// for TLS's cert}; the result's `origins` maps each kind to its port.
+export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveMs, tls, origins = [] } = {}) {
   const port = await freePort(), control = await freePort();
   const args = [path.join(ROOT, 'tests/backend/server.js'), '--listen', `127.0.0.1:${port}`, '--control', `127.0.0.1:${control}`];
   for (const [id, key] of Object.entries(apps)) args.push('--app', `${id}=${key}`);
@@ -44,6 +47,15 @@ export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveM
   if (tls) {
     args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
     if (tls.clientCa) args.push('--tls-client-ca', tls.clientCa);
+  }
+  const originPorts = {};
+  for (const og of origins) {
+    originPorts[og.kind] = await freePort();
+    let spec = `${og.kind}=127.0.0.1:${originPorts[og.kind]}`;
+    if (og.host) spec += `,host=${og.host}`;
+    if (og.tls === true) spec += ',tls';
+    else if (og.tls) spec += `,tls,cert=${og.tls.cert},key=${og.tls.key}`;
+    args.push('--origin', spec);
   }
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'] });
   let err = '';
@@ -54,7 +66,7 @@ export async function startBackend({ apps = { demo: 'sk_test_demo' }, keepaliveM
     return r.json();
   };
   return {
-    port, control, proc, apps,
+    port, control, proc, apps, origins: originPorts,
     log: () => ctl('GET', '/log'),
     raw: async () => { const r = await ctl('GET', '/raw'); return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Buffer.from(v, 'base64')])); },
     rawAll: async () => Buffer.concat(Object.values(await ctl('GET', '/raw')).map((v) => Buffer.from(v, 'base64'))),

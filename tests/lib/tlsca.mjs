@@ -40,6 +40,8 @@ export function makePki(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-pki-')))
     server: issue(dir, ca, 'server', { cn: 'localhost', san: localhost }),
     server2: issue(dir, ca, 'server2', { cn: 'localhost', san: localhost, org: 'syncgate tests second' }),
     wrongHost: issue(dir, ca, 'wrong', { cn: 'wrong.example', san: 'DNS:wrong.example' }),
+    // the names of TalkJS's hosted origins, as tests/interop/sdk_hosted_origins.test.mjs stands them up
+    hosted: issue(dir, ca, 'hosted', { cn: 'api.talkjs.test', san: 'DNS:api.talkjs.test,DNS:app.talkjs.test,DNS:realtime.talkjs.test' }),
     selfSigned: issue(dir, null, 'self', { cn: 'localhost', san: localhost }),
     client: issue(dir, ca, 'client', { cn: 'syncgate-client', usage: 'clientAuth' }),
     broken: path.join(dir, 'broken.pem'),

@@ -22,7 +22,7 @@ test('--version and --help', () => {
   assert.match(v.stdout, /^syncgate \d+\.\d+\.\d+ \(commit (?:[0-9a-f]+|unknown), [^)]*build[^)]*\)\nOpenSSL 3\.[^\n]+\nlibevent 2\.1[^\n]*\n$/);
   const h = run('--help');
   assert.equal(h.status, 0);
-  assert.match(h.stdout, /usage: syncgate \[-t\] -c FILE/);
+  assert.match(h.stdout, /usage: syncgate \[-t \| -T\] -c FILE/);
   const none = run();
   assert.equal(none.status, 2);
   assert.match(none.stderr, /usage/);
