@@ -415,34 +415,25 @@ parse_listen(struct loader *ld, const char *value)
 	return 1;
 }
 
+static int parse_url(const char *v, struct pol_upstream *u);
+
+/* [syncgate] upstream = http(s)://HOST[:PORT]: the default upstream (the scheme's port when
+ * none is written). */
 static int
 parse_upstream(struct loader *ld, const char *v)
 {
 	struct pol_config *c = ld->c;
-	const char *rest;
-	char hp[300];
-	size_t n;
+	struct pol_upstream u;
 
-	if (!strncmp(v, "http://", 7)) {
-		strcpy(c->upstream_scheme, "http");
-		c->upstream_tls = 0;
-		rest = v + 7;
-	} else if (!strncmp(v, "https://", 8)) {
-		strcpy(c->upstream_scheme, "https");
-		c->upstream_tls = 1;
-		rest = v + 8;
-	} else {
+	memset(&u, 0, sizeof u);
+	if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
 		return fail(ld, "upstream: '%s' must be http://HOST:PORT or https://HOST:PORT%s", v, "");
-	}
-	n = strcspn(rest, "/");
-	if (rest[n] && strcmp(rest + n, "/"))
-		return fail(ld, "upstream: '%s' must not have a path%s", v, "");
-	if (n >= sizeof hp)
-		return fail(ld, "upstream: '%s' is too long%s", v, "");
-	memcpy(hp, rest, n);
-	hp[n] = 0;
-	if (parse_hostport(hp, c->upstream_host, sizeof c->upstream_host, c->upstream_port))
-		return fail(ld, "upstream: '%s' must be http(s)://HOST:PORT%s", v, "");
+	if (parse_url(v, &u))
+		return fail(ld, "upstream: '%s' must be http(s)://HOST[:PORT] with no path%s", v, "");
+	memcpy(c->upstream_scheme, u.scheme, sizeof c->upstream_scheme);
+	c->upstream_tls = u.tls;
+	memcpy(c->upstream_host, u.host, sizeof c->upstream_host);
+	memcpy(c->upstream_port, u.port, sizeof c->upstream_port);
 	ld->seen_upstream = 1;
 	return 1;
 }

@@ -177,6 +177,17 @@ metrics(struct admin_conn *c)
 	COUNTER("syncgate_http_refused_total", "HTTP requests refused by policy", SUM(http_refused));
 	COUNTER("syncgate_http_bad_requests_total", "HTTP requests refused as malformed or over a limit", SUM(http_bad));
 	COUNTER("syncgate_upstream_errors_total", "backend failures (refused, reset, timeout, malformed)", SUM(upstream_errors));
+	evbuffer_add_printf(b, "# HELP syncgate_upstream_requests_total requests sent to each upstream\n"
+	                       "# TYPE syncgate_upstream_requests_total counter\n");
+	for (i = 0; i < c->cfg->nupstreams; i++)
+		evbuffer_add_printf(b, "syncgate_upstream_requests_total{upstream=\"%s\"} %llu\n",
+		                    c->cfg->upstreams[i].name, SUM(upstream_requests[i]));
+	evbuffer_add_printf(b, "# HELP syncgate_upstream_failures_total requests an upstream failed "
+	                       "(unreachable, TLS, reset, timeout, malformed)\n"
+	                       "# TYPE syncgate_upstream_failures_total counter\n");
+	for (i = 0; i < c->cfg->nupstreams; i++)
+		evbuffer_add_printf(b, "syncgate_upstream_failures_total{upstream=\"%s\"} %llu\n",
+		                    c->cfg->upstreams[i].name, SUM(upstream_failures[i]));
 	GAUGE("syncgate_connections_open", "client connections open", SUM(connections_open));
 	COUNTER("syncgate_tls_handshake_failures_total", "client TLS handshakes refused, failed or timed out", SUM(tls_handshake_failures));
 	COUNTER("syncgate_ws_opened_total", "WebSocket relays opened", SUM(ws_opened));

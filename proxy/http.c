@@ -1472,6 +1472,7 @@ connect_upstream(struct px_http *h)
 {
 	struct px_conn *c = h->c;
 	h->up_start_us = px_now_us();
+	px_count(&c->env->ctr->upstream_requests[h->up_idx], 1);
 	if (c->uio && h->upstream_idle && h->uio_idx == h->up_idx) {
 		/* the connection this client used last time: no pool round trip */
 		h->upstream_idle = 0;
@@ -1490,6 +1491,7 @@ connect_upstream(struct px_http *h)
 	c->uio = px_upstream_get(c->env->ups[h->up_idx], &h->upstream_reused);
 	if (!c->uio) {
 		px_count(&c->env->ctr->upstream_errors, 1);
+		px_count(&c->env->ctr->upstream_failures[h->up_idx], 1);
 		reply(h, 502, "BAD_GATEWAY", "cannot reach the backend", 1);
 		return;
 	}
@@ -1597,6 +1599,7 @@ upstream_failed(struct px_http *h, int status, const char *why)
 	int e = c->uio ? px_io_errno(c->uio) : 0;
 
 	px_count(&c->env->ctr->upstream_errors, 1);
+	px_count(&c->env->ctr->upstream_failures[h->uio_idx], 1);
 	px_log(PX_LOG_WARN, "upstream_error", "peer", c->peer, "upstream",
 	       px_upstream_name(c->env->ups[h->uio_idx]), "host", px_upstream_host(c->env->ups[h->uio_idx]),
 	       "why", why, "error", e ? strerror(e) : "", NULL);

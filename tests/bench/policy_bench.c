@@ -11,6 +11,7 @@
 
 #include "policy/call.h"
 #include "policy/decide.h"
+#include "policy/route.h"
 
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
@@ -26,6 +27,71 @@ now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* HTTP requests classified (pol_classify_request: built-in classification, route table,
+ * rewrite) per second, against a config with NROUTES operator routes (legacy-style paths
+ * that the TalkJS requests below never match, plus the three hosted-origin routes when
+ * HOSTED), for each request of a small set. */
+static void
+route_bench_one(struct pol_classifier *k, int nroutes, int hosted, long iters)
+{
+	static const char *const reqs[][2] = {
+		{"GET", "/public_api/v1/bench/realtime/alice?talkjs-core=1"},
+		{"PUT", "/public_api/v1/bench/users/alice"},
+		{"GET", "/api/v0/bench/bokens/alice?signature=ab"},
+		{"PUT", "/legacy/bench/tenant7/users/alice"},
+	};
+	char *text = malloc(200 * 1024), err[POL_ERR_MAX], rw[4096];
+	size_t at = 0;
+	struct pol_config *c;
+	int i;
+
+	at += (size_t)snprintf(text + at, 200 * 1024 - at,
+	                       "[syncgate]\nlisten = 127.0.0.1:1\nupstream = http://127.0.0.1:2\n"
+	                       "[upstream:rest]\nurl = http://127.0.0.1:3\n");
+	for (i = 0; i < nroutes; i++)
+		at += (size_t)snprintf(text + at, 200 * 1024 - at,
+		                       "[route:r%d]\nmatch = PUT,PATCH /legacy/{app}/tenant%d/users/{user}\n"
+		                       "sync = user_set\nrewrite = /v1/{app}/users/{user}\n", i, i);
+	if (hosted)
+		at += (size_t)snprintf(text + at, 200 * 1024 - at,
+		                       "[route:hr]\nmatch = GET /public_api/v1/{app}/realtime/{user}\n"
+		                       "sync = realtime\nrewrite = /v1/{app}/realtime/{user}\n"
+		                       "[route:hrest]\nmatch = * /public_api/v1/{app}/{*}\nupstream = rest\n"
+		                       "rewrite = /v1/{app}/{*}\n"
+		                       "[route:happ]\nmatch = * /api/v0/{app}/{*}\n");
+	c = pol_config_load_string(text, "bench.conf", err);
+	free(text);
+	if (!c) {
+		fprintf(stderr, "%s\n", err);
+		abort();
+	}
+	printf("  %d operator routes%s:\n", c->operator_routes, hosted ? " (the 3 hosted-origin ones included)" : "");
+	for (i = 0; i < (int)(sizeof reqs / sizeof reqs[0]); i++) {
+		struct pol_call call;
+		struct pol_route_match m;
+		const char *why;
+		long rwlen, j, n = iters / 4;
+		unsigned long a0 = allocs;
+		double t0 = now();
+		for (j = 0; j < n; j++)
+			if (pol_classify_request(k, c, reqs[i][0], strlen(reqs[i][0]), reqs[i][1], strlen(reqs[i][1]),
+			                         NULL, 0, 0, &call, &m, rw, sizeof rw, &rwlen, &why))
+				abort();
+		double dt = now() - t0;
+		printf("    %-6s %-52s %12.0f requests/s  %.2f allocations  route %s\n", reqs[i][0], reqs[i][1],
+		       (double)n / dt, (double)(allocs - a0) / (double)n, m.route ? m.route->name : "(none)");
+	}
+	pol_config_unref(c);
+}
+
+static void
+route_bench(struct pol_classifier *k, long iters)
+{
+	printf("policy_bench: HTTP classification through the route table\n");
+	route_bench_one(k, 0, 0, iters);
+	route_bench_one(k, 47, 1, iters);
 }
 
 int
@@ -119,6 +185,7 @@ main(int argc, char **argv)
 		printf("  %-28s %6s    %12.0f decisions/s  %.2f allocations/frame  (target >= 1,000,000/s)\n",
 		       "MIX (weighted)", "", (double)iters / dt, (double)(allocs - a0) / (double)iters);
 	}
+	route_bench(k, iters);
 	pol_classifier_free(k);
 	return 0;
 }
