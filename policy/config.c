@@ -429,7 +429,9 @@ parse_upstream(struct loader *ld, const char *v)
 	if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
 		return fail(ld, "upstream: '%s' must be http://HOST:PORT or https://HOST:PORT%s", v, "");
 	if (parse_url(v, &u))
-		return fail(ld, "upstream: '%s' must be http(s)://HOST[:PORT] with no path%s", v, "");
+		return fail(ld, strpbrk(v + 8, "/") && strcmp(strpbrk(v + 8, "/"), "/")
+		                    ? "upstream: '%s' must not have a path%s"
+		                    : "upstream: '%s' must be http(s)://HOST[:PORT]%s", v, "");
 	memcpy(c->upstream_scheme, u.scheme, sizeof c->upstream_scheme);
 	c->upstream_tls = u.tls;
 	memcpy(c->upstream_host, u.host, sizeof c->upstream_host);
@@ -889,12 +891,12 @@ route_key(struct loader *ld, struct route_draft *d, const char *name, const char
 		if (!strncmp(value, "body:", 5)) {
 			const char *key = value + 5;
 			if (!*key || strlen(key) >= sizeof r->body_key[k] || strpbrk(key, "\"\\"))
-				return fail(ld, "%s: '%s' is not body:KEY%s", name, value);
+				return fail(ld, "%s: '%s' is not body:KEY", name, value);
 			snprintf(r->body_key[k], sizeof r->body_key[k], "%s", key);
 			return 1;
 		}
 		if (k == 0) {
-			if (!valid_appid(value))
+			if (!valid_appid(value) || !strcmp(value, ".") || !strcmp(value, ".."))
 				return fail(ld, "app: '%s' is not an app id or body:KEY%s", value, "");
 			snprintf(r->app, sizeof r->app, "%s", value);
 			return 1;
@@ -1137,10 +1139,13 @@ finish_routes(struct loader *ld, struct pol_config *c, const char *name, char *e
 			return -1; /* a bug: unit-tested */
 		}
 		b.sync = builtin_routes[i].sync;
+		/* replaced by a route of its name or of its path (whatever the methods: a built-in
+		 * left beside it would take the methods it does not list, and every built-in sends
+		 * to the default upstream unchanged, as the next one down does) */
 		for (j = 0; j < c->operator_routes; j++)
 			if (!strcmp(t[j].name, b.name) ||
-			    (t[j].methods == b.methods && !strcasecmp(t[j].match_text + strcspn(t[j].match_text, " "),
-			                                              b.match_text + strcspn(b.match_text, " "))))
+			    !strcasecmp(t[j].match_text + strcspn(t[j].match_text, " "),
+			                b.match_text + strcspn(b.match_text, " ")))
 				break;
 		if (j == c->operator_routes)
 			t[n++] = b;
@@ -1299,6 +1304,13 @@ check_line(struct loader *ld, const char *line)
 		         (int)(end - line - 1 < (long)sizeof ld->section - 1 ? end - line - 1
 		                                                          : (long)sizeof ld->section - 1),
 		         line + 1);
+		/* route and upstream sections exist from their header (its line is theirs, and one
+		 * with no key is still checked) */
+		if ((!strncmp(ld->section, "route:", 6) && !route_section(ld, ld->section + 6)) ||
+		    (!strncmp(ld->section, "upstream:", 9) && !upstream_section(ld, ld->section + 9))) {
+			if (!ld->fail_line)
+				ld->fail_line = ld->line;
+		}
 		if (end - line - 1 == 8 && !memcmp(line + 1, "syncgate", 8))
 			ld->c->lines.syncgate = ld->line;
 		else if (end - line - 1 == 3 && !memcmp(line + 1, "tls", 3))

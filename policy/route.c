@@ -49,9 +49,12 @@ decode_literal(const char *s, size_t n, char *out, size_t outsz, char *err, size
 	}
 	buf[0] = '/';
 	memcpy(buf + 1, s, n);
-	if (pol_path_parse(buf, n + 1, POL_PATH_PCHAR, &p, &why) || p.nseg != 1) {
-		snprintf(err, errsz, "segment '%.*s': %s", (int)(n > 64 ? 64 : n), s,
-		         p.nseg != 1 ? "not one segment" : why);
+	if (pol_path_parse(buf, n + 1, POL_PATH_PCHAR, &p, &why)) {
+		snprintf(err, errsz, "segment '%.*s': %s", (int)(n > 64 ? 64 : n), s, why);
+		return -1;
+	}
+	if (p.nseg != 1) {
+		snprintf(err, errsz, "segment '%.*s': not one segment", (int)(n > 64 ? 64 : n), s);
 		return -1;
 	}
 	if (p.seg[0].len > outsz) {
@@ -217,7 +220,7 @@ pol_route_parse_rewrite(struct pol_route *r, const char *text, char *err, size_t
 		return -1;
 	for (i = 0; i < r->nrw; i++)
 		if (r->rw[i].kind != POL_RS_LIT && seen[r->rw[i].kind]++) {
-			snprintf(err, errsz, "rewrite: %s appears twice", hole_names[r->rw[i].kind]);
+			snprintf(err, errsz, "%s appears twice", hole_names[r->rw[i].kind]);
 			return -1;
 		}
 	r->has_rewrite = 1;
@@ -276,10 +279,9 @@ pol_route_check(const struct pol_route *r, char *err, size_t errsz)
 		enum pol_rseg kind = r->rw[i].kind;
 		if (kind == POL_RS_LIT)
 			continue;
-		if (kind == POL_RS_REST ? !in_pattern(r, POL_RS_REST)
-		                        : !in_pattern(r, kind) && !r->body_key[kind - 1][0]) {
+		if (kind == POL_RS_REST ? !in_pattern(r, POL_RS_REST) : !has_id(r, kind)) {
 			snprintf(err, errsz, "[route:%s] rewrite uses %s, which the match does not capture%s",
-			         r->name, hole_names[kind], kind == POL_RS_REST ? "" : " (nor the body)");
+			         r->name, hole_names[kind], kind == POL_RS_REST ? "" : " (nor the body, nor app =)");
 			return -1;
 		}
 	}
@@ -346,6 +348,8 @@ rank_cmp(const struct pol_route *a, const struct pol_route *b)
 		return b->literals - a->literals;
 	if (has_rest(a) != has_rest(b))
 		return has_rest(a) - has_rest(b);
+	if (has_rest(a) && a->npat != b->npat) /* both {*}: the longer fixed part is narrower */
+		return b->npat - a->npat;
 	if (a->holes != b->holes)
 		return a->holes - b->holes;
 	return a->nmethods - b->nmethods;
@@ -360,6 +364,8 @@ route_cmp(const void *pa, const void *pb)
 		return r;
 	if (!a->line != !b->line)
 		return !a->line - !b->line; /* an operator route before a built-in of its rank */
+	if (!a->line)
+		return strcmp(a->name, b->name); /* built-ins of one rank are disjoint: any order */
 	return a->line - b->line;       /* (operator routes of one rank do not overlap) */
 }
 
@@ -513,6 +519,23 @@ pol_route_apply(const struct pol_route_match *m, struct pol_call *call, enum pol
 	return 0;
 }
 
+/* 1 if the LEN bytes at ID could be one decoded segment of a client's path (the rules of
+ * pol_path_parse(): no "." or "..", no "/" or "\\", no control byte): an id from a body goes
+ * into a path (a rewrite, a lookup) that the backend splits and decodes. */
+static int
+id_is_segment(const char *id, size_t len)
+{
+	size_t i;
+	if ((len == 1 && id[0] == '.') || (len == 2 && id[0] == '.' && id[1] == '.'))
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)id[i];
+		if (ch < 0x20 || ch == 0x7f || ch == '/' || ch == '\\')
+			return 0;
+	}
+	return 1;
+}
+
 int
 pol_route_body(struct pol_classifier *k, const struct pol_route_match *m, struct pol_call *call,
                const char *body, size_t len, const char **why)
@@ -562,6 +585,11 @@ pol_route_body(struct pol_classifier *k, const struct pol_route_match *m, struct
 			idlen = (size_t)dl;
 			used += (size_t)dl;
 		}
+		if (!id_is_segment(id, idlen)) {
+			*why = "an id the route takes from the body is not a path segment (\".\", \"..\", "
+			       "\"/\", \"\\\\\" or a control character)";
+			return -1;
+		}
 		switch (i) {
 		case 0:
 			call->app = id;
@@ -588,7 +616,13 @@ pol_route_body(struct pol_classifier *k, const struct pol_route_match *m, struct
 		call->keys = 0;
 		for (i = 0; i < (int)t[0].size; i++) {
 			const struct pol_jtok *key = &t[c];
-			if (pol_json_str_eq(body, key, "notify", 6))
+			int x, is_id = 0;
+			for (x = 0; x < 4; x++)
+				if (r->body_key[x][0] && pol_json_str_eq(body, key, r->body_key[x], strlen(r->body_key[x])))
+					is_id = 1; /* the route's own id keys are not changes */
+			if (is_id)
+				;
+			else if (pol_json_str_eq(body, key, "notify", 6))
 				call->keys |= POL_PK_NOTIFY;
 			else if (pol_json_str_eq(body, key, "access", 6))
 				call->keys |= POL_PK_ACCESS;
@@ -709,10 +743,10 @@ pol_route_describe(const struct pol_config *c, const struct pol_route *r, char *
 /* ---- a request classified as syncgate decides it ---- */
 
 int
-pol_classify_request(struct pol_classifier *k, const struct pol_config *c, const char *method,
-                     size_t mlen, const char *target, size_t tlen, const char *authz, size_t alen,
-                     int64_t now, struct pol_call *call, struct pol_route_match *m, char *rw,
-                     size_t rwsz, long *rwlen, const char **why)
+pol_classify_routed(struct pol_classifier *k, const struct pol_config *c, const char *method,
+                    size_t mlen, const char *target, size_t tlen, const char *authz, size_t alen,
+                    int64_t now, struct pol_call *call, struct pol_route_match *m, char *rw,
+                    size_t rwsz, long *rwlen, const char **why)
 {
 	enum pol_cred cred0 = authz && alen ? POL_CRED_BROWSER : POL_CRED_NONE, cred;
 	const struct pol_route *r = NULL;
@@ -836,7 +870,7 @@ pol_route_test(const struct pol_config *c, struct pol_classifier *k, const char 
 			if (rwlen > 0) {
 				snprintf(buf, sizeof buf, "%s", rw);
 			} else if (m.route && m.route->has_rewrite) {
-				snprintf(buf, sizeof buf, "(from the body)");
+				snprintf(buf, sizeof buf, "(from-the-body)");
 			} else {
 				snprintf(buf, sizeof buf, "%s", target);
 			}

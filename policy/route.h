@@ -120,10 +120,27 @@ long pol_route_rewrite(const struct pol_route_match *m, const struct pol_call *c
  * to RW (RWSZ bytes) with *RWLEN its length; 0: the target goes unchanged (or, for a body =
  * json route, is rewritten once its body is read). Returns 0, or -1 with *WHY (answer 400).
  */
-int pol_classify_request(struct pol_classifier *k, const struct pol_config *c, const char *method,
-                         size_t mlen, const char *target, size_t tlen, const char *authz,
-                         size_t alen, int64_t now, struct pol_call *call, struct pol_route_match *m,
-                         char *rw, size_t rwsz, long *rwlen, const char **why);
+int pol_classify_routed(struct pol_classifier *k, const struct pol_config *c, const char *method,
+                        size_t mlen, const char *target, size_t tlen, const char *authz,
+                        size_t alen, int64_t now, struct pol_call *call, struct pol_route_match *m,
+                        char *rw, size_t rwsz, long *rwlen, const char **why);
+
+/* The common case inline (no route in the file, no credential): the built-in classification
+ * alone, as before there was a route table. */
+static inline int
+pol_classify_request(struct pol_classifier *k, const struct pol_config *c, const char *method,
+                     size_t mlen, const char *target, size_t tlen, const char *authz, size_t alen,
+                     int64_t now, struct pol_call *call, struct pol_route_match *m, char *rw,
+                     size_t rwsz, long *rwlen, const char **why)
+{
+	if (!c->operator_routes && !authz) {
+		*rwlen = 0;
+		m->route = NULL;
+		return pol_classify_http(k, method, mlen, target, tlen, POL_CRED_NONE, call, why);
+	}
+	return pol_classify_routed(k, c, method, mlen, target, tlen, authz, alen, now, call, m, rw,
+	                           rwsz, rwlen, why);
+}
 
 /*
  * Runs one [route-test] line, "METHOD TARGET -> key=value ..." with keys route, sync,

@@ -746,7 +746,8 @@ classify_head(struct px_http *h, const char *head, size_t len, struct pol_call *
 		h->rw_size = n;
 	}
 	if (pol_classify_request(c->env->classifier, c->cfg, head, mlen, target, tlen,
-	                         al > 0 ? authz : NULL, al > 0 ? (size_t)al : 0, (int64_t)time(NULL),
+	                         al > 0 ? authz : NULL, al > 0 ? (size_t)al : 0,
+	                         al > 0 ? (int64_t)time(NULL) : 0, /* a token's exp and nbf */
 	                         call, &h->route, h->rw, h->rw_size, &h->rwlen, why))
 		return -1;
 	r = h->route.route;
