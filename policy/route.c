@@ -65,10 +65,12 @@ decode_literal(const char *s, size_t n, char *out, size_t outsz, char *err, size
 	return (long)p.seg[0].len;
 }
 
-/* Parses "/a/{user}/b" into PARTS (*N); literals decoded into R->lit from *LITUSED on. */
+/* Parses "/a/{user}/b" into PARTS (*N); literals into R->lit from *LITUSED on, decoded (a
+ * pattern's: compared with decoded segments) or, RAW, as written (a rewrite's: sent as the
+ * operator wrote them, once checked). */
 static int
 parse_path_parts(struct pol_route *r, const char *text, struct pol_rpart *parts, int *n,
-                 size_t *litused, char *err, size_t errsz)
+                 size_t *litused, int raw, char *err, size_t errsz)
 {
 	const char *p = text;
 
@@ -119,6 +121,14 @@ parse_path_parts(struct pol_route *r, const char *text, struct pol_rpart *parts,
 			dl = decode_literal(s, len, r->lit + *litused, sizeof r->lit - *litused, err, errsz);
 			if (dl < 0)
 				return -1;
+			if (raw) {
+				if (len > sizeof r->lit - *litused) {
+					snprintf(err, errsz, "route text too long");
+					return -1;
+				}
+				memcpy(r->lit + *litused, s, len);
+				dl = (long)len;
+			}
 			x->off = (uint16_t)*litused;
 			x->len = (uint16_t)dl;
 			*litused += (size_t)dl;
@@ -192,7 +202,7 @@ pol_route_parse_match(struct pol_route *r, const char *text, char *err, size_t e
 			return -1;
 		}
 	}
-	if (parse_path_parts(r, path, r->pat, &r->npat, &used, err, errsz))
+	if (parse_path_parts(r, path, r->pat, &r->npat, &used, 0, err, errsz))
 		return -1;
 	r->literals = r->holes = 0;
 	for (i = 0; i < r->npat; i++) {
@@ -216,7 +226,7 @@ pol_route_parse_rewrite(struct pol_route *r, const char *text, char *err, size_t
 	size_t used = lit_used(r);
 	int i, seen[POL_RS_REST + 1] = {0};
 
-	if (parse_path_parts(r, text, r->rw, &r->nrw, &used, err, errsz))
+	if (parse_path_parts(r, text, r->rw, &r->nrw, &used, 1, err, errsz))
 		return -1;
 	for (i = 0; i < r->nrw; i++)
 		if (r->rw[i].kind != POL_RS_LIT && seen[r->rw[i].kind]++) {
@@ -537,7 +547,7 @@ id_is_segment(const char *id, size_t len)
 }
 
 int
-pol_route_body(struct pol_classifier *k, const struct pol_route_match *m, struct pol_call *call,
+pol_route_body(struct pol_classifier *k, struct pol_route_match *m, struct pol_call *call,
                const char *body, size_t len, const char **why)
 {
 	const struct pol_route *r = m->route;
@@ -556,6 +566,8 @@ pol_route_body(struct pol_classifier *k, const struct pol_route_match *m, struct
 		return -1;
 	}
 	idbuf = pol_classifier_idbuf(k, &idsize);
+	for (i = 0; i < 4; i++)
+		m->bid[i] = NULL;
 	for (i = 0; i < 4; i++) {
 		const char *key = r->body_key[i], *id;
 		size_t idlen;
@@ -585,11 +597,17 @@ pol_route_body(struct pol_classifier *k, const struct pol_route_match *m, struct
 			idlen = (size_t)dl;
 			used += (size_t)dl;
 		}
+		if (idlen > POL_BODY_ID_MAX) {
+			*why = "an id the route takes from the body is over 1024 bytes";
+			return -1;
+		}
 		if (!id_is_segment(id, idlen)) {
 			*why = "an id the route takes from the body is not a path segment (\".\", \"..\", "
 			       "\"/\", \"\\\\\" or a control character)";
 			return -1;
 		}
+		m->bid[i] = id;
+		m->bidlen[i] = idlen;
 		switch (i) {
 		case 0:
 			call->app = id;
@@ -681,9 +699,7 @@ pol_route_rewrite(const struct pol_route_match *m, const struct pol_call *call,
 		if (put(out, outsz, &at, "/", 1))
 			return -1;
 		if (x->kind == POL_RS_LIT) {
-			char enc[POL_ROUTE_TEXT * 3];
-			long el = pol_uri_encode(r->lit + x->off, x->len, enc, sizeof enc);
-			if (el < 0 || put(out, outsz, &at, enc, (size_t)el))
+			if (put(out, outsz, &at, r->lit + x->off, x->len)) /* as written (checked pchar) */
 				return -1;
 			continue;
 		}
@@ -694,11 +710,13 @@ pol_route_rewrite(const struct pol_route_match *m, const struct pol_call *call,
 				return -1;
 		} else {
 			/* an id from the body (or the fixed app): encodeURIComponent of it */
-			const char *id = x->kind == POL_RS_APP ? call->app
-			                 : x->kind == POL_RS_CONV ? call->cid : call->uid;
-			size_t idl = x->kind == POL_RS_APP ? call->app_len
-			             : x->kind == POL_RS_CONV ? call->cid_len : call->uid_len;
+			const char *id = m->bid[x->kind - 1];
+			size_t idl = m->bidlen[x->kind - 1];
 			long el;
+			if (!id && x->kind == POL_RS_APP) {
+				id = call->app;
+				idl = call->app_len;
+			}
 			if (!id)
 				return -1;
 			el = pol_uri_encode(id, idl, out + at, outsz - at);
@@ -742,6 +760,69 @@ pol_route_describe(const struct pol_config *c, const struct pol_route *r, char *
 
 /* ---- a request classified as syncgate decides it ---- */
 
+/*
+ * A ";" in a path: Tomcat, Spring and other servlet containers drop ";parameters" from each
+ * segment before routing, so "/legacy;x/a1/users" is "/legacy/a1/users" to them. When the
+ * file has routes, the path read without its parameters must take the same route R, and a
+ * route whose sync class needs its ids (not talkjs: the built-in classifier has its own rule,
+ * nor none) must see none at all. Returns 0, or -1 with *WHY.
+ */
+static int
+params_change_route(const struct pol_config *c, enum pol_method method, const char *target,
+                    size_t tlen, const struct pol_route *r, const char **why)
+{
+	char bare[POL_PATH_MAX_BYTES];
+	struct pol_path p;
+	struct pol_route_match m2;
+	const char *w;
+	size_t plen = 0, i, n = 0;
+	int skip = 0;
+
+	while (plen < tlen && target[plen] != '?')
+		plen++;
+	if (!memchr(target, ';', plen))
+		return 0;
+	if (r->sync != POL_SYNC_TALKJS && r->sync != POL_SYNC_NONE) {
+		*why = "';' parameter in a path a route decides on (a backend may drop it)";
+		return -1;
+	}
+	for (i = 0; i < plen && n < sizeof bare; i++) {
+		if (target[i] == '/')
+			skip = 0;
+		else if (target[i] == ';')
+			skip = 1;
+		if (!skip)
+			bare[n++] = target[i];
+	}
+	if (pol_path_parse(bare, n, POL_PATH_PCHAR, &p, &w) || pol_route_find(c, method, &p, &m2) ||
+	    m2.route != r) {
+		*why = "';' parameter in a path: read without it, the path takes another route";
+		return -1;
+	}
+	return 0;
+}
+
+int
+pol_classify_body(struct pol_classifier *k, const struct pol_config *c, struct pol_route_match *m,
+                  struct pol_call *call, const char *body, size_t len, const char *authz,
+                  size_t alen, int64_t now, const char **why)
+{
+	enum pol_cred cred0 = authz && alen ? POL_CRED_BROWSER : POL_CRED_NONE, cred;
+	const struct pol_app *app;
+
+	if (pol_route_apply(m, call, cred0, why) || pol_route_body(k, m, call, body, len, why))
+		return -1;
+	if (cred0 == POL_CRED_NONE)
+		return 0;
+	/* the app may have come from the body: its key decides, not [app:*]'s */
+	app = pol_config_app(c, call->app ? call->app : "", call->app ? call->app_len : 0);
+	cred = pol_credential_class(app, authz, alen, now, c->limits.jwt_clock_skew_s);
+	call->cred = cred;
+	if (cred == POL_CRED_SERVER && call->op != POL_OP_HTTP_PASS)
+		call->op = POL_OP_REST_SERVER;
+	return 0;
+}
+
 int
 pol_classify_routed(struct pol_classifier *k, const struct pol_config *c, const char *method,
                     size_t mlen, const char *target, size_t tlen, const char *authz, size_t alen,
@@ -760,6 +841,8 @@ pol_classify_routed(struct pol_classifier *k, const struct pol_config *c, const 
 		return -1;
 	if (c->operator_routes && pol_route_find(c, call->method, &call->path, m) == 0)
 		r = m->route;
+	if (r && params_change_route(c, call->method, target, tlen, r, why))
+		return -1;
 	if (r && r->sync == POL_SYNC_TALKJS) {
 		if (r->has_rewrite) {
 			/* the built-in table classifies what the backend will receive */

@@ -27,6 +27,7 @@
 #define POL_ROUTE_MAX 512        /* operator routes in one file */
 #define POL_ROUTE_TEXT 512       /* bytes of a pattern or rewrite as written */
 #define POL_ROUTE_KEY 64         /* bytes of a body key name (user = body:KEY) */
+#define POL_BODY_ID_MAX 1024     /* bytes of an id taken from a body (decoded) */
 
 /* What a route's calls are for the switch decision. TALKJS: classified by the built-in
  * TalkJS table (protocol.md 3), on the path the backend receives (after the rewrite). */
@@ -71,6 +72,8 @@ struct pol_route_match {
 	                                 * upstream, no rewrite, the built-in classification */
 	int at[POL_RS_IDS];             /* segment index of APP..PART, -1 when absent */
 	int rest;                       /* first segment of {*} (== nseg when it is empty), or -1 */
+	const char *bid[4];             /* APP..PART read from the body (pol_route_body), decoded; */
+	size_t bidlen[4];               /* valid as long as the body and the classifier's scratch */
 };
 
 /*
@@ -97,8 +100,18 @@ int pol_route_apply(const struct pol_route_match *m, struct pol_call *call, enum
  * participant route. Returns 0, or -1 with *WHY (the body must not reach the backend).
  * CALL's ids then point into K's scratch, valid until K classifies again.
  */
-int pol_route_body(struct pol_classifier *k, const struct pol_route_match *m, struct pol_call *call,
+int pol_route_body(struct pol_classifier *k, struct pol_route_match *m, struct pol_call *call,
                    const char *body, size_t len, const char **why);
+
+/*
+ * A body = json route's call once its body (BODY, LEN bytes) is read: the route applied
+ * again, the body read (pol_route_body), and the credential class (AUTHZ, ALEN, NOW as for
+ * pol_classify_request) decided for the app the call now has, which may come from the body:
+ * a server credential makes it POL_OP_REST_SERVER. Returns 0, or -1 with *WHY (answer 400).
+ */
+int pol_classify_body(struct pol_classifier *k, const struct pol_config *c, struct pol_route_match *m,
+                      struct pol_call *call, const char *body, size_t len, const char *authz,
+                      size_t alen, int64_t now, const char **why);
 
 /*
  * The request-target sent upstream for a request whose original target is TARGET (TLEN

@@ -229,8 +229,10 @@ metrics(struct admin_conn *c)
 	{
 		/* the listeners' certificate: alert well before it expires */
 		struct pol_config *cfg;
-		SSL_CTX *sctx, *cctx;
+		SSL_CTX *sctx;
+		struct px_tls_clients cctx;
 		unsigned long gen;
+		int u;
 		px_shared_take(e->shared, &cfg, &sctx, &cctx, &gen);
 		if (sctx)
 			evbuffer_add_printf(b, "# HELP syncgate_tls_certificate_expiry_timestamp_seconds when the listeners' certificate expires (unix time)\n"
@@ -238,7 +240,8 @@ metrics(struct admin_conn *c)
 			                       "syncgate_tls_certificate_expiry_timestamp_seconds %lld\n",
 			                    (long long)px_tls_not_after(sctx));
 		SSL_CTX_free(sctx);
-		SSL_CTX_free(cctx);
+		for (u = 0; u < POL_UPSTREAM_MAX; u++)
+			SSL_CTX_free(cctx.ctx[u]);
 		pol_config_unref(cfg);
 	}
 	evbuffer_add_printf(b, "# HELP syncgate_http_responses_total HTTP responses by status class and by who answered\n"

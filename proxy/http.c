@@ -203,7 +203,7 @@ on_req_body(llhttp_t *p, const char *at, size_t len)
 		return -1;
 	}
 	if (h->collect_json && evbuffer_add(h->json_body, at, len)) {
-		h->body_error = 503;
+		h->body_error = 503; /* out of memory */
 		return -1;
 	}
 	return 0;
@@ -752,22 +752,29 @@ classify_head(struct px_http *h, const char *head, size_t len, struct pol_call *
 		return -1;
 	r = h->route.route;
 	h->up_idx = r ? r->upstream : 0;
-	if (r && r->body_json && h->json_ready && call->op != POL_OP_REST_SERVER) {
-		size_t bl = evbuffer_get_length(h->json_body);
+	if (r && r->body_json && h->json_ready) {
+		/* every call of the route, a server credential's too: its ids and its app may be
+		 * in the body, and the credential is judged for that app */
+		size_t bl = evbuffer_get_length(h->json_body), need;
 		const char *body = bl ? (const char *)evbuffer_pullup(h->json_body, -1) : "";
-		if (!body || pol_route_body(c->env->classifier, &h->route, call, body, bl, why))
+		if (!body || pol_classify_body(c->env->classifier, c->cfg, &h->route, call, body, bl,
+		                               al > 0 ? authz : NULL, al > 0 ? (size_t)al : 0,
+		                               al > 0 ? (int64_t)time(NULL) : 0, why))
 			return -1;
+		/* ids from the body go in encoded: up to three bytes for each of theirs */
+		need = tlen + 2 * POL_ROUTE_TEXT + 4 * 3 * POL_BODY_ID_MAX;
+		if (r->has_rewrite && h->rw_size < need) {
+			char *nrw = realloc(h->rw, need);
+			if (!nrw) {
+				*why = "out of memory";
+				return -1;
+			}
+			h->rw = nrw;
+			h->rw_size = need;
+		}
 		if (r->has_rewrite &&
 		    (h->rwlen = pol_route_rewrite(&h->route, call, target, tlen, h->rw, h->rw_size)) <= 0) {
 			*why = "the rewritten path is too long";
-			return -1;
-		}
-	} else if (r && r->body_json && h->json_ready && r->has_rewrite) {
-		/* a server credential's call is not read: its ids come from the path only */
-		h->rwlen = pol_route_rewrite(&h->route, call, target, tlen, h->rw, h->rw_size);
-		if (h->rwlen <= 0) {
-			*why = "a server credential's call on a route that takes ids from the body "
-			       "cannot be rewritten";
 			return -1;
 		}
 	}
@@ -950,7 +957,7 @@ police_head(struct px_http *h, const char *head, size_t len)
 		      "(/v1/{appId}/realtime/{userId})", 1);
 		return 0;
 	}
-	route_body = h->route.route && h->route.route->body_json && call.op != POL_OP_REST_SERVER;
+	route_body = h->route.route && h->route.route->body_json;
 	if (route_body && !json_body_readable(h))
 		return 0; /* answered */
 	if (route_body || holds_body(h, &call)) {
@@ -1035,6 +1042,10 @@ decide_held(struct px_http *h)
 		answered(h);
 		return 0;
 	}
+	if (call.app) { /* (a body route's app may have come from the body) */
+		memcpy(h->req_app, call.app, call.app_len); /* pol_appid_valid(): <= POL_APPID_MAX */
+		h->req_app[call.app_len] = 0;
+	}
 	px_police_ctx(&h->ps, call.app ? call.app : "", call.app ? call.app_len : 0, &ctx);
 	if (px_police_call(&h->ps, &ctx, &call, h->head_copy, h->head_len, NULL)) {
 		h->state = PX_H_PARKED;
@@ -1075,6 +1086,10 @@ hold_body(struct px_http *h)
 			used = take;
 		} else {
 			int too_big = e == HPE_USER && h->body_error == 413;
+			if (e == HPE_USER && h->body_error == 503) {
+				reply(h, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
+				return 0;
+			}
 			px_log(PX_LOG_INFO, "bad_request", "peer", c->peer, "why",
 			       too_big ? "body too large" : llhttp_get_error_reason(&h->req_parser), NULL);
 			reply(h, too_big ? 413 : 400, too_big ? "BODY_TOO_LARGE" : "INVALID_REQUEST",

@@ -164,30 +164,30 @@ keep_running_shape(const struct pol_config *run, struct pol_config *n, char *err
 }
 
 static void
-free_clients(SSL_CTX **cli)
+free_clients(struct px_tls_clients *cli)
 {
 	int i;
 	for (i = 0; i < POL_UPSTREAM_MAX; i++) {
-		SSL_CTX_free(cli[i]);
-		cli[i] = NULL;
+		SSL_CTX_free(cli->ctx[i]);
+		cli->ctx[i] = NULL;
 	}
 }
 
 /* The listeners' context and each upstream's (NULL where not needed; CLI has
  * POL_UPSTREAM_MAX entries); -1 with ERR if a file is unusable. */
 static int
-build_tls(const struct pol_config *cfg, SSL_CTX **srv_ctx, SSL_CTX **cli, char *err,
+build_tls(const struct pol_config *cfg, SSL_CTX **srv_ctx, struct px_tls_clients *cli, char *err,
           size_t errlen)
 {
 	int failed, i;
 
 	for (i = 0; i < POL_UPSTREAM_MAX; i++)
-		cli[i] = NULL;
+		cli->ctx[i] = NULL;
 	*srv_ctx = px_tls_server_ctx_new(cfg, err, errlen, &failed);
 	if (failed)
 		return -1;
 	for (i = 0; i < cfg->nupstreams; i++) {
-		cli[i] = px_tls_client_ctx_new(&cfg->upstreams[i], err, errlen, &failed);
+		cli->ctx[i] = px_tls_client_ctx_new(&cfg->upstreams[i], err, errlen, &failed);
 		if (failed) {
 			free_clients(cli);
 			SSL_CTX_free(*srv_ctx);
@@ -280,7 +280,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct px_process *p = arg;
 	char err[POL_ERR_MAX];
 	struct pol_config *n;
-	SSL_CTX *srv_ctx, *cli_ctx[POL_UPSTREAM_MAX];
+	SSL_CTX *srv_ctx;
+	struct px_tls_clients cli_ctx;
 	int i;
 	(void)sig;
 	(void)what;
@@ -292,18 +293,18 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		pol_config_unref(n);
 		return;
 	}
-	if (build_tls(n, &srv_ctx, cli_ctx, err, sizeof err)) {
+	if (build_tls(n, &srv_ctx, &cli_ctx, err, sizeof err)) {
 		px_log(PX_LOG_ERROR, "reload_failed", "why", err, "kept",
 		       "previous policy and certificates", NULL);
 		px_shared_count_reload(p->shared, 0);
 		pol_config_unref(n);
 		return;
 	}
-	px_shared_reload(p->shared, n, srv_ctx, cli_ctx);
+	px_shared_reload(p->shared, n, srv_ctx, &cli_ctx);
 	for (i = 0; i < p->nadmin_ups; i++)
-		px_upstream_update(p->admin_ups[i], cli_ctx[i], n);
+		px_upstream_update(p->admin_ups[i], cli_ctx.ctx[i], n);
 	SSL_CTX_free(srv_ctx);
-	free_clients(cli_ctx);
+	free_clients(&cli_ctx);
 	pol_config_unref(p->file_cfg);
 	p->file_cfg = n;
 	px_shared_count_reload(p->shared, 1);
@@ -343,7 +344,8 @@ px_process_new(struct pol_config *cfg, const char *path)
 	struct px_process *p;
 	struct addrinfo hints, *res = NULL;
 	evutil_socket_t fds[POL_MAX_LISTEN];
-	SSL_CTX *srv_ctx = NULL, *cli_ctx[POL_UPSTREAM_MAX] = {NULL};
+	SSL_CTX *srv_ctx = NULL;
+	struct px_tls_clients cli_ctx = {{NULL}};
 	struct px_upstream_addr addrs[POL_UPSTREAM_MAX];
 	int i, rc, nfds = 0;
 
@@ -357,7 +359,7 @@ px_process_new(struct pol_config *cfg, const char *path)
 		goto bad;
 	{
 		char err[POL_ERR_MAX];
-		if (build_tls(cfg, &srv_ctx, cli_ctx, err, sizeof err)) {
+		if (build_tls(cfg, &srv_ctx, &cli_ctx, err, sizeof err)) {
 			px_log(PX_LOG_ERROR, "startup", "why", err, NULL);
 			goto bad;
 		}
@@ -367,7 +369,7 @@ px_process_new(struct pol_config *cfg, const char *path)
 				       i ? "verify = off: the backend's certificate is not checked"
 				         : "upstream_verify = off: the backend's certificate is not checked", NULL);
 	}
-	p->shared = px_shared_new(cfg, srv_ctx, cli_ctx);
+	p->shared = px_shared_new(cfg, srv_ctx, &cli_ctx);
 	if (!p->shared)
 		goto bad;
 	memset(&hints, 0, sizeof hints);
@@ -408,7 +410,7 @@ px_process_new(struct pol_config *cfg, const char *path)
 		p->base = p->nworkers == 1 ? px_worker_base(p->workers[0]) : event_base_new();
 	for (i = 0; p->base && i < cfg->nupstreams; i++) {
 		p->admin_ups[i] = px_upstream_new(p->base, i, (const struct sockaddr *)&addrs[i].sa,
-		                                  addrs[i].len, cli_ctx[i], cfg, 0);
+		                                  addrs[i].len, cli_ctx.ctx[i], cfg, 0);
 		if (!p->admin_ups[i])
 			break;
 		p->nadmin_ups++;
@@ -432,7 +434,8 @@ px_process_new(struct pol_config *cfg, const char *path)
 		evutil_closesocket(fds[i]); /* the workers have their own */
 	nfds = 0;
 	SSL_CTX_free(srv_ctx);
-	free_clients(cli_ctx);
+	srv_ctx = NULL; /* (a later failure goes to bad:, which frees it again) */
+	free_clients(&cli_ctx);
 	p->sig_term = evsignal_new(p->base, SIGTERM, stop_cb, p);
 	p->sig_int = evsignal_new(p->base, SIGINT, stop_cb, p);
 	p->sig_hup = evsignal_new(p->base, SIGHUP, reload_cb, p);
@@ -447,7 +450,7 @@ bad:
 	for (i = 0; i < nfds; i++)
 		evutil_closesocket(fds[i]);
 	SSL_CTX_free(srv_ctx);
-	free_clients(cli_ctx);
+	free_clients(&cli_ctx);
 	px_process_free(p);
 	return NULL;
 }

@@ -28,7 +28,7 @@ struct px_shared {
 	struct pol_config *file_cfg;    /* as read */
 	struct pol_config *cfg;         /* with the overrides applied */
 	SSL_CTX *tls_server;
-	SSL_CTX *tls_client[POL_UPSTREAM_MAX]; /* per upstream (NULL: plain) */
+	struct px_tls_clients tls_client; /* per upstream */
 	struct px_override *ov;
 	int nov;
 	pthread_mutex_t peers_lock;
@@ -44,18 +44,18 @@ ctx_ref(SSL_CTX *c)
 
 /* Replaces DST's contexts with references to SRC's. */
 static void
-set_clients(SSL_CTX **dst, SSL_CTX *const *src)
+set_clients(struct px_tls_clients *dst, const struct px_tls_clients *src)
 {
 	int i;
 	for (i = 0; i < POL_UPSTREAM_MAX; i++) {
-		SSL_CTX_free(dst[i]);
-		dst[i] = src ? src[i] : NULL;
-		ctx_ref(dst[i]);
+		SSL_CTX_free(dst->ctx[i]);
+		dst->ctx[i] = src ? src->ctx[i] : NULL;
+		ctx_ref(dst->ctx[i]);
 	}
 }
 
 struct px_shared *
-px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, SSL_CTX *const *tls_client)
+px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, const struct px_tls_clients *tls_client)
 {
 	struct px_shared *sh = calloc(1, sizeof *sh);
 
@@ -67,7 +67,7 @@ px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, SSL_CTX *const *tls_c
 	sh->cfg = pol_config_ref(cfg);
 	sh->tls_server = tls_server;
 	ctx_ref(tls_server);
-	set_clients(sh->tls_client, tls_client);
+	set_clients(&sh->tls_client, tls_client);
 	return sh;
 }
 
@@ -80,7 +80,7 @@ px_shared_free(struct px_shared *sh)
 	pol_config_unref(sh->cfg);
 	pol_config_unref(sh->file_cfg);
 	SSL_CTX_free(sh->tls_server);
-	set_clients(sh->tls_client, NULL);
+	set_clients(&sh->tls_client, NULL);
 	free(sh->ov);
 	for (i = 0; i < PEER_BUCKETS; i++)
 		while (sh->peers[i]) {
@@ -101,7 +101,7 @@ px_shared_genp(const struct px_shared *sh)
 
 void
 px_shared_take(struct px_shared *sh, struct pol_config **cfg, SSL_CTX **tls_server,
-               SSL_CTX **tls_client, unsigned long *gen)
+               struct px_tls_clients *tls_client, unsigned long *gen)
 {
 	int i;
 	pthread_mutex_lock(&sh->lock);
@@ -109,8 +109,8 @@ px_shared_take(struct px_shared *sh, struct pol_config **cfg, SSL_CTX **tls_serv
 	*tls_server = sh->tls_server;
 	ctx_ref(*tls_server);
 	for (i = 0; i < POL_UPSTREAM_MAX; i++) {
-		tls_client[i] = sh->tls_client[i];
-		ctx_ref(tls_client[i]);
+		tls_client->ctx[i] = sh->tls_client.ctx[i];
+		ctx_ref(tls_client->ctx[i]);
 	}
 	*gen = atomic_load(&sh->gen);
 	pthread_mutex_unlock(&sh->lock);
@@ -192,13 +192,13 @@ rebase_overrides(struct px_shared *sh, const struct pol_config *old, const struc
 
 void
 px_shared_reload(struct px_shared *sh, struct pol_config *n, SSL_CTX *tls_server,
-                 SSL_CTX *const *tls_client)
+                 const struct px_tls_clients *tls_client)
 {
 	pthread_mutex_lock(&sh->lock);
 	SSL_CTX_free(sh->tls_server);
 	sh->tls_server = tls_server;
 	ctx_ref(tls_server);
-	set_clients(sh->tls_client, tls_client);
+	set_clients(&sh->tls_client, tls_client);
 	rebase_overrides(sh, sh->file_cfg, n);
 	pol_config_unref(sh->file_cfg);
 	sh->file_cfg = pol_config_ref(n);

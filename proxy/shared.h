@@ -18,11 +18,16 @@
 
 struct px_shared;
 
+/* Each upstream's TLS client context (ctx[i] for the config's upstream i; NULL: plain). */
+struct px_tls_clients {
+	SSL_CTX *ctx[POL_UPSTREAM_MAX];
+};
+
 /* Takes a reference to CFG, to the listeners' context and to each upstream's
  * (TLS_CLIENT[i] for CFG's upstream i; POL_UPSTREAM_MAX entries, NULL where plain).
  * NULL on ENOMEM. */
 struct px_shared *px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server,
-                                SSL_CTX *const *tls_client);
+                                const struct px_tls_clients *tls_client);
 void px_shared_free(struct px_shared *sh);
 
 /* The generation (bumped by every change): workers keep the pointer and load it. */
@@ -31,7 +36,7 @@ const _Atomic unsigned long *px_shared_genp(const struct px_shared *sh);
 /* A consistent view: new references to the policy and the contexts (NULL where none; the
  * upstreams' into TLS_CLIENT, POL_UPSTREAM_MAX entries), and the generation they belong to. */
 void px_shared_take(struct px_shared *sh, struct pol_config **cfg, SSL_CTX **tls_server,
-                    SSL_CTX **tls_client, unsigned long *gen);
+                    struct px_tls_clients *tls_client, unsigned long *gen);
 
 /* A new reference to the policy in force, or to the file's own (without overrides). */
 struct pol_config *px_shared_policy(struct px_shared *sh);
@@ -40,7 +45,7 @@ struct pol_config *px_shared_file_policy(struct px_shared *sh);
 /* A reload: N (a reference taken) and its contexts replace the file's; an override is kept
  * where the file did not change that switch. */
 void px_shared_reload(struct px_shared *sh, struct pol_config *n, SSL_CTX *tls_server,
-                      SSL_CTX *const *tls_client);
+                      const struct px_tls_clients *tls_client);
 
 /* An admin change of APP's switches (a field < 0: unchanged). Returns 0, 404 for an app not
  * in the file, or 500 (ENOMEM). */

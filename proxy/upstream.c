@@ -29,6 +29,17 @@ struct px_upstream {
 	int npool, cpool;
 };
 
+/* The Host it is named by, from its config entry U (at start and at every reload). */
+static void
+set_host(struct px_upstream *up, const struct pol_upstream *u)
+{
+	if ((up->rewrite_host = u->host_header[0] != 0))
+		snprintf(up->host, sizeof up->host, "%s", u->host_header);
+	else
+		snprintf(up->host, sizeof up->host, "%s%s%s:%s", strchr(u->host, ':') ? "[" : "", u->host,
+		         strchr(u->host, ':') ? "]" : "", u->port);
+}
+
 struct px_upstream *
 px_upstream_new(struct event_base *base, int idx, const struct sockaddr *sa, socklen_t salen,
                 SSL_CTX *tls, struct pol_config *cfg, int pool)
@@ -43,11 +54,7 @@ px_upstream_new(struct event_base *base, int idx, const struct sockaddr *sa, soc
 	up->base = base;
 	up->idx = idx;
 	snprintf(up->name, sizeof up->name, "%s", u->name);
-	if ((up->rewrite_host = u->host_header[0] != 0))
-		snprintf(up->host, sizeof up->host, "%s", u->host_header);
-	else
-		snprintf(up->host, sizeof up->host, "%s%s%s:%s", strchr(u->host, ':') ? "[" : "", u->host,
-		         strchr(u->host, ':') ? "]" : "", u->port);
+	set_host(up, u);
 	memcpy(&up->addr, sa, salen);
 	up->addrlen = salen;
 	if ((up->tls = tls))
@@ -82,6 +89,7 @@ px_upstream_update(struct px_upstream *up, SSL_CTX *tls, struct pol_config *cfg)
 	if (cfg != up->cfg) {
 		pol_config_unref(up->cfg);
 		up->cfg = pol_config_ref(cfg);
+		set_host(up, &cfg->upstreams[up->idx]); /* host = reloads */
 	}
 }
 

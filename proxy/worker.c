@@ -42,7 +42,7 @@ struct px_worker {
 	struct px_env env;              /* first: the hooks get &w->env */
 	struct listener largs[MAX_LISTENERS];
 	struct px_shared *shared;
-	SSL_CTX *tls_client[POL_UPSTREAM_MAX]; /* the upstreams' contexts, as last taken */
+	struct px_tls_clients tls_client; /* the upstreams' contexts, as last taken */
 	struct evconnlistener *listeners[MAX_LISTENERS];
 	int nlisteners;
 	struct px_lookups *lookups;
@@ -62,17 +62,17 @@ refresh(struct px_env *env)
 {
 	struct px_worker *w = (struct px_worker *)env;
 	struct pol_config *old = env->cfg;
-	SSL_CTX *old_server = env->tls_server, *old_client[POL_UPSTREAM_MAX];
+	SSL_CTX *old_server = env->tls_server;
+	struct px_tls_clients old_client = w->tls_client;
 	int i;
 
-	memcpy(old_client, w->tls_client, sizeof old_client);
-	px_shared_take(w->shared, &env->cfg, &env->tls_server, w->tls_client, &env->gen);
+	px_shared_take(w->shared, &env->cfg, &env->tls_server, &w->tls_client, &env->gen);
 	for (i = 0; i < env->nups; i++)
-		px_upstream_update(env->ups[i], w->tls_client[i], env->cfg);
+		px_upstream_update(env->ups[i], w->tls_client.ctx[i], env->cfg);
 	pol_config_unref(old);
 	SSL_CTX_free(old_server); /* connections made with it hold their own references */
 	for (i = 0; i < POL_UPSTREAM_MAX; i++)
-		SSL_CTX_free(old_client[i]);
+		SSL_CTX_free(old_client.ctx[i]);
 }
 
 /* ---- the fact source of police.c: lookup.c ---- */
@@ -286,7 +286,7 @@ px_worker_free(struct px_worker *w)
 	pol_config_unref(w->env.cfg);
 	SSL_CTX_free(w->env.tls_server);
 	for (i = 0; i < POL_UPSTREAM_MAX; i++)
-		SSL_CTX_free(w->tls_client[i]);
+		SSL_CTX_free(w->tls_client.ctx[i]);
 	if (w->env.base)
 		event_base_free(w->env.base);
 	free(w);
@@ -311,7 +311,7 @@ px_worker_new(int id, struct px_shared *sh, const struct px_upstream_addr *addrs
 	env->shared_gen = px_shared_genp(sh);
 	env->refresh = refresh;
 	env->conn_gone = conn_gone;
-	px_shared_take(sh, &env->cfg, &env->tls_server, w->tls_client, &env->gen);
+	px_shared_take(sh, &env->cfg, &env->tls_server, &w->tls_client, &env->gen);
 	cfg = env->cfg;
 	env->base = event_base_new();
 	env->stats = px_stats_new();
@@ -322,7 +322,7 @@ px_worker_new(int id, struct px_shared *sh, const struct px_upstream_addr *addrs
 	env->access = evbuffer_new();
 	for (i = 0; env->base && i < cfg->nupstreams; i++) {
 		env->ups[i] = px_upstream_new(env->base, i, (const struct sockaddr *)&addrs[i].sa,
-		                              addrs[i].len, w->tls_client[i], cfg, 1);
+		                              addrs[i].len, w->tls_client.ctx[i], cfg, 1);
 		if (!env->ups[i])
 			break;
 		env->nups++;

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
-targets=${*:-http wsframe classify path jwt config lenient proxyproto}
+targets=${*:-http wsframe classify path jwt config lenient proxyproto route}
 scripts/deps.sh test >/dev/null
 CC=clang cmake -S . -B build-fuzz -DSYNCGATE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 for t in $targets; do cmake --build build-fuzz -j2 --target "fuzz_$t" >/dev/null; done

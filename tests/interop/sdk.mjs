@@ -7,8 +7,13 @@ import crypto from 'node:crypto';
 import { userToken } from '../lib/rawws.mjs';
 
 export const sent = []; // {url, text}
+export const received = []; // {url, text}: what the SDK got (to tell a lost frame from an SDK's choice)
 class RecordingWebSocket extends WebSocket {
-  constructor(url, ...rest) { super(url, ...rest); this._url = url; }
+  constructor(url, ...rest) {
+    super(url, ...rest);
+    this._url = url;
+    this.on('message', (d) => received.push({ url, text: String(d) }));
+  }
   send(data, ...rest) { sent.push({ url: this._url, text: String(data) }); return super.send(data, ...rest); }
 }
 registerPolyfills({ WebSocket: RecordingWebSocket });

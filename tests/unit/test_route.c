@@ -762,13 +762,13 @@ test_matching(void)
 	CHECK_STR(R.rw, "/?q=1");
 	CHECK(req(k, c, "GET", "/r/x/y", NULL) == 0);
 	CHECK_STR(R.rw, "/x/y");
-	/* literals of the rewrite, written encoded: sent as encodeURIComponent of their
-	 * decoded text (so "@" and "~" written raw or escaped go as %40 and ~) */
+	/* literals of the rewrite go as the operator wrote them (checked as path characters): a
+	 * backend routing on raw text sees what the file says */
 	CHECK(req(k, c, "GET", "/lit/u1", NULL) == 0);
-	CHECK_STR(R.rw, "/a%20b/x%40y/u1/~foo");
+	CHECK_STR(R.rw, "/a%20b/x@y/u1/%7Efoo");
 	/* a rewrite written before the match */
 	CHECK(req(k, c, "PUT", "/rwfirst/a1/u1", NULL) == 0);
-	CHECK_STR(R.rw, "/v2/users-x/u1");
+	CHECK_STR(R.rw, "/v2/users%2Dx/u1");
 	CHECK_STR(op(), "user-set");
 	/* the hosted route: {*} empty, and the query */
 	CHECK(req(k, c, "GET", "/public_api/v1/a1", NULL) == 0);
@@ -1363,6 +1363,82 @@ test_body_key_message(void)
 	             "t.conf:7: user: 'body:a\"b' is not body:KEY");
 }
 
+/* ---- what the review of the first version found (each was a bypass or a wrong request) ---- */
+
+/* A body route's whole classification: the head, then the body with credential AUTHZ. */
+static int
+full(struct pol_classifier *k, const struct pol_config *c, const char *method, const char *target,
+     const char *json, const char *authz)
+{
+	if (req(k, c, method, target, authz))
+		return -2;
+	free(B);
+	B = malloc(strlen(json) ? strlen(json) : 1);
+	memcpy(B, json, strlen(json));
+	return pol_classify_body(k, c, &R.m, &R.call, B, strlen(json), authz, authz ? strlen(authz) : 0,
+	                         0, &R.why);
+}
+
+static void
+test_review_fixes(void)
+{
+	struct pol_config *c = MUST_LOAD(
+		"[app:locked]\nuser_sync = off\nconversation_sync = off\nsecret_key = sk_test_locked\n"
+		"[route:body-app]\nmatch = POST /lb/{*}\nsync = user_create\nbody = json\napp = body:app\n"
+		"user = body:id\nrewrite = /v1/{app}/users/{user}\n"
+		"[route:lg]\nmatch = POST /lg/{app}/new\nsync = user_create\nbody = json\nuser = body:id\n"
+		"rewrite = /legacy/{app}/users/{user}\n"
+		"[route:both]\nmatch = PUT /both/{app}\nsync = participant\nbody = json\nuser = body:by\n"
+		"participant = body:who\nconversation = body:c\nrewrite = /echo/{user}/{participant}\n"
+		"[route:legacy]\nmatch = POST /legacy/{app}/users\nsync = user_create\nbody = json\nuser = body:id\n"
+		"[route:lset]\nmatch = PUT /legacy/{app}/users/{user}\nsync = user_set\n");
+	struct pol_classifier *k;
+	char out[8192], big[1200];
+
+	if (!c)
+		return;
+	k = pol_classifier_new(&c->limits);
+	/* the app from the body decides the credential: a forged key is no server's ([app:*] has
+	 * no key, which once made any sk_test_ pass), the app's own key is */
+	CHECK(full(k, c, "POST", "/lb/x", "{\"app\":\"locked\",\"id\":\"mallory\"}", "Bearer sk_test_forged") == 0);
+	CHECK_STR(op(), "user-create");
+	CHECK(R.call.cred == POL_CRED_FOREIGN_KEY);
+	CHECK(full(k, c, "POST", "/lb/x", "{\"app\":\"locked\",\"id\":\"mallory\"}", "Bearer sk_test_locked") == 0);
+	CHECK_STR(op(), "rest-server");
+	CHECK(full(k, c, "POST", "/lb/x", "{\"app\":\"locked\",\"id\":\"mallory\"}", NULL) == 0);
+	CHECK_STR(op(), "user-create");
+	/* a server credential's call on a route with body ids is rewritten too */
+	CHECK(full(k, c, "POST", "/lg/locked/new", "{\"id\":\"u 1\"}", "Bearer sk_test_locked") == 0);
+	CHECK_STR(op(), "rest-server");
+	CHECK(pol_route_rewrite(&R.m, &R.call, "/lg/locked/new", 14, out, sizeof out) > 0);
+	CHECK_STR(out, "/legacy/locked/users/u%201");
+	/* {user} and {participant} from the body keep their own values in the rewrite */
+	CHECK(full(k, c, "PUT", "/both/locked", "{\"by\":\"alice\",\"who\":\"bob\",\"c\":\"c1\"}", NULL) == 0);
+	CHECK(pol_route_rewrite(&R.m, &R.call, "/both/locked", 12, out, sizeof out) > 0);
+	CHECK_STR(out, "/echo/alice/bob");
+	CHECK_STR(id(R.call.uid, R.call.uid_len), "bob"); /* the decision's uid: the participant */
+	/* a body id: at most POL_BODY_ID_MAX bytes, and one that long fits the rewrite */
+	memset(big, 'x', sizeof big);
+	snprintf(out, sizeof out, "{\"id\":\"%.*s\"}", POL_BODY_ID_MAX + 1, big);
+	CHECK(full(k, c, "POST", "/lg/locked/new", out, NULL) == -1);
+	CHECK(strstr(R.why, "over 1024 bytes") != NULL);
+	snprintf(out, sizeof out, "{\"id\":\"%.*s\"}", POL_BODY_ID_MAX, big);
+	CHECK(full(k, c, "POST", "/lg/locked/new", out, NULL) == 0);
+	/* ";" parameters: a path read without them must take the same route, and a route that
+	 * decides on its ids sees none */
+	CHECK(req(k, c, "POST", "/legacy;x/locked/users", NULL) == -1);
+	CHECK(strstr(R.why, "takes another route") != NULL);
+	CHECK(req(k, c, "POST", "/legacy/locked/users;jsessionid=1", NULL) == -1);
+	CHECK(req(k, c, "PUT", "/legacy/locked/users/u1;x", NULL) == -1);
+	CHECK(strstr(R.why, "a route decides on") != NULL);
+	CHECK(req(k, c, "GET", "/page;s=1/x", NULL) == 0); /* the same route either way: passes */
+	CHECK_STR(rname(), "talkjs-other");
+	free(B);
+	B = NULL;
+	pol_classifier_free(k);
+	pol_config_unref(c);
+}
+
 int
 main(void)
 {
@@ -1376,5 +1452,6 @@ main(void)
 	test_upstreams();
 	test_with_change();
 	test_body_key_message();
+	test_review_fixes();
 	return t_done("test_route");
 }
