@@ -172,10 +172,18 @@ access_log(struct px_http *h, int status, int backend)
 			snprintf(up, sizeof up, "%.3f", (double)(h->up_head_us - h->up_start_us) / 1000.0);
 		else
 			up[0] = 0;
-		px_log_to(c->env->access, PX_LOG_INFO, "access", "id", id, "peer", h->client, "app",
-		          h->req_app, "request", h->req_line, "#status", st, "by",
-		          backend ? "backend" : "syncgate", "#upstream_ms", up, "#body_in", in, "#body_out",
-		          out, "#ms", dur, NULL);
+		if (!c->cfg->operator_routes) /* (no route in the file: every request is the default's) */
+			px_log_to(c->env->access, PX_LOG_INFO, "access", "id", id, "peer", h->client, "app",
+			          h->req_app, "request", h->req_line, "#status", st, "by",
+			          backend ? "backend" : "syncgate", "#upstream_ms", up, "#body_in", in,
+			          "#body_out", out, "#ms", dur, NULL);
+		else
+			px_log_to(c->env->access, PX_LOG_INFO, "access", "id", id, "peer", h->client, "app",
+			          h->req_app, "request", h->req_line, "route",
+			          h->route.route ? h->route.route->name : "", "upstream",
+			          px_upstream_name(c->env->ups[h->up_idx]), "#status", st, "by",
+			          backend ? "backend" : "syncgate", "#upstream_ms", up, "#body_in", in,
+			          "#body_out", out, "#ms", dur, NULL);
 		if (evbuffer_get_length(c->env->access) >= PIPE_BUF)
 			px_log_flush(c->env->access);
 	}

@@ -38,6 +38,11 @@ test('one keep-alive connection, requests to two upstreams in turn: each reaches
   assert.deepEqual(lb.map((e) => e.url), ['/echo/2?q=1', '/echo/4'], 'rewritten, query kept');
   assert.deepEqual(lb.map(hostOf), ['bee.internal', 'bee.internal'], 'a named upstream gets its own Host, once');
   assert.ok(lb.every((e) => e.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'host').length === 1));
+  // the access lines name the route and the upstream of each
+  await waitFor(() => sg.logs().filter((l) => l.event === 'access' && /^GET \/[ab]\/[1-4]$/.test(l.request)).length === 4);
+  const lines = sg.logs().filter((l) => l.event === 'access' && /^GET \/[ab]\/[1-4]$/.test(l.request));
+  assert.deepEqual(lines.map((l) => `${l.request} ${l.route} ${l.upstream}`),
+    ['GET /a/1 talkjs-other default', 'GET /b/2 to-bee bee', 'GET /a/3 talkjs-other default', 'GET /b/4 to-bee bee']);
 });
 
 test('/readyz has a line per upstream; metrics count requests per upstream', async () => {
