@@ -14,12 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proxy/io.h"
 #include "proxy/log.h"
 #include "proxy/shared.h"
 #include "proxy/stats.h"
 #include "proxy/tls.h"
+#include "proxy/console.h"
 #include "proxy/upstream.h"
 
 #define ADMIN_MAX_REQUEST (64 * 1024)
@@ -497,6 +499,126 @@ readyz(struct admin_conn *c)
 		readyz_answer(c);
 }
 
+/* ---- the console: its files, recent refusals, live counts ---- */
+
+/* The page's Content-Security-Policy: nothing but its own script, style and API; no inline
+ * code, no frames, no forms posted anywhere. */
+#define CONSOLE_CSP                                                                        \
+	"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "        \
+	"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+/* GET of one of the console's files (no token: they hold no data, the API they call does).
+ * Returns 1 if PATH is one. */
+static int
+console_file(struct admin_conn *c, const char *path)
+{
+	struct evbuffer *out;
+	int i;
+
+	for (i = 0; i < px_console_nassets && strcmp(px_console_assets[i].path, path); i++)
+		;
+	if (i == px_console_nassets)
+		return 0;
+	out = px_io_output(c->io);
+	evbuffer_add_printf(out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	                         "Content-Security-Policy: " CONSOLE_CSP "\r\n"
+	                         "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+	                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+	                    px_console_assets[i].type, px_console_assets[i].len);
+	evbuffer_add(out, px_console_assets[i].data, px_console_assets[i].len);
+	c->replied = 1;
+	px_io_read(c->io, 0);
+	px_io_set_low_water(c->io, 0);
+	px_io_flush(c->io);
+	if (evbuffer_get_length(out) == 0)
+		conn_free(c);
+	return 1;
+}
+
+static unsigned long long
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+/* GET /decisions?limit=N: the last N (1..200, default 200) refusals of every worker, newest
+ * first. */
+static void
+decisions(struct admin_conn *c, const char *query)
+{
+	const struct px_admin_env *e = &c->a->e;
+	struct px_refusal *all = NULL;
+	cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+	long limit = PX_REFUSALS_KEPT;
+	int i, n;
+
+	if (query) {
+		const char *l = strstr(query, "limit=");
+		char *end;
+		if (l && (l == query || l[-1] == '&')) {
+			limit = strtol(l + 6, &end, 10);
+			if (end == l + 6 || (*end && *end != '&') || limit < 1 || limit > PX_REFUSALS_KEPT) {
+				cJSON_Delete(arr);
+				cJSON_Delete(j);
+				reply_error(c, 400, "limit is 1..200");
+				return;
+			}
+		}
+	}
+	n = px_stats_refusals(e->stats, e->nworkers, (int)limit, &all);
+	for (i = 0; i < n; i++) {
+		const struct px_refusal *r = &all[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "time", (double)r->time_ms);
+		cJSON_AddStringToObject(o, "app", r->app);
+		cJSON_AddStringToObject(o, "user", r->user);
+		cJSON_AddStringToObject(o, "op", r->op);
+		cJSON_AddStringToObject(o, "transport", r->transport);
+		cJSON_AddStringToObject(o, "method", r->method);
+		cJSON_AddStringToObject(o, "path", r->path);
+		cJSON_AddNumberToObject(o, "status", r->status);
+		cJSON_AddStringToObject(o, "errorCode", r->error_code);
+		cJSON_AddStringToObject(o, "reason", r->reason);
+		cJSON_AddStringToObject(o, "mode", r->report ? "report" : "enforce");
+		cJSON_AddItemToArray(arr, o);
+	}
+	free(all);
+	cJSON_AddItemToObject(j, "refusals", arr);
+	reply_json(c, 200, j);
+}
+
+/* GET /stats: decision counts by app, operation and verdict, and refusals per minute over
+ * the last hour (oldest first). */
+static void
+stats(struct admin_conn *c)
+{
+	const struct px_admin_env *e = &c->a->e;
+	struct px_decision_count *rows = NULL;
+	unsigned long long per[PX_REFUSAL_MINUTES], t = now_ms();
+	cJSON *j = cJSON_CreateObject(), *counts = cJSON_CreateArray(), *minutes = cJSON_CreateArray();
+	int i, n = px_stats_decisions(e->stats, e->nworkers, &rows);
+
+	for (i = 0; i < n; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "app", rows[i].app);
+		cJSON_AddStringToObject(o, "op", pol_op_to_str((enum pol_op)rows[i].op));
+		cJSON_AddStringToObject(o, "verdict", px_verdict_to_str((enum px_verdict)rows[i].verdict));
+		cJSON_AddNumberToObject(o, "n", (double)rows[i].n);
+		cJSON_AddItemToArray(counts, o);
+	}
+	free(rows);
+	px_stats_refusal_minutes(e->stats, e->nworkers, t, per);
+	for (i = 0; i < PX_REFUSAL_MINUTES; i++)
+		cJSON_AddItemToArray(minutes, cJSON_CreateNumber((double)per[i]));
+	cJSON_AddNumberToObject(j, "time", (double)t);
+	cJSON_AddItemToObject(j, "counts", counts);
+	cJSON_AddItemToObject(j, "refusals_per_minute", minutes);
+	cJSON_AddNullToObject(j, "fleet"); /* no fleet store yet */
+	reply_json(c, 200, j);
+}
+
 /* ---- requests ---- */
 
 /* 1 if the request carries "Bearer TOK" (constant time); 0 for none or another. */
@@ -541,6 +663,12 @@ route(struct admin_conn *c)
 		readyz(c);
 		return;
 	}
+	if (get && console_file(c, u))
+		return;
+	if (get && !strcmp(u, "/favicon.ico")) { /* browsers ask with no token: not a failed login */
+		reply_error(c, 404, "no such endpoint");
+		return;
+	}
 	if (!strcmp(u, "/metrics") && get ? !metrics_authorized(c) : !authorized(c)) {
 		px_log(PX_LOG_WARN, "admin_unauthorized", "peer", c->peer, "path", c->url, NULL);
 		reply_error(c, 401, "Authorization: Bearer <admin token> required");
@@ -548,6 +676,10 @@ route(struct admin_conn *c)
 	}
 	if (!strcmp(u, "/metrics") && get)
 		metrics(c);
+	else if ((!strcmp(u, "/decisions") || !strncmp(u, "/decisions?", 11)) && get)
+		decisions(c, u[10] ? u + 11 : NULL);
+	else if (!strcmp(u, "/stats") && get)
+		stats(c);
 	else if (!strcmp(u, "/apps") && get)
 		apps(c);
 	else if (!strncmp(u, "/apps/", 6) && u[6] && !strchr(u + 6, '/')) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "policy/path.h"
 #include "proxy/log.h"
@@ -96,6 +97,31 @@ px_police_ctx(struct px_police_stream *s, const char *app, size_t app_len, struc
 
 /* ---- log, count, invalidate ---- */
 
+/* A refusal for the admin console's list (px_stats_refusal): refusals only, so the clock
+ * read and the copy never touch an allowed call. */
+static void
+keep_refusal(const struct px_police_stream *s, const struct pol_call *call,
+             const struct pol_decision *d, const char *app, const char *method, const char *path)
+{
+	struct px_refusal r;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	memset(&r, 0, sizeof r);
+	r.time_ms = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+	snprintf(r.app, sizeof r.app, "%s", app);
+	snprintf(r.user, sizeof r.user, "%s", s->user ? s->user : "");
+	snprintf(r.op, sizeof r.op, "%s", pol_op_to_str(call->op));
+	snprintf(r.transport, sizeof r.transport, "%s", s->tr->name);
+	snprintf(r.method, sizeof r.method, "%s", method);
+	snprintf(r.path, sizeof r.path, "%s", path);
+	snprintf(r.error_code, sizeof r.error_code, "%s", d->error_code ? d->error_code : "");
+	snprintf(r.reason, sizeof r.reason, "%s", d->reason);
+	r.status = d->status;
+	r.report = d->would_deny;
+	px_stats_refusal(s->p->env->stats, &r);
+}
+
 /* The decision line: the same keys on every transport. */
 static void
 log_decision(const struct px_police_stream *s, const struct pol_call *call,
@@ -115,6 +141,8 @@ log_decision(const struct px_police_stream *s, const struct pol_call *call,
 	} else {
 		memcpy(app, s->app, sizeof app);
 	}
+	if (px_verdict_of(d) == PX_V_REFUSE || px_verdict_of(d) == PX_V_WOULD_REFUSE)
+		keep_refusal(s, call, d, app, method, path);
 	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", s->tr->name,
 	       "socket", s->socket_id, "id", s->request_id ? s->request_id : "", "peer", s->peer, "app", app, "user", s->user ? s->user : "",
 	       "op", pol_op_to_str(call->op), "method", method, "path", path, "#status", status,

@@ -24,6 +24,12 @@ struct px_stats {
 	pthread_mutex_t dlock;
 	struct px_decision_count *snap;
 	int nsnap, csnap;
+	/* the last refusals (a ring) and the count per minute, under rlock */
+	pthread_mutex_t rlock;
+	struct px_refusal *ring;        /* PX_REFUSALS_KEPT, allocated at the first refusal */
+	unsigned long long nring;       /* refusals kept so far (ring index = nring % KEPT) */
+	unsigned long long minute[PX_REFUSAL_MINUTES]; /* the minute (ms / 60000) of each slot */
+	unsigned long long per_minute[PX_REFUSAL_MINUTES];
 };
 
 const char *
@@ -47,6 +53,7 @@ px_stats_new(void)
 	}
 	memset(st->dc_index, 0xff, DC_SLOTS * sizeof *st->dc_index);
 	pthread_mutex_init(&st->dlock, NULL);
+	pthread_mutex_init(&st->rlock, NULL);
 	return st;
 }
 
@@ -56,6 +63,8 @@ px_stats_free(struct px_stats *st)
 	if (!st)
 		return;
 	pthread_mutex_destroy(&st->dlock);
+	pthread_mutex_destroy(&st->rlock);
+	free(st->ring);
 	free(st->dc);
 	free(st->dc_index);
 	free(st->snap);
@@ -178,4 +187,75 @@ px_stats_decisions(struct px_stats *const *all, int nw, struct px_decision_count
 	}
 	*out = rows;
 	return n;
+}
+
+/* ---- recent refusals ---- */
+
+void
+px_stats_refusal(struct px_stats *st, const struct px_refusal *r)
+{
+	unsigned long long m = r->time_ms / 60000;
+	int slot = (int)(m % PX_REFUSAL_MINUTES);
+
+	pthread_mutex_lock(&st->rlock);
+	if (!st->ring)
+		st->ring = calloc(PX_REFUSALS_KEPT, sizeof *st->ring); /* (NULL: only counted) */
+	if (st->ring)
+		st->ring[st->nring++ % PX_REFUSALS_KEPT] = *r;
+	if (st->minute[slot] != m) {
+		st->minute[slot] = m;
+		st->per_minute[slot] = 0;
+	}
+	st->per_minute[slot]++;
+	pthread_mutex_unlock(&st->rlock);
+}
+
+static int
+newest_first(const void *a, const void *b)
+{
+	unsigned long long x = ((const struct px_refusal *)a)->time_ms;
+	unsigned long long y = ((const struct px_refusal *)b)->time_ms;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int
+px_stats_refusals(struct px_stats *const *all, int n, int limit, struct px_refusal **out)
+{
+	struct px_refusal *v = malloc((size_t)(n > 0 ? n : 1) * PX_REFUSALS_KEPT * sizeof *v);
+	int i, k = 0;
+
+	*out = v;
+	if (!v)
+		return 0;
+	for (i = 0; i < n; i++) {
+		struct px_stats *st = all[i];
+		unsigned long long j, kept;
+		pthread_mutex_lock(&st->rlock);
+		kept = st->ring ? (st->nring < PX_REFUSALS_KEPT ? st->nring : PX_REFUSALS_KEPT) : 0;
+		for (j = 0; j < kept; j++)
+			v[k++] = st->ring[(st->nring - 1 - j) % PX_REFUSALS_KEPT];
+		pthread_mutex_unlock(&st->rlock);
+	}
+	qsort(v, (size_t)k, sizeof *v, newest_first);
+	return k < limit ? k : limit;
+}
+
+void
+px_stats_refusal_minutes(struct px_stats *const *all, int n, unsigned long long now_ms,
+                         unsigned long long out[PX_REFUSAL_MINUTES])
+{
+	unsigned long long now_m = now_ms / 60000;
+	int i, j;
+
+	memset(out, 0, PX_REFUSAL_MINUTES * sizeof *out);
+	for (i = 0; i < n; i++) {
+		struct px_stats *st = all[i];
+		pthread_mutex_lock(&st->rlock);
+		for (j = 0; j < PX_REFUSAL_MINUTES; j++) {
+			unsigned long long m = st->minute[j];
+			if (st->per_minute[j] && m <= now_m && now_m - m < PX_REFUSAL_MINUTES)
+				out[PX_REFUSAL_MINUTES - 1 - (now_m - m)] += st->per_minute[j];
+		}
+		pthread_mutex_unlock(&st->rlock);
+	}
 }

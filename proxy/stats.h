@@ -112,4 +112,37 @@ unsigned long long px_stats_sum(struct px_stats *const *all, int n, size_t offse
  * caller frees it); returns the number of rows. */
 int px_stats_decisions(struct px_stats *const *all, int n, struct px_decision_count **out);
 
+/* ---- recent refusals (the admin console) ---- */
+
+#define PX_REFUSALS_KEPT 200 /* per worker: the last ones, newest replacing oldest */
+#define PX_REFUSAL_MINUTES 60 /* refusals per minute over the last hour */
+
+/* One refused (or would-be refused) call, as the console lists it. Strings are cut to fit. */
+struct px_refusal {
+	unsigned long long time_ms;     /* wall clock, ms since the epoch */
+	char app[POL_APPID_MAX + 1];
+	char user[129];                 /* the realtime socket's user ("" over HTTP) */
+	char op[24];
+	char transport[8];
+	char method[17];
+	char path[160];
+	char error_code[48];
+	char reason[POL_REASON_MAX];
+	int status;
+	int report;                     /* report mode: would have been refused */
+};
+
+/* Keeps R among the worker's last refusals and counts it in its minute (the worker's own
+ * thread; a short lock, taken only for refusals). */
+void px_stats_refusal(struct px_stats *st, const struct px_refusal *r);
+
+/* Readers (any thread): the LIMIT most recent refusals of all N workers, newest first, into
+ * *OUT (malloc'd; the caller frees it); returns how many. */
+int px_stats_refusals(struct px_stats *const *all, int n, int limit, struct px_refusal **out);
+
+/* Refusals per minute for the PX_REFUSAL_MINUTES minutes up to the one of NOW_MS (OUT[last]
+ * is the current minute), summed over the workers. */
+void px_stats_refusal_minutes(struct px_stats *const *all, int n, unsigned long long now_ms,
+                              unsigned long long out[PX_REFUSAL_MINUTES]);
+
 #endif
