@@ -285,6 +285,7 @@ parse_actions(struct pol_classifier *k, struct pol_call *c, const struct pol_jto
 		act->uid_len = (size_t)n;
 		used += (uint32_t)n;
 		act->keys = key_bits(c->text, t, pa);
+		act->params = pa;
 	}
 	c->actions = k->actions;
 	c->nactions = (int)t[arr].size;
@@ -328,6 +329,7 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 	long pl;
 
 	memset(c, 0, offsetof(struct pol_call, path));
+	c->toks = NULL;
 	c->res = 0;
 	c->path.nseg = 0;
 	c->app = c->uid = c->cid = NULL;
@@ -391,6 +393,7 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 		return -1;
 	}
 	c->data_tok = e3;
+	c->toks = t;
 	if (t[e2].flags & POL_JF_ESCAPED) {
 		pl = pol_json_str_decode(text, &t[e2], pathtext, sizeof pathtext);
 		if (pl < 0) {
@@ -503,6 +506,7 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 
 	(void)k;
 	memset(c, 0, offsetof(struct pol_call, path));
+	c->toks = NULL;
 	c->res = 0;
 	c->app = c->uid = c->cid = NULL;
 	c->api = 0;

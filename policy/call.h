@@ -53,6 +53,7 @@ struct pol_action {
 	const char *uid;        /* decoded, in classifier scratch */
 	size_t uid_len;
 	unsigned keys;          /* POL_PK_* */
+	int params;             /* the token of its params object */
 };
 
 /* FOREIGN_KEY: a bearer shaped like a secret key (sk_test_..., sk_live_...) that is not the
@@ -77,7 +78,9 @@ struct pol_call {
 	const char *uid, *cid;     /* decoded target ids, or NULL */
 	size_t uid_len, cid_len;
 	unsigned keys;             /* POL_PK_* of the data (participant calls) */
-	int data_tok;              /* realtime: token index of data */
+	int data_tok;              /* realtime: token index of data (an HTTP body route: of the body) */
+	const struct pol_jtok *toks; /* the tokens data_tok and actions' params index (NULL: the
+	                            * payload was not read: an HTTP call without a body route) */
 	struct pol_action *actions; /* POL_OP_PART_BATCH */
 	int nactions;
 	const char *text;          /* the frame text classified (realtime) */

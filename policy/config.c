@@ -78,7 +78,9 @@ static const struct lim_def lim_defs[] = {
 /* An app section while loading: UNSET fields inherit [app:*] once the whole file is read. */
 struct app_draft {
 	char id[POL_APPID_MAX + 1];
-	int user_sync, conversation_sync, mode, identity;
+	int user_sync, conversation_sync, mode, identity, strip_locked;
+	struct pol_locked locked[POL_FIELDS_KINDS];
+	int locked_set[POL_FIELDS_KINDS];
 	char *secret_key;
 	int secret_key_set;
 	int identity_line;      /* where identity was set (an error names it) */
@@ -499,8 +501,50 @@ app_section(struct loader *ld, const char *section)
 	struct app_draft *a = &ld->apps[ld->napps++];
 	memset(a, 0, sizeof *a);
 	snprintf(a->id, sizeof a->id, "%s", id);
-	a->user_sync = a->conversation_sync = a->mode = a->identity = UNSET;
+	a->user_sync = a->conversation_sync = a->mode = a->identity = a->strip_locked = UNSET;
 	return a;
+}
+
+/*
+ * "role, custom.plan": a comma-separated list of field names, each a JSON key or keys joined
+ * by "." (a key inside an object: "custom.plan"), at most POL_LOCKED_MAX of them; "" or
+ * "none" is the empty list. Returns 1, or 0 (failed).
+ */
+static int
+parse_locked(struct loader *ld, struct pol_locked *l, const char *name, const char *value)
+{
+	const char *p = value;
+
+	l->n = 0;
+	if (!strcmp(value, "none"))
+		return 1;
+	while (*p) {
+		const char *e = strchr(p, ','), *s = p;
+		size_t n;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		n = (size_t)((e ? e : p + strlen(p)) - s);
+		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		if (!n || n >= POL_FIELD_MAX || s[0] == '.' || s[n - 1] == '.' || memchr(s, '"', n) ||
+		    memchr(s, '\\', n) || memchr(s, ' ', n)) {
+			char bad[POL_FIELD_MAX + 8];
+			snprintf(bad, sizeof bad, "%.*s", (int)(n < POL_FIELD_MAX ? n : POL_FIELD_MAX), s);
+			return fail(ld, "%s: '%s' is not a field name (key or key.key)", name, bad);
+		}
+		for (size_t i = 1; i < n; i++)
+			if (s[i] == '.' && s[i - 1] == '.')
+				return fail(ld, "%s: '%s' has an empty key", name, value);
+		if (l->n == POL_LOCKED_MAX)
+			return fail(ld, "%s: more than 16 fields%s", name, "");
+		memcpy(l->name[l->n], s, n);
+		l->name[l->n][n] = 0;
+		l->n++;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return 1;
 }
 
 static int
@@ -553,6 +597,23 @@ app_key(struct loader *ld, struct app_draft *a, const char *name, const char *va
 		}
 		a->secret_key = k;
 		a->secret_key_set = 1;
+		return 1;
+	}
+	{
+		static const char *const lists[POL_FIELDS_KINDS] = {
+			"user_fields_locked", "conversation_fields_locked", "participant_fields_locked"};
+		int k;
+		for (k = 0; k < POL_FIELDS_KINDS; k++)
+			if (!strcmp(name, lists[k]))
+				return parse_locked(ld, &a->locked[k], name, value) ? (a->locked_set[k] = 1) : 0;
+	}
+	if (!strcmp(name, "on_locked")) {
+		if (!strcmp(value, "reject"))
+			a->strip_locked = 0;
+		else if (!strcmp(value, "strip"))
+			a->strip_locked = 1;
+		else
+			return fail(ld, "on_locked: '%s' is not reject or strip%s", value, "");
 		return 1;
 	}
 	return fail(ld, "unknown key '%s' in an app section%s", name, "");
@@ -1218,6 +1279,9 @@ finish_app(struct pol_app *out, const struct app_draft *d, const struct pol_app 
 	out->mode = d->mode != UNSET ? (enum pol_mode)d->mode : def->mode;
 	out->identity = d->identity != UNSET ? (enum pol_identity)d->identity : def->identity;
 	out->secret_key = d->secret_key; /* ownership moves */
+	out->strip_locked = d->strip_locked != UNSET ? d->strip_locked : def->strip_locked;
+	for (int k = 0; k < POL_FIELDS_KINDS; k++)
+		out->locked[k] = d->locked_set[k] ? d->locked[k] : def->locked[k];
 }
 
 static void
@@ -1427,6 +1491,7 @@ load(ini_runner run, const void *src, const char *name, char *err)
 	ld.c = c;
 	ld.name = name;
 	ld.def.user_sync = ld.def.conversation_sync = ld.def.mode = ld.def.identity = UNSET;
+	ld.def.strip_locked = UNSET;
 
 	rc = run(src, &ld);
 	free(ld.sections);

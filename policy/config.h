@@ -48,6 +48,16 @@ struct pol_cidr {
 };
 #define POL_ORIGIN_MAX 256   /* bytes of one origin */
 
+/* Locked fields (user_fields_locked, ...): names a browser may never set, even with the
+ * switch on; "custom.plan" is the key "plan" inside the object "custom". */
+#define POL_LOCKED_MAX 16        /* names per list */
+#define POL_FIELD_MAX 64         /* bytes of one name, dots included */
+enum pol_field_kind { POL_FIELDS_USER, POL_FIELDS_CONV, POL_FIELDS_PART, POL_FIELDS_KINDS };
+struct pol_locked {
+	char name[POL_LOCKED_MAX][POL_FIELD_MAX];
+	int n;
+};
+
 /* Per-app switches. Every field is always set: an app section starts as a copy of [app:*]. */
 struct pol_app {
 	char id[POL_APPID_MAX + 1];
@@ -56,6 +66,8 @@ struct pol_app {
 	enum pol_mode mode;
 	enum pol_identity identity;
 	char *secret_key;       /* NULL when none configured; owned by the config */
+	struct pol_locked locked[POL_FIELDS_KINDS]; /* user_fields_locked, conversation_..., participant_... */
+	int strip_locked;       /* on_locked = strip (else reject) */
 };
 
 /*

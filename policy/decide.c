@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "policy/fields.h"
+
 static const char *
 app_name(const struct pol_ctx *ctx)
 {
@@ -134,6 +136,71 @@ clear(struct pol_decision *d)
 	d->need = POL_FACT_NONE;
 	d->would_deny = 0;
 	d->rule = NULL;
+	d->strip = d->would_strip = 0;
+	d->nstrip_lists = 0;
+}
+
+static const char *const kind_names[POL_FIELDS_KINDS] = {"users", "conversations", "participants"};
+
+/*
+ * Locked fields of an allowed change (user_fields_locked, ...): the payload object OBJ of C
+ * (its tokens read by the classifier; NULL: an HTTP call whose body was not read) against
+ * the lists of KINDS (a bit per enum pol_field_kind). reject: a refusal naming the field;
+ * strip: still ALLOW, with the lists to strip with and the names found.
+ */
+static void
+check_locked(const struct pol_ctx *ctx, const struct pol_call *c, int obj, unsigned kinds,
+             struct pol_decision *d)
+{
+	const struct pol_app *app = ctx->app;
+	const char *name = NULL;
+	int k, kind = -1;
+
+	if (!c->toks || obj < 0)
+		return;
+	for (k = 0; k < POL_FIELDS_KINDS; k++) {
+		const char *nm;
+		if (!(kinds & (1u << k)) || !app->locked[k].n)
+			continue;
+		d->strip_lists[d->nstrip_lists] = &app->locked[k]; /* (only read when stripping) */
+		if (!pol_fields_find(&app->locked[k], c->text, c->toks, obj, &nm))
+			continue;
+		if (!name) {
+			name = nm;
+			kind = k;
+		}
+		d->nstrip_lists++;
+	}
+	if (!name) {
+		d->nstrip_lists = 0;
+		return;
+	}
+	if (!app->strip_locked) {
+		d->nstrip_lists = 0;
+		d->status = 403;
+		d->error_code = "FIELD_LOCKED";
+		d->rule = "field-locked";
+		snprintf(d->reason, sizeof d->reason,
+		         "syncgate: the field '%.64s' of %s is locked for app %.64s: a browser may not "
+		         "set it; set it from your server with the REST API",
+		         name, kind_names[kind], app_name(ctx));
+		if (app->mode == POL_MODE_REPORT) {
+			d->verdict = POL_ALLOW;
+			d->would_deny = 1;
+		} else {
+			d->verdict = POL_DENY;
+		}
+		return;
+	}
+	/* strip: the names of every locked field present, for the decision log */
+	d->reason[0] = 0;
+	for (k = 0; k < d->nstrip_lists; k++)
+		pol_fields_present(d->strip_lists[k], c->text, c->toks, obj, d->reason, sizeof d->reason);
+	d->rule = "field-locked-strip";
+	if (app->mode == POL_MODE_REPORT)
+		d->would_strip = 1;
+	else
+		d->strip = 1;
 }
 
 static void decide_call(const struct pol_ctx *ctx, const struct pol_call *c,
@@ -144,6 +211,38 @@ pol_decide(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol
            struct pol_decision *d)
 {
 	decide_call(ctx, c, f, d);
+	if (d->verdict == POL_ALLOW && !d->would_deny) {
+		switch (c->op) {
+		case POL_OP_USER_SET:
+		case POL_OP_USER_CREATE:
+			check_locked(ctx, c, c->data_tok, 1u << POL_FIELDS_USER, d);
+			break;
+		case POL_OP_CONV_SET:
+		case POL_OP_CONV_CREATE: /* (its data carries my participation fields too) */
+			check_locked(ctx, c, c->data_tok, 1u << POL_FIELDS_CONV | 1u << POL_FIELDS_PART, d);
+			break;
+		case POL_OP_PART_ACTION:
+			check_locked(ctx, c, c->data_tok, 1u << POL_FIELDS_PART, d);
+			break;
+		case POL_OP_PART_BATCH:
+			/* an action holding a locked field: the batch is decided action by action
+			 * (pol_decide_action), as with the switch off */
+			if (c->toks && ctx->app->locked[POL_FIELDS_PART].n)
+				for (int i = 0; i < c->nactions; i++) {
+					const char *nm;
+					if (pol_fields_find(&ctx->app->locked[POL_FIELDS_PART], c->text, c->toks,
+					                    c->actions[i].params, &nm)) {
+						d->verdict = POL_NEED_FACT;
+						d->need = POL_FACT_NONE;
+						d->rule = "participant-batch-locked";
+						break;
+					}
+				}
+			break;
+		default:
+			break;
+		}
+	}
 	if (c->cred == POL_CRED_FOREIGN_KEY && d->status == 403) {
 		/* a server call with another app's (or an old) secret key: the switch is not the
 		 * reason to give, the key is (the refusal itself stands: it is a browser credential) */
@@ -273,8 +372,11 @@ pol_decide_action(const struct pol_ctx *ctx, const struct pol_call *c, int i,
 
 	clear(d);
 	if (ctx->app->conversation_sync)
-		return allow(d, "conversation-sync-on");
-	decide_participant(ctx, a->method, a->uid, a->uid_len, a->keys, f, d);
+		allow(d, "conversation-sync-on");
+	else
+		decide_participant(ctx, a->method, a->uid, a->uid_len, a->keys, f, d);
+	if (d->verdict == POL_ALLOW && !d->would_deny)
+		check_locked(ctx, c, a->params, 1u << POL_FIELDS_PART, d);
 }
 
 const char *

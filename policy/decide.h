@@ -45,6 +45,12 @@ struct pol_decision {
 	enum pol_fact_kind need; /* NEED_FACT: which fact (about call/action uid and cid) */
 	int would_deny;         /* report mode: ALLOW that enforce mode would have refused */
 	const char *rule;       /* short name of the table row applied, for the decision log */
+	/* on_locked = strip: ALLOW, but the payload goes without the locked fields it holds
+	 * (reason: their names, comma-separated); would_strip: the same in report mode, nothing
+	 * changed. strip_lists: the lists to strip with (into the app, valid with its config). */
+	int strip, would_strip;
+	const struct pol_locked *strip_lists[2];
+	int nstrip_lists;
 };
 
 /* Decides a whole call (not a batch: see below). FACTS may be NULL (nothing known). */

@@ -628,6 +628,10 @@ pol_route_body(struct pol_classifier *k, struct pol_route_match *m, struct pol_c
 			break;
 		}
 	}
+	call->toks = t; /* the body is the call's payload: locked fields are looked for there */
+	call->data_tok = 0;
+	call->text = body;
+	call->text_len = len;
 	if (r->sync == POL_SYNC_PARTICIPANT) {
 		/* the keys of the change, read as decide.c reads an action's params */
 		int c = 1;

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "policy/fields.h"
 #include "policy/jwt.h"
 #include "policy/route.h"
 #include "policy/text.h"
@@ -119,6 +120,8 @@ struct px_http {
 	int uio_idx;                    /* the upstream c->uio is a connection to */
 	int collect_json;               /* body = json: llhttp's body bytes go to json_body */
 	int json_ready;                 /* ... and it holds the whole body: classify reads it */
+	struct evbuffer *new_body;      /* on_locked = strip: the body sent instead of the
+	                                 * client's (framed by a Content-Length of its own) */
 	struct evbuffer *json_body;     /* the body without its framing (chunked: decoded) */
 
 	/* the current response */
@@ -310,6 +313,8 @@ http_release(struct px_conn *c, void *obj)
 	}
 	if (h->json_body)
 		evbuffer_free(h->json_body);
+	if (h->new_body)
+		evbuffer_free(h->new_body);
 	free(h->rw);
 	if (h->resp_buf)
 		evbuffer_free(h->resp_buf);
@@ -604,6 +609,8 @@ write_upstream_head(struct px_http *h, const char *head, size_t len, struct evbu
 		rw |= RW_FORWARDED;
 	if ((host = px_upstream_host_header(c->env->ups[h->up_idx])))
 		rw |= RW_HOST;
+	if (h->new_body) /* a body of syncgate's writing: its own length, no chunking */
+		rw |= RW_TE | RW_CL;
 	if (h->rwlen > 0) {
 		/* the route's rewrite: METHOD SP target SP version (RFC 9112 §3) */
 		const char *sp1 = memchr(head, ' ', len), *sp2 = memchr(sp1 + 1, ' ', (size_t)(p - sp1 - 1));
@@ -618,11 +625,12 @@ write_upstream_head(struct px_http *h, const char *head, size_t len, struct evbu
 		evbuffer_add_printf(out, "Host: %s\r\n", host);
 	/* the framing the backend gets is the one syncgate read, spelt as no backend can read
 	 * otherwise (a case-sensitive "chunked" compare, an octal-minded length parser) */
-	if (rw & RW_TE)
+	if ((rw & RW_TE) && !h->new_body)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	if (rw & RW_CL)
 		evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-		                    (unsigned long long)h->req.content_length);
+		                    h->new_body ? (unsigned long long)evbuffer_get_length(h->new_body)
+		                                : (unsigned long long)h->req.content_length);
 	if (ws)
 		evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
 	evbuffer_add(out, c->fwd, c->fwd_len);
@@ -840,6 +848,33 @@ answered(struct px_http *h)
 	h->refused_usable = 1;
 }
 
+/*
+ * on_locked = strip on a body = json route: the body CALL read (its tokens are the
+ * classifier's, over json_body) written again without the locked fields D names, into
+ * new_body, which forward_head() sends with a Content-Length of its own. Returns 1, or 0
+ * when it was answered (out of memory, or the rewrite failed).
+ */
+static int
+strip_body(struct px_http *h, const struct pol_call *call, const struct pol_decision *d)
+{
+	size_t n = call->text_len ? call->text_len : 1;
+	char *b = malloc(n);
+	long bl = b ? pol_fields_strip(d->strip_lists, d->nstrip_lists, call->text, call->toks,
+	                               &call->data_tok, 1, b, n, NULL, 0)
+	            : -1;
+
+	if (bl < 0 || (!h->new_body && !(h->new_body = evbuffer_new())) ||
+	    evbuffer_add(h->new_body, b, (size_t)bl)) {
+		free(b);
+		reply(h, 400, "INVALID_REQUEST", "syncgate: the body could not be written without its "
+		      "locked fields", h->req.conn_close);
+		answered(h);
+		return 0;
+	}
+	free(b);
+	return 1;
+}
+
 /* Carries out decision D for the head at the front of the input (see police.h). */
 static void
 http_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_decision *d,
@@ -856,7 +891,8 @@ http_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol
 			px_io_read(c->cio, 1);
 	}
 	if (d->verdict == POL_ALLOW) {
-		forward_head(h, call);
+		if (!d->strip || strip_body(h, call, d)) /* (else answered) */
+			forward_head(h, call);
 	} else {
 		if (px_verdict_of(d) == PX_V_REFUSE)
 			px_count(&c->env->ctr->http_refused, 1);
@@ -1190,8 +1226,14 @@ forward_head(struct px_http *h, const struct pol_call *call)
 	px_io_send(c->cio, h->resp_buf);
 	if (h->head_in_input)
 		evbuffer_drain(in, end);
-	if (h->held)
+	if (h->new_body) {
+		/* the body stripped of its locked fields instead of the client's */
+		if (h->held)
+			evbuffer_drain(h->held, evbuffer_get_length(h->held));
+		evbuffer_add_buffer(h->req_buf, h->new_body);
+	} else if (h->held) {
 		evbuffer_add_buffer(h->req_buf, h->held); /* the body read before the decision */
+	}
 	h->req_done = h->req_msg_complete;
 	if (h->state == PX_H_UPGRADING) {
 		/* hold every byte after the upgrade request until the backend's 101 */
@@ -1423,6 +1465,10 @@ handle_one_head(struct px_http *h)
 	h->collect_json = h->json_ready = 0;
 	if (h->json_body)
 		evbuffer_drain(h->json_body, evbuffer_get_length(h->json_body));
+	if (h->new_body) {
+		evbuffer_free(h->new_body);
+		h->new_body = NULL;
+	}
 	/* llhttp, strict and with no lenient flag, must agree that this is one valid head */
 	llhttp_settings_init(&h->req_settings);
 	h->req_settings.on_message_complete = on_req_complete;

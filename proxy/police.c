@@ -143,6 +143,15 @@ log_decision(const struct px_police_stream *s, const struct pol_call *call,
 	}
 	if (px_verdict_of(d) == PX_V_REFUSE || px_verdict_of(d) == PX_V_WOULD_REFUSE)
 		keep_refusal(s, call, d, app, method, path);
+	if (d->strip || d->would_strip) {
+		/* an allowed change without its locked fields: which ones went (or would have) */
+		px_log(PX_LOG_INFO, d->strip ? "strip" : "would_strip", "transport", s->tr->name,
+		       "socket", s->socket_id, "id", s->request_id ? s->request_id : "", "peer", s->peer,
+		       "app", app, "user", s->user ? s->user : "", "op", pol_op_to_str(call->op), "method",
+		       method, "path", path, "fields", d->reason, "rule", d->rule ? d->rule : "", "mode",
+		       d->would_strip ? "report" : "enforce", NULL);
+		return;
+	}
 	px_log(PX_LOG_INFO, px_verdict_to_str(px_verdict_of(d)), "transport", s->tr->name,
 	       "socket", s->socket_id, "id", s->request_id ? s->request_id : "", "peer", s->peer, "app", app, "user", s->user ? s->user : "",
 	       "op", pol_op_to_str(call->op), "method", method, "path", path, "#status", status,
@@ -177,7 +186,7 @@ static void
 note(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_call *call,
      const struct pol_decision *d)
 {
-	if (d->verdict != POL_ALLOW || d->would_deny)
+	if (d->verdict != POL_ALLOW || d->would_deny || d->strip || d->would_strip)
 		log_decision(s, call, d);
 	count_decision(s, ctx, call->op, px_verdict_of(d));
 }
@@ -298,9 +307,14 @@ settle(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_c
 	struct pol_decision d;
 	struct pol_facts facts;
 
-	if (call->op == POL_OP_PART_BATCH && !ctx->app->conversation_sync) {
-		settle_batch(s, ctx, call, f, msg, parked);
-		return;
+	if (call->op == POL_OP_PART_BATCH) {
+		/* decided action by action when the whole cannot be (the switch off, or an action
+		 * holding a locked field) */
+		pol_decide(ctx, call, NULL, &d);
+		if (d.verdict == POL_NEED_FACT) {
+			settle_batch(s, ctx, call, f, msg, parked);
+			return;
+		}
 	}
 	facts_for(s->p, f, call->uid, call->uid_len, &facts);
 	pol_decide(ctx, call, &facts, &d);

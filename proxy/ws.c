@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "policy/batch.h"
+#include "policy/fields.h"
 #include "policy/json.h"
 #include "policy/jwt.h"
 #include "policy/text.h"
@@ -369,6 +370,29 @@ gone_quiet(struct px_ws *ws, const struct raw_src *raw)
 	return 1;
 }
 
+/*
+ * An allowed call whose locked fields go (on_locked = strip, decided with D): its text as
+ * policy/fields.c rewrites it (never longer; objects OBJS of CALL's tokens lose the fields),
+ * framed anew, instead of the client's frames. CALL must be the classifier's last.
+ */
+static void
+forward_stripped(struct px_ws *ws, const struct raw_src *raw, const struct pol_call *call,
+                 const struct pol_decision *d, const int *objs, int nobj)
+{
+	char *b = malloc(call->text_len ? call->text_len : 1), what[POL_REASON_MAX];
+	long bl = b ? pol_fields_strip(d->strip_lists, d->nstrip_lists, call->text, call->toks, objs,
+	                               nobj, b, call->text_len, what, sizeof what)
+	            : -1;
+
+	drop_raw(raw);
+	if (bl < 0)
+		queue_error(ws, call->seq, call->seq_len, 400, "INVALID_REQUEST",
+		            "syncgate: the call could not be written without its locked fields");
+	else
+		forward_text(ws, b, (size_t)bl);
+	free(b);
+}
+
 static void
 ws_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_decision *d,
              int parked)
@@ -379,7 +403,9 @@ ws_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_d
 	if (gone_quiet(ws, raw))
 		return;
 	if (d->verdict == POL_ALLOW) {
-		if (ws->c->uio)
+		if (ws->c->uio && d->strip)
+			forward_stripped(ws, raw, call, d, &call->data_tok, 1);
+		else if (ws->c->uio)
 			forward_raw(ws, raw);
 	} else {
 		drop_raw(raw);
@@ -387,6 +413,16 @@ ws_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_d
 	}
 	if (parked)
 		after_parked(ws);
+}
+
+/* The first allowed action of a batch whose locked fields go (its decision has the lists). */
+static int
+first_strip(const struct pol_decision *d, const unsigned char *allowed, int n)
+{
+	int i;
+	for (i = 0; i < n && !(allowed[i] && d[i].strip); i++)
+		;
+	return i < n ? i : 0;
 }
 
 /*
@@ -401,7 +437,8 @@ ws_carry_out_batch(void *t, void *msg, const struct pol_call *call, const unsign
 {
 	struct px_ws *ws = t;
 	const struct raw_src *raw = msg;
-	int i, n = call->nactions, nallowed = 0;
+	int i, n = call->nactions, nallowed = 0, nstrip;
+	int strip_objs[POL_STRIP_MAX];
 	struct merge *m;
 
 	if (gone_quiet(ws, raw))
@@ -413,8 +450,13 @@ ws_carry_out_batch(void *t, void *msg, const struct pol_call *call, const unsign
 			px_count(&ws->c->env->ctr->ws_refused, 1);
 		}
 	}
+	for (i = 0, nstrip = 0; i < n; i++)
+		if (allowed[i] && d[i].strip)
+			strip_objs[nstrip++] = call->actions[i].params;
 	if (nallowed == n) {
-		if (ws->c->uio)
+		if (ws->c->uio && nstrip)
+			forward_stripped(ws, raw, call, &d[first_strip(d, allowed, n)], strip_objs, nstrip);
+		else if (ws->c->uio)
 			forward_raw(ws, raw);
 		goto out;
 	}
@@ -464,6 +506,38 @@ ws_carry_out_batch(void *t, void *msg, const struct pol_call *call, const unsign
 			merge_free(m);
 			queue_error(ws, call->seq, call->seq_len, 400, "INVALID_REQUEST", "syncgate: out of memory");
 			goto out;
+		}
+		if (nstrip) {
+			/* the allowed actions' locked fields go too: the forwarded frame is read again
+			 * (a subset of a frame that was strict JSON) and rewritten */
+			struct pol_call fc;
+			const char *why;
+			int k = 0, j = 0, fs = first_strip(d, allowed, n);
+			const struct pol_decision *ds = &d[fs];
+			char *b2 = malloc((size_t)bl);
+			long b2l = -1;
+			if (b2 && pol_classify_frame(ws->c->env->classifier, b, (size_t)bl, &fc, &why) == 0 &&
+			    fc.op == POL_OP_PART_BATCH) {
+				for (i = 0; i < n; i++)
+					if (allowed[i]) {
+						if (d[i].strip && k < POL_STRIP_MAX)
+							strip_objs[k++] = fc.actions[j].params;
+						j++;
+					}
+				b2l = pol_fields_strip(ds->strip_lists, ds->nstrip_lists, b, fc.toks, strip_objs, k,
+				                       b2, (size_t)bl, NULL, 0);
+			}
+			if (b2l < 0) {
+				free(b2);
+				free(b);
+				merge_free(m);
+				queue_error(ws, call->seq, call->seq_len, 400, "INVALID_REQUEST",
+				            "syncgate: the batch could not be written without its locked fields");
+				goto out;
+			}
+			free(b);
+			b = b2;
+			bl = b2l;
 		}
 		forward_text(ws, b, (size_t)bl);
 		free(b);

@@ -484,6 +484,72 @@ test_max_parked(void)
 	CHECK(f.carried == 0 && f.frees == PX_MAX_PARKED);
 }
 
+/* The console's list: a refused call is kept with what the page shows, an allowed one not;
+ * each worker keeps its last PX_REFUSALS_KEPT, merged newest first; refusals per minute over
+ * the last hour, the current minute last. */
+static void
+test_refusals_kept(void)
+{
+	struct px_stats *w2 = px_stats_new(), *all[2] = {env.stats, w2};
+	struct px_refusal *rs = NULL, r;
+	unsigned long long per[PX_REFUSAL_MINUTES], base = 1796544000000ull; /* a whole minute */
+	int n, i;
+
+	/* a refused frame through the policing path lands in the list, an allowed one not */
+	{
+		char conf[512];
+		struct px_police_stream st;
+		struct fake f;
+		int before;
+		snprintf(conf, sizeof conf, "%s[app:demo]\nuser_sync = off\nsecret_key = sk\n", BASE);
+		setup(conf);
+		n = px_stats_refusals(all, 1, 200, &rs);
+		free(rs);
+		before = n;
+		stream(&st, &f, "alice");
+		frame(&st, "[1,\"PUT\",\"/users/alice\",{\"name\":\"A\"},{}]");
+		frame(&st, "[2,\"GET\",\"/users\",{\"ids\":[\"a\"]},{}]");
+		n = px_stats_refusals(all, 1, 200, &rs);
+		CHECK(n == before + 1);
+		if (n > 0) {
+			CHECK_STR(rs[0].op, "user-set");
+			CHECK_STR(rs[0].transport, "fake");
+			CHECK_STR(rs[0].app, "demo");
+			CHECK_STR(rs[0].user, "alice");
+			CHECK_STR(rs[0].error_code, "USER_SYNC_DISABLED");
+			CHECK(rs[0].status == 403 && strstr(rs[0].reason, "syncgate") && !rs[0].report);
+			CHECK_STR(rs[0].path, "/users/alice");
+			CHECK(rs[0].time_ms > 1700000000000ull); /* the wall clock */
+		}
+		free(rs);
+		px_police_stream_release(&st);
+	}
+	/* 250 refusals on one worker: its last 200 are kept */
+	for (i = 0; i < 250; i++) {
+		memset(&r, 0, sizeof r);
+		r.time_ms = base + (unsigned long long)i * 1000;
+		snprintf(r.user, sizeof r.user, "u%d", i);
+		px_stats_refusal(w2, &r);
+	}
+	n = px_stats_refusals(&all[1], 1, 200, &rs);
+	CHECK(n == 200);
+	CHECK(n == 200 && !strcmp(rs[0].user, "u249") && !strcmp(rs[199].user, "u50"));
+	free(rs);
+	n = px_stats_refusals(&all[1], 1, 5, &rs);
+	CHECK(n == 5 && !strcmp(rs[4].user, "u245"));
+	free(rs);
+	/* per minute: 250 s from base is minutes 0..4 (60, 60, 60, 60, 10) */
+	px_stats_refusal_minutes(&all[1], 1, base + 249000, per);
+	CHECK(per[PX_REFUSAL_MINUTES - 1] == 10 && per[PX_REFUSAL_MINUTES - 2] == 60 &&
+	      per[PX_REFUSAL_MINUTES - 5] == 60 && per[PX_REFUSAL_MINUTES - 6] == 0);
+	/* an hour later they have all left the chart */
+	px_stats_refusal_minutes(&all[1], 1, base + 3600000ull + 250000, per);
+	for (i = 0, n = 0; i < PX_REFUSAL_MINUTES; i++)
+		n += (int)per[i];
+	CHECK(n == 0);
+	px_stats_free(w2);
+}
+
 int
 main(void)
 {
@@ -504,6 +570,7 @@ main(void)
 	test_http_counts_per_app();
 	test_batch();
 	test_max_parked();
+	test_refusals_kept();
 	px_police_free(police);
 	pol_classifier_free(env.classifier);
 	px_stats_free(env.stats);
