@@ -330,6 +330,7 @@ pol_classify_frame(struct pol_classifier *k, const char *text, size_t len,
 
 	memset(c, 0, offsetof(struct pol_call, path));
 	c->toks = NULL;
+	c->data_tok = -1;
 	c->res = 0;
 	c->path.nseg = 0;
 	c->app = c->uid = c->cid = NULL;
@@ -507,6 +508,7 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 	(void)k;
 	memset(c, 0, offsetof(struct pol_call, path));
 	c->toks = NULL;
+	c->data_tok = -1;
 	c->res = 0;
 	c->app = c->uid = c->cid = NULL;
 	c->api = 0;

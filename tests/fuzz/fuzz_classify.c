@@ -1,11 +1,14 @@
 /* libFuzzer: realtime frame classification and decision under every switch combination.
  * Properties: an accepted frame is strictly valid (parsing it again gives the same call);
- * a refused frame's seq, when read, lies inside the input; decisions are total. */
+ * a refused frame's seq, when read, lies inside the input; decisions are total; the frame
+ * written without locked fields (on_locked = strip) is strict JSON, never longer, and holds
+ * none of them. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "policy/call.h"
 #include "policy/decide.h"
+#include "policy/fields.h"
 #include "policy/json.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
@@ -49,6 +52,35 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 				for (int i = 0; i < nact; i++)
 					pol_decide_action(&ctx, &c, i, &f, &d);
 			}
+	/* the strip rewrite: fields at the top, nested, and a parent with its child */
+	if (c.toks && c.data_tok >= 0) {
+		static struct pol_locked l;
+		static char out[65536];
+		const struct pol_locked *lists[1] = {&l};
+		int objs[101], nobj = 0, i;
+		long r;
+		if (!l.n) {
+			static const char *const names[] = {"role", "custom.plan", "a", "a.b", "notify", "x.y.z"};
+			for (i = 0; i < 6; i++)
+				strcpy(l.name[l.n++], names[i]);
+		}
+		objs[nobj++] = c.data_tok;
+		for (i = 0; i < c.nactions && nobj < 101; i++)
+			objs[nobj++] = c.actions[i].params;
+		r = size <= sizeof out ? pol_fields_strip(lists, 1, c.text, c.toks, objs, nobj, out, size,
+		                                          NULL, 0)
+		                       : -1;
+		if (r > (long)size)
+			abort();
+		if (r >= 0) {
+			struct pol_call c3;
+			if (pol_classify_frame(k, out, (size_t)r, &c3, &why))
+				abort(); /* the rewrite of a valid call is a valid call */
+			const char *nm;
+			if (pol_fields_find(&l, c3.text, c3.toks, c3.data_tok, &nm))
+				abort(); /* and holds no locked field any more */
+		}
+	}
 	/* accepted text classifies the same way again */
 	{
 		struct pol_call c2;
