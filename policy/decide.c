@@ -137,7 +137,6 @@ clear(struct pol_decision *d)
 	d->would_deny = 0;
 	d->rule = NULL;
 	d->strip = d->would_strip = 0;
-	d->nstrip_lists = 0;
 }
 
 static const char *const kind_names[POL_FIELDS_KINDS] = {"users", "conversations", "participants"};
@@ -156,6 +155,7 @@ check_locked(const struct pol_ctx *ctx, const struct pol_call *c, int obj, unsig
 	const char *name = NULL;
 	int k, kind = -1;
 
+	d->nstrip_lists = 0;
 	if (!c->toks || obj < 0)
 		return;
 	for (k = 0; k < POL_FIELDS_KINDS; k++) {
@@ -206,43 +206,45 @@ check_locked(const struct pol_ctx *ctx, const struct pol_call *c, int obj, unsig
 static void decide_call(const struct pol_ctx *ctx, const struct pol_call *c,
                         const struct pol_facts *f, struct pol_decision *d);
 
+/* An allowed change: its locked fields (if the app has lists of KINDS) decide further. */
+static void
+allowed_change(const struct pol_ctx *ctx, const struct pol_call *c, int obj, unsigned kinds,
+               struct pol_decision *d)
+{
+	const struct pol_app *app = ctx->app;
+	if (d->verdict != POL_ALLOW || d->would_deny)
+		return;
+	if (((kinds & 1u << POL_FIELDS_USER) && app->locked[POL_FIELDS_USER].n) ||
+	    ((kinds & 1u << POL_FIELDS_CONV) && app->locked[POL_FIELDS_CONV].n) ||
+	    ((kinds & 1u << POL_FIELDS_PART) && app->locked[POL_FIELDS_PART].n))
+		check_locked(ctx, c, obj, kinds, d);
+}
+
+/* A participant batch allowed whole: decided action by action (pol_decide_action) instead
+ * when an action holds a locked field. */
+static void
+allowed_batch(const struct pol_ctx *ctx, const struct pol_call *c, struct pol_decision *d)
+{
+	const struct pol_locked *l = &ctx->app->locked[POL_FIELDS_PART];
+	const char *nm;
+	int i;
+
+	if (!l->n || !c->toks)
+		return;
+	for (i = 0; i < c->nactions; i++)
+		if (pol_fields_find(l, c->text, c->toks, c->actions[i].params, &nm)) {
+			d->verdict = POL_NEED_FACT;
+			d->need = POL_FACT_NONE;
+			d->rule = "participant-batch-locked";
+			return;
+		}
+}
+
 void
 pol_decide(const struct pol_ctx *ctx, const struct pol_call *c, const struct pol_facts *f,
            struct pol_decision *d)
 {
 	decide_call(ctx, c, f, d);
-	if (d->verdict == POL_ALLOW && !d->would_deny) {
-		switch (c->op) {
-		case POL_OP_USER_SET:
-		case POL_OP_USER_CREATE:
-			check_locked(ctx, c, c->data_tok, 1u << POL_FIELDS_USER, d);
-			break;
-		case POL_OP_CONV_SET:
-		case POL_OP_CONV_CREATE: /* (its data carries my participation fields too) */
-			check_locked(ctx, c, c->data_tok, 1u << POL_FIELDS_CONV | 1u << POL_FIELDS_PART, d);
-			break;
-		case POL_OP_PART_ACTION:
-			check_locked(ctx, c, c->data_tok, 1u << POL_FIELDS_PART, d);
-			break;
-		case POL_OP_PART_BATCH:
-			/* an action holding a locked field: the batch is decided action by action
-			 * (pol_decide_action), as with the switch off */
-			if (c->toks && ctx->app->locked[POL_FIELDS_PART].n)
-				for (int i = 0; i < c->nactions; i++) {
-					const char *nm;
-					if (pol_fields_find(&ctx->app->locked[POL_FIELDS_PART], c->text, c->toks,
-					                    c->actions[i].params, &nm)) {
-						d->verdict = POL_NEED_FACT;
-						d->need = POL_FACT_NONE;
-						d->rule = "participant-batch-locked";
-						break;
-					}
-				}
-			break;
-		default:
-			break;
-		}
-	}
 	if (c->cred == POL_CRED_FOREIGN_KEY && d->status == 403) {
 		/* a server call with another app's (or an old) secret key: the switch is not the
 		 * reason to give, the key is (the refusal itself stands: it is a browser credential) */
@@ -278,12 +280,16 @@ decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct po
 	}
 	switch (c->op) {
 	case POL_OP_USER_SET:
-		if (app->user_sync)
-			return allow(d, "user-sync-on");
+		if (app->user_sync) {
+			allow(d, "user-sync-on");
+			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_USER, d);
+		}
 		return deny(ctx, d, 403, "USER_SYNC_DISABLED", "user-set", "updating a user", "user");
 	case POL_OP_USER_CREATE:
-		if (app->user_sync)
-			return allow(d, "user-sync-on");
+		if (app->user_sync) {
+			allow(d, "user-sync-on");
+			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_USER, d);
+		}
 		v = f ? f->user_exists : POL_FV_UNKNOWN;
 		if (v == POL_FV_UNKNOWN)
 			return need(d, POL_FACT_USER_EXISTS, "user-create");
@@ -295,14 +301,18 @@ decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct po
 			                  "existence of the user");
 		return deny(ctx, d, 403, "USER_SYNC_DISABLED", "user-create", "creating a user",
 		            "user");
-	case POL_OP_CONV_SET:
-		if (app->conversation_sync)
-			return allow(d, "conversation-sync-on");
+	case POL_OP_CONV_SET: /* (its data carries my participation fields too) */
+		if (app->conversation_sync) {
+			allow(d, "conversation-sync-on");
+			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_CONV | 1u << POL_FIELDS_PART, d);
+		}
 		return deny(ctx, d, 403, "UNAUTHORIZED_TO_EDIT", "conversation-set",
 		            "changing a conversation", "conversation");
 	case POL_OP_CONV_CREATE:
-		if (app->conversation_sync)
-			return allow(d, "conversation-sync-on");
+		if (app->conversation_sync) {
+			allow(d, "conversation-sync-on");
+			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_CONV | 1u << POL_FIELDS_PART, d);
+		}
 		v = f ? f->conv_exists : POL_FV_UNKNOWN;
 		if (v == POL_FV_UNKNOWN)
 			return need(d, POL_FACT_CONV_EXISTS, "conversation-create");
@@ -316,8 +326,10 @@ decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct po
 		            "creating a conversation", "conversation");
 	case POL_OP_PART_ACTION:
 		if (app->conversation_sync)
-			return allow(d, "conversation-sync-on");
-		return decide_participant(ctx, c->method, c->uid, c->uid_len, c->keys, f, d);
+			allow(d, "conversation-sync-on");
+		else
+			decide_participant(ctx, c->method, c->uid, c->uid_len, c->keys, f, d);
+		return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_PART, d);
 	case POL_OP_PART_DELETE:
 		if (app->conversation_sync)
 			return allow(d, "conversation-sync-on");
@@ -325,8 +337,10 @@ decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct po
 		            "removing a participant", "conversation");
 	case POL_OP_PART_BATCH:
 		/* decided per action; a batch as a whole passes only with the switch on */
-		if (app->conversation_sync)
-			return allow(d, "conversation-sync-on");
+		if (app->conversation_sync) {
+			allow(d, "conversation-sync-on");
+			return allowed_batch(ctx, c, d);
+		}
 		d->verdict = POL_NEED_FACT;
 		d->need = POL_FACT_NONE;
 		d->rule = "participant-batch";
@@ -375,8 +389,7 @@ pol_decide_action(const struct pol_ctx *ctx, const struct pol_call *c, int i,
 		allow(d, "conversation-sync-on");
 	else
 		decide_participant(ctx, a->method, a->uid, a->uid_len, a->keys, f, d);
-	if (d->verdict == POL_ALLOW && !d->would_deny)
-		check_locked(ctx, c, a->params, 1u << POL_FIELDS_PART, d);
+	allowed_change(ctx, c, a->params, 1u << POL_FIELDS_PART, d);
 }
 
 const char *
