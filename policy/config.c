@@ -79,6 +79,8 @@ static const struct lim_def lim_defs[] = {
 struct app_draft {
 	char id[POL_APPID_MAX + 1];
 	int user_sync, conversation_sync, mode, identity, strip_locked;
+	int budget_set, ban_set;
+	uint32_t budget, budget_window_ms, ban_ms;
 	struct pol_locked locked[POL_FIELDS_KINDS];
 	int locked_set[POL_FIELDS_KINDS];
 	char *secret_key;
@@ -606,6 +608,33 @@ app_key(struct loader *ld, struct app_draft *a, const char *name, const char *va
 		for (k = 0; k < POL_FIELDS_KINDS; k++)
 			if (!strcmp(name, lists[k]))
 				return parse_locked(ld, &a->locked[k], name, value) ? (a->locked_set[k] = 1) : 0;
+	}
+	if (!strcmp(name, "refusal_budget")) {
+		/* N/WINDOW: "20/1m" */
+		const char *slash = strchr(value, '/');
+		char num[16];
+		uint64_t n, w;
+		char *end;
+		if (!slash || (size_t)(slash - value) >= sizeof num)
+			return fail(ld, "refusal_budget: '%s' is not N/WINDOW (20/1m)%s", value, "");
+		memcpy(num, value, (size_t)(slash - value));
+		num[slash - value] = 0;
+		n = strtoull(num, &end, 10);
+		if (*end || end == num || n < 1 || n > 1000000 || parse_number(slash + 1, LIM_MS, &w) ||
+		    w < 1000 || w > 86400000)
+			return fail(ld, "refusal_budget: '%s' is not N/WINDOW: 1..1000000 per 1s..24h%s", value, "");
+		a->budget = (uint32_t)n;
+		a->budget_window_ms = (uint32_t)w;
+		a->budget_set = 1;
+		return 1;
+	}
+	if (!strcmp(name, "refusal_ban")) {
+		uint64_t w;
+		if (parse_number(value, LIM_MS, &w) || w > 86400000)
+			return fail(ld, "refusal_ban: '%s' is not a duration up to 24h%s", value, "");
+		a->ban_ms = (uint32_t)w;
+		a->ban_set = 1;
+		return 1;
 	}
 	if (!strcmp(name, "on_locked")) {
 		if (!strcmp(value, "reject"))
@@ -1280,6 +1309,9 @@ finish_app(struct pol_app *out, const struct app_draft *d, const struct pol_app 
 	out->identity = d->identity != UNSET ? (enum pol_identity)d->identity : def->identity;
 	out->secret_key = d->secret_key; /* ownership moves */
 	out->strip_locked = d->strip_locked != UNSET ? d->strip_locked : def->strip_locked;
+	out->budget = d->budget_set ? d->budget : def->budget;
+	out->budget_window_ms = d->budget_set ? d->budget_window_ms : def->budget_window_ms;
+	out->ban_ms = d->ban_set ? d->ban_ms : def->ban_ms;
 	for (int k = 0; k < POL_FIELDS_KINDS; k++)
 		out->locked[k] = d->locked_set[k] ? d->locked[k] : def->locked[k];
 }

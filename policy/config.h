@@ -68,6 +68,10 @@ struct pol_app {
 	char *secret_key;       /* NULL when none configured; owned by the config */
 	struct pol_locked locked[POL_FIELDS_KINDS]; /* user_fields_locked, conversation_..., participant_... */
 	int strip_locked;       /* on_locked = strip (else reject) */
+	uint32_t budget;        /* refusal_budget = N/WINDOW: refusals a user may get per window
+	                         * before further changes are refused from memory (0: none) */
+	uint32_t budget_window_ms;
+	uint32_t ban_ms;        /* refusal_ban: an exhausted budget also bans the user this long */
 };
 
 /*

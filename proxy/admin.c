@@ -190,6 +190,8 @@ metrics(struct admin_conn *c)
 	for (i = 0; i < c->cfg->nupstreams; i++)
 		evbuffer_add_printf(b, "syncgate_upstream_failures_total{upstream=\"%s\"} %llu\n",
 		                    c->cfg->upstreams[i].name, SUM(upstream_failures[i]));
+	COUNTER("syncgate_refusal_budgets_exhausted_total", "users whose refusal budget was used up (report mode: would have been)", SUM(budgets_exhausted));
+	COUNTER("syncgate_refusal_bans_total", "users banned for a used-up refusal budget (refusal_ban)", SUM(bans));
 	GAUGE("syncgate_connections_open", "client connections open", SUM(connections_open));
 	COUNTER("syncgate_tls_handshake_failures_total", "client TLS handshakes refused, failed or timed out", SUM(tls_handshake_failures));
 	COUNTER("syncgate_ws_opened_total", "WebSocket relays opened", SUM(ws_opened));

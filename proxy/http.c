@@ -37,6 +37,7 @@
 #include "proxy/httpguard.h"
 #include "proxy/log.h"
 #include "proxy/police.h"
+#include "proxy/shared.h"
 #include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 #include "proxy/ws.h"
@@ -955,6 +956,23 @@ px_http_start(struct px_conn *c)
 }
 
 
+/* refusal_ban: the realtime upgrade of a banned user (not in report mode). */
+static int
+banned_user(struct px_http *h, const struct pol_call *call)
+{
+	const struct pol_app *app = pol_config_app(h->c->cfg, call->app ? call->app : "",
+	                                           call->app ? call->app_len : 0);
+	char user[512];
+	int reset;
+
+	if (!app->ban_ms || app->mode == POL_MODE_REPORT || call->uid_len >= sizeof user)
+		return 0;
+	memcpy(user, call->uid, call->uid_len);
+	user[call->uid_len] = 0;
+	return px_shared_budget_state(h->c->env->shared, app->id[0] ? app->id : "*", user,
+	                              (uint64_t)time(NULL) * 1000, &reset) == PX_BUDGET_BANNED;
+}
+
 /*
  * Classifies the request whose checked head is HEAD[0..LEN), at the front of the client's
  * input, and hands it to police.c. Returns 1 if its decision waits for a fact (parked),
@@ -999,6 +1017,11 @@ police_head(struct px_http *h, const char *head, size_t len)
 		reply(h, 400, "INVALID_REQUEST",
 		      "syncgate: WebSocket upgrade on an API path that is not the realtime socket "
 		      "(/v1/{appId}/realtime/{userId})", 1);
+		return 0;
+	}
+	if (call.op == POL_OP_REALTIME && call.uid && banned_user(h, &call)) {
+		reply(h, 403, "USER_BANNED", "syncgate: this user is banned for a while after repeated "
+		      "refused changes (refusal_ban)", h->req.conn_close);
 		return 0;
 	}
 	route_body = h->route.route && h->route.route->body_json;

@@ -16,6 +16,7 @@
 
 #include "policy/path.h"
 #include "proxy/log.h"
+#include "proxy/shared.h"
 
 struct px_police {
 	struct px_env *env;
@@ -96,6 +97,108 @@ px_police_ctx(struct px_police_stream *s, const char *app, size_t app_len, struc
 }
 
 /* ---- log, count, invalidate ---- */
+
+static void note(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_call *call,
+                 const struct pol_decision *d);
+
+static unsigned long long
+wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+/* The changes a refusal budget counts and, once it is used up, refuses: sync mutations (not
+ * /session/renew, reads or messages). */
+static int
+budget_op(enum pol_op op)
+{
+	switch (op) {
+	case POL_OP_USER_SET:
+	case POL_OP_USER_CREATE:
+	case POL_OP_CONV_SET:
+	case POL_OP_CONV_CREATE:
+	case POL_OP_PART_BATCH:
+	case POL_OP_PART_ACTION:
+	case POL_OP_PART_DELETE:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* A refusal counted against the user's budget (refusal_budget): the refusal that uses it up
+ * is logged once (budget_exhausted, and banned with refusal_ban); report mode logs what
+ * would have happened and bans nobody. */
+static void
+budget_count(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_call *call,
+             const struct pol_decision *d)
+{
+	const struct pol_app *app = ctx->app;
+	enum px_budget ev;
+	char n[16], w[24];
+	int report = app->mode == POL_MODE_REPORT;
+
+	if (!app->budget || !s->user || !budget_op(call->op) || (d->rule && !strcmp(d->rule, "refusal-budget")))
+		return;
+	ev = px_shared_budget_refused(s->p->env->shared, app, s->user, wall_ms());
+	if (ev == PX_BUDGET_OK)
+		return;
+	snprintf(n, sizeof n, "%u", (unsigned)app->budget);
+	snprintf(w, sizeof w, "%u", (unsigned)(app->budget_window_ms / 1000));
+	px_count(&s->p->env->ctr->budgets_exhausted, 1);
+	px_log(PX_LOG_WARN, report ? "would_budget" : "budget_exhausted", "app", s->app, "user", s->user,
+	       "peer", s->peer, "#refusals", n, "#window_s", w, NULL);
+	if (ev == PX_BUDGET_BANNED) {
+		char b[24];
+		snprintf(b, sizeof b, "%u", (unsigned)(app->ban_ms / 1000));
+		px_count(&s->p->env->ctr->bans, 1);
+		px_log(PX_LOG_WARN, report ? "would_ban" : "banned", "app", s->app, "user", s->user,
+		       "peer", s->peer, "#ban_s", b, NULL);
+		if (!report)
+			s->banned = 1;
+	}
+}
+
+/*
+ * refusal_budget: a user whose budget is used up (or who is banned) gets further changes
+ * refused from memory, 403 TOO_MANY_REFUSED_CALLS (never 429: the SDK would re-send it
+ * forever). Returns 1 when CALL was answered so (MSG carried out by the transport).
+ */
+static int
+budget_refuse(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_call *call,
+              void *msg)
+{
+	const struct pol_app *app = ctx->app;
+	struct pol_decision d;
+	enum px_budget st;
+	int reset;
+
+	if (!app->budget || !s->user || !budget_op(call->op))
+		return 0;
+	st = px_shared_budget_state(s->p->env->shared, app->id[0] ? app->id : "*", s->user, wall_ms(),
+	                            &reset);
+	if (reset)
+		px_log(PX_LOG_INFO, "budget_reset", "app", s->app, "user", s->user, NULL);
+	if (st == PX_BUDGET_OK || app->mode == POL_MODE_REPORT)
+		return 0;
+	memset(&d, 0, sizeof d);
+	d.verdict = POL_DENY;
+	d.status = 403;
+	d.error_code = "TOO_MANY_REFUSED_CALLS";
+	d.rule = "refusal-budget";
+	snprintf(d.reason, sizeof d.reason,
+	         "syncgate: user %.64s of app %.64s had %u changes refused within %us: further changes "
+	         "are refused for now%s; make them from your server with the REST API",
+	         s->user, app->id[0] ? app->id : "(default)", (unsigned)app->budget,
+	         (unsigned)(app->budget_window_ms / 1000), st == PX_BUDGET_BANNED ? " (banned)" : "");
+	note(s, ctx, call, &d);
+	if (st == PX_BUDGET_BANNED)
+		s->banned = 1;
+	s->tr->carry_out(s->t, msg, call, &d, 0);
+	return 1;
+}
 
 /* A refusal for the admin console's list (px_stats_refusal): refusals only, so the clock
  * read and the copy never touch an allowed call. */
@@ -188,6 +291,8 @@ note(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_cal
 {
 	if (d->verdict != POL_ALLOW || d->would_deny || d->strip || d->would_strip)
 		log_decision(s, call, d);
+	if (px_verdict_of(d) == PX_V_REFUSE || px_verdict_of(d) == PX_V_WOULD_REFUSE)
+		budget_count(s, ctx, call, d);
 	count_decision(s, ctx, call->op, px_verdict_of(d));
 }
 
@@ -417,6 +522,8 @@ px_police_call(struct px_police_stream *s, const struct pol_ctx *ctx, const stru
 	struct pol_decision d;
 	int i;
 
+	if (budget_refuse(s, ctx, call, msg))
+		return 0;
 	pol_decide(ctx, call, NULL, &d);
 	if (d.verdict != POL_NEED_FACT) {
 		/* no fact needed: the decision stands */

@@ -87,6 +87,8 @@ struct px_police_stream {
 	const struct pol_app *dc_app;   /* (over HTTP each request names its own app) */
 	enum pol_op dc_op;
 	enum px_verdict dc_verdict;
+	int banned;                     /* refusal_ban: this stream's user was just banned (the
+	                                 * transport closes it: 1008 on the realtime socket) */
 };
 
 /* A worker's police over ENV (classifier, policy, stats) with fact source FACTS (copied).

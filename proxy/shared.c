@@ -21,6 +21,18 @@ struct peer_count {
 	char addr[64];
 };
 
+/* refusal budgets: one entry per (app, user) that was refused lately */
+#define BUDGET_BUCKETS 4096
+#define BUDGET_MAX 65536 /* users tracked at once: past it a new one is not counted (a budget
+                          * slows a misbehaving page; it is not what keeps the switches) */
+struct budget {
+	struct budget *next;
+	uint64_t window_start, count;   /* refusals since window_start */
+	uint64_t until;                 /* exhausted until (the window's end), 0: not */
+	uint64_t banned_until;          /* 0: not banned */
+	char key[];                     /* "app\0user" */
+};
+
 struct px_shared {
 	_Atomic unsigned long gen;
 	_Atomic unsigned long long reloads_ok, reloads_failed;
@@ -33,6 +45,9 @@ struct px_shared {
 	int nov;
 	pthread_mutex_t peers_lock;
 	struct peer_count *peers[PEER_BUCKETS];
+	pthread_mutex_t budget_lock;
+	struct budget *budgets[BUDGET_BUCKETS];
+	int nbudgets;
 };
 
 static void
@@ -63,6 +78,7 @@ px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, const struct px_tls_c
 		return NULL;
 	pthread_mutex_init(&sh->lock, NULL);
 	pthread_mutex_init(&sh->peers_lock, NULL);
+	pthread_mutex_init(&sh->budget_lock, NULL);
 	sh->file_cfg = pol_config_ref(cfg);
 	sh->cfg = pol_config_ref(cfg);
 	sh->tls_server = tls_server;
@@ -88,6 +104,13 @@ px_shared_free(struct px_shared *sh)
 			sh->peers[i] = p->next;
 			free(p);
 		}
+	for (i = 0; i < BUDGET_BUCKETS; i++)
+		while (sh->budgets[i]) {
+			struct budget *b = sh->budgets[i];
+			sh->budgets[i] = b->next;
+			free(b);
+		}
+	pthread_mutex_destroy(&sh->budget_lock);
 	pthread_mutex_destroy(&sh->peers_lock);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);
@@ -320,4 +343,105 @@ px_shared_peer_remove(struct px_shared *sh, const char *addr)
 		free(p);
 	}
 	pthread_mutex_unlock(&sh->peers_lock);
+}
+
+/* ---- refusal budgets ---- */
+
+static unsigned
+budget_hash(const char *app, const char *user)
+{
+	unsigned h = 2166136261u;
+	for (; *app; app++)
+		h = (h ^ (unsigned char)*app) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (; *user; user++)
+		h = (h ^ (unsigned char)*user) * 16777619u;
+	return h % BUDGET_BUCKETS;
+}
+
+/* The entry of (APP, USER), made when CREATE; entries whose window and ban are over are
+ * dropped from the bucket on the way. Under budget_lock. */
+static struct budget *
+budget_find(struct px_shared *sh, const char *app, const char *user, uint64_t now, uint64_t window,
+            int create)
+{
+	struct budget **pp = &sh->budgets[budget_hash(app, user)], *b;
+	size_t al = strlen(app), ul = strlen(user);
+
+	while ((b = *pp)) {
+		if (!strcmp(b->key, app) && !strcmp(b->key + strlen(b->key) + 1, user))
+			return b;
+		if (now >= b->banned_until && now >= b->until && now - b->window_start > 86400000ull) {
+			*pp = b->next; /* a day quiet: forgotten */
+			free(b);
+			sh->nbudgets--;
+			continue;
+		}
+		pp = &b->next;
+	}
+	if (!create || sh->nbudgets >= BUDGET_MAX || !(b = calloc(1, sizeof *b + al + ul + 2)))
+		return NULL;
+	memcpy(b->key, app, al + 1);
+	memcpy(b->key + al + 1, user, ul + 1);
+	b->window_start = now;
+	(void)window;
+	b->next = sh->budgets[budget_hash(app, user)];
+	sh->budgets[budget_hash(app, user)] = b;
+	sh->nbudgets++;
+	return b;
+}
+
+enum px_budget
+px_shared_budget_state(struct px_shared *sh, const char *app, const char *user, uint64_t now_ms,
+                       int *reset)
+{
+	enum px_budget st = PX_BUDGET_OK;
+	struct budget *b;
+
+	*reset = 0;
+	pthread_mutex_lock(&sh->budget_lock);
+	b = budget_find(sh, app, user, now_ms, 0, 0);
+	if (b) {
+		if (now_ms < b->banned_until)
+			st = PX_BUDGET_BANNED;
+		else if (now_ms < b->until)
+			st = PX_BUDGET_EXHAUSTED;
+		else if (b->until || b->banned_until) {
+			*reset = 1; /* once: the next window starts clean */
+			b->until = b->banned_until = 0;
+			b->count = 0;
+			b->window_start = now_ms;
+		}
+	}
+	pthread_mutex_unlock(&sh->budget_lock);
+	return st;
+}
+
+enum px_budget
+px_shared_budget_refused(struct px_shared *sh, const struct pol_app *a, const char *user,
+                         uint64_t now_ms)
+{
+	enum px_budget ev = PX_BUDGET_OK;
+	struct budget *b;
+
+	pthread_mutex_lock(&sh->budget_lock);
+	b = budget_find(sh, a->id[0] ? a->id : "*", user, now_ms, a->budget_window_ms, 1);
+	if (b && !b->until) {
+		if (now_ms - b->window_start >= a->budget_window_ms) {
+			b->window_start = now_ms;
+			b->count = 0;
+		}
+		if (++b->count >= a->budget) {
+			b->until = b->window_start + a->budget_window_ms;
+			ev = PX_BUDGET_EXHAUSTED;
+			if (a->ban_ms) {
+				b->banned_until = now_ms + a->ban_ms;
+				if (b->until < b->banned_until)
+					b->until = b->banned_until;
+				ev = PX_BUDGET_BANNED;
+			}
+		}
+	}
+	pthread_mutex_unlock(&sh->budget_lock);
+	return ev;
 }

@@ -13,6 +13,7 @@
 
 #include <openssl/ssl.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "policy/config.h"
 
@@ -50,6 +51,18 @@ void px_shared_reload(struct px_shared *sh, struct pol_config *n, SSL_CTX *tls_s
 /* An admin change of APP's switches (a field < 0: unchanged). Returns 0, 404 for an app not
  * in the file, or 500 (ENOMEM). */
 int px_shared_change_app(struct px_shared *sh, const char *app, const struct pol_app_change *ch);
+
+/*
+ * Refusal budgets (refusal_budget = N/WINDOW, refusal_ban), counted once for the process
+ * (every worker): the state of (APP, USER) now (*RESET = 1 once, when an exhausted budget or
+ * a ban has just ended: one log line), and a refusal counted for A's budget, which returns
+ * EXHAUSTED (or BANNED with refusal_ban) exactly once, on the refusal that uses it up.
+ */
+enum px_budget { PX_BUDGET_OK, PX_BUDGET_EXHAUSTED, PX_BUDGET_BANNED };
+enum px_budget px_shared_budget_state(struct px_shared *sh, const char *app, const char *user,
+                                      uint64_t now_ms, int *reset);
+enum px_budget px_shared_budget_refused(struct px_shared *sh, const struct pol_app *a,
+                                        const char *user, uint64_t now_ms);
 
 /* Reloads (SIGHUP) that took effect / that kept the previous policy: counted by the process,
  * read by /metrics. */

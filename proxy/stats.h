@@ -34,6 +34,7 @@ struct px_counters {
 	_Atomic unsigned long long lookup_bucket[PX_LATENCY_BUCKETS + 1];
 	_Atomic unsigned long long lookup_sum_us;
 	/* per upstream (the config's index): requests sent, and failures of those */
+	_Atomic unsigned long long budgets_exhausted, bans; /* refusal_budget, refusal_ban */
 	_Atomic unsigned long long upstream_requests[POL_UPSTREAM_MAX];
 	_Atomic unsigned long long upstream_failures[POL_UPSTREAM_MAX];
 };

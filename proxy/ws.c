@@ -411,6 +411,11 @@ ws_carry_out(void *t, void *msg, const struct pol_call *call, const struct pol_d
 		drop_raw(raw);
 		answer_call(ws, call, d);
 	}
+	if (ws->ps.banned && ws->c->phase == PX_CONN_OPEN) {
+		/* refusal_ban: this user's sockets close (the others at their next change) */
+		close_client(ws, PX_WS_CLOSE_POLICY, "syncgate: banned for repeated refused changes");
+		return;
+	}
 	if (parked)
 		after_parked(ws);
 }
@@ -544,6 +549,10 @@ ws_carry_out_batch(void *t, void *msg, const struct pol_call *call, const unsign
 		ws->merges[ws->nmerges++] = m;
 	}
 out:
+	if (ws->ps.banned && ws->c->phase == PX_CONN_OPEN) {
+		close_client(ws, PX_WS_CLOSE_POLICY, "syncgate: banned for repeated refused changes");
+		return;
+	}
 	if (parked)
 		after_parked(ws);
 }
