@@ -597,3 +597,20 @@ pol_op_to_str(enum pol_op op)
 	};
 	return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
+
+int
+pol_op_is_change(enum pol_op op)
+{
+	switch (op) {
+	case POL_OP_USER_SET:
+	case POL_OP_USER_CREATE:
+	case POL_OP_CONV_SET:
+	case POL_OP_CONV_CREATE:
+	case POL_OP_PART_BATCH:
+	case POL_OP_PART_ACTION:
+	case POL_OP_PART_DELETE:
+		return 1;
+	default:
+		return 0;
+	}
+}

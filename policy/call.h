@@ -131,6 +131,13 @@ int pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 int pol_appid_valid(const char *id, size_t len);
 
 const char *pol_op_to_str(enum pol_op op);
+
+/* 1 if OP is a sync change (protocol.md 3, in bold): a user, conversation or participant
+ * change, what the switches and locked fields are about. Not /session/renew, reads,
+ * messages or per-user state; not POL_OP_UNKNOWN (a change of no known shape) nor
+ * POL_OP_REST_SERVER (a server's). */
+int pol_op_is_change(enum pol_op op);
+
 enum pol_method pol_method_parse(const char *m, size_t len);
 
 #endif

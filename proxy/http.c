@@ -970,7 +970,7 @@ banned_user(struct px_http *h, const struct pol_call *call)
 	memcpy(user, call->uid, call->uid_len);
 	user[call->uid_len] = 0;
 	return px_shared_budget_state(h->c->env->shared, app->id[0] ? app->id : "*", user,
-	                              (uint64_t)time(NULL) * 1000, &reset) == PX_BUDGET_BANNED;
+	                              px_wall_ms(), &reset) == PX_BUDGET_BANNED;
 }
 
 /*
@@ -1180,19 +1180,8 @@ holds_body(const struct px_http *h, const struct pol_call *call)
 	if (!lim->decide_body_bytes || h->req_msg_complete || h->req.expect_continue ||
 	    h->req.upgrade_ws || (h->req.has_cl && h->req.content_length > lim->decide_body_bytes))
 		return 0;
-	switch (call->op) {
-	case POL_OP_USER_SET:
-	case POL_OP_USER_CREATE:
-	case POL_OP_CONV_SET:
-	case POL_OP_CONV_CREATE:
-	case POL_OP_PART_BATCH:
-	case POL_OP_PART_ACTION:
-	case POL_OP_PART_DELETE:
-	case POL_OP_UNKNOWN:
-		return 1;
-	default:
-		return 0;
-	}
+	/* (a change of no known shape too: its refusal leaves the connection usable) */
+	return pol_op_is_change(call->op) || call->op == POL_OP_UNKNOWN;
 }
 
 /*

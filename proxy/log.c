@@ -21,6 +21,14 @@ px_log_set_level(enum px_log_level l)
 	min_level = l;
 }
 
+uint64_t
+px_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 size_t
 px_json_escape(char *out, size_t sz, const char *s, size_t n)
 {

@@ -6,6 +6,7 @@
 #define SG_PROXY_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum px_log_level { PX_LOG_DEBUG, PX_LOG_INFO, PX_LOG_WARN, PX_LOG_ERROR };
 
@@ -26,6 +27,10 @@ void px_log_to(struct evbuffer *buf, enum px_log_level level, const char *event,
 /* Writes BUF's whole lines to stderr in writes of at most PIPE_BUF bytes (each atomic on a
  * pipe, so lines of several threads never interleave). */
 void px_log_flush(struct evbuffer *buf);
+
+/* The wall clock (CLOCK_REALTIME) in milliseconds since the epoch: times that outlive the
+ * process or are shared between its threads (refusal budgets, the console's refusals). */
+uint64_t px_wall_ms(void);
 
 /* Appends S (N bytes) JSON-escaped into OUT (SZ bytes, NUL-terminated); returns bytes used. */
 size_t px_json_escape(char *out, size_t sz, const char *s, size_t n);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "policy/path.h"
 #include "proxy/log.h"
@@ -101,33 +100,6 @@ px_police_ctx(struct px_police_stream *s, const char *app, size_t app_len, struc
 static void note(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_call *call,
                  const struct pol_decision *d);
 
-static unsigned long long
-wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
-}
-
-/* The changes a refusal budget counts and, once it is used up, refuses: sync mutations (not
- * /session/renew, reads or messages). */
-static int
-budget_op(enum pol_op op)
-{
-	switch (op) {
-	case POL_OP_USER_SET:
-	case POL_OP_USER_CREATE:
-	case POL_OP_CONV_SET:
-	case POL_OP_CONV_CREATE:
-	case POL_OP_PART_BATCH:
-	case POL_OP_PART_ACTION:
-	case POL_OP_PART_DELETE:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 /* A refusal counted against the user's budget (refusal_budget): the refusal that uses it up
  * is logged once (budget_exhausted, and banned with refusal_ban); report mode logs what
  * would have happened and bans nobody. */
@@ -140,9 +112,10 @@ budget_count(struct px_police_stream *s, const struct pol_ctx *ctx, const struct
 	char n[16], w[24];
 	int report = app->mode == POL_MODE_REPORT;
 
-	if (!app->budget || !s->user || !budget_op(call->op) || (d->rule && !strcmp(d->rule, "refusal-budget")))
+	if (!app->budget || !s->user || !pol_op_is_change(call->op) ||
+	    (d->rule && !strcmp(d->rule, "refusal-budget")))
 		return;
-	ev = px_shared_budget_refused(s->p->env->shared, app, s->user, wall_ms());
+	ev = px_shared_budget_refused(s->p->env->shared, app, s->user, px_wall_ms());
 	if (ev == PX_BUDGET_OK)
 		return;
 	snprintf(n, sizeof n, "%u", (unsigned)app->budget);
@@ -175,9 +148,9 @@ budget_refuse(struct px_police_stream *s, const struct pol_ctx *ctx, const struc
 	enum px_budget st;
 	int reset;
 
-	if (!app->budget || !s->user || !budget_op(call->op))
+	if (!app->budget || !s->user || !pol_op_is_change(call->op))
 		return 0;
-	st = px_shared_budget_state(s->p->env->shared, app->id[0] ? app->id : "*", s->user, wall_ms(),
+	st = px_shared_budget_state(s->p->env->shared, app->id[0] ? app->id : "*", s->user, px_wall_ms(),
 	                            &reset);
 	if (reset)
 		px_log(PX_LOG_INFO, "budget_reset", "app", s->app, "user", s->user, NULL);
@@ -207,11 +180,9 @@ keep_refusal(const struct px_police_stream *s, const struct pol_call *call,
              const struct pol_decision *d, const char *app, const char *method, const char *path)
 {
 	struct px_refusal r;
-	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
 	memset(&r, 0, sizeof r);
-	r.time_ms = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+	r.time_ms = px_wall_ms();
 	snprintf(r.app, sizeof r.app, "%s", app);
 	snprintf(r.user, sizeof r.user, "%s", s->user ? s->user : "");
 	snprintf(r.op, sizeof r.op, "%s", pol_op_to_str(call->op));

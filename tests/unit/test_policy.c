@@ -102,6 +102,8 @@ test_table(void)
 			continue;
 		}
 		t_pass++;
+		/* the sync changes are exactly the rows a switch decides */
+		CHECK(pol_op_is_change(c.op) == (rows[i].cls == 'u' || rows[i].cls == 'c'));
 		for (us = 0; us < 2; us++)
 			for (cs = 0; cs < 2; cs++) {
 				struct pol_app app = mkapp(us, cs);
@@ -121,6 +123,23 @@ test_table(void)
 				}
 			}
 	}
+}
+
+/* pol_op_is_change() beyond the table's rows: a batch and a single participant action are
+ * changes; a server's REST call, an unknown shape, the HTTP-only classes are not. */
+static void
+test_is_change(void)
+{
+	CHECK(pol_op_is_change(POL_OP_PART_BATCH));
+	CHECK(pol_op_is_change(POL_OP_PART_ACTION));
+	CHECK(pol_op_is_change(POL_OP_PART_DELETE));
+	CHECK(!pol_op_is_change(POL_OP_UNKNOWN));
+	CHECK(!pol_op_is_change(POL_OP_REST_SERVER));
+	CHECK(!pol_op_is_change(POL_OP_REALTIME));
+	CHECK(!pol_op_is_change(POL_OP_SIGNATURE));
+	CHECK(!pol_op_is_change(POL_OP_HTTP_PASS));
+	CHECK(!pol_op_is_change(POL_OP_AUTH));
+	CHECK(!pol_op_is_change(POL_OP_USER_STATE));
 }
 
 /* protocol.md 7.1 / 7.2, the fact-dependent rows. */
@@ -894,6 +913,7 @@ main(void)
 	K = pol_classifier_new(&LIM);
 	J = pol_json_new(10000, 32);
 	test_table();
+	test_is_change();
 	test_facts();
 	test_batch();
 	test_batch_forward();
