@@ -16,7 +16,7 @@ import path from 'node:path';
 import { SYNCGATE, startBackend, startSyncgate, sleep } from '../lib/harness.mjs';
 import { loadPki } from '../lib/tlsca.mjs';
 import { userToken } from '../lib/rawws.mjs';
-import { defineScenarios } from './sdk_scenarios.mjs';
+import { defineScenarios, mayPass } from './sdk_scenarios.mjs';
 import { session, uniqueUser, firstSnapshot, settle, sent } from './sdk.mjs';
 
 assert.ok(process.env.SG_TEST_PKI, 'run through ctest (it makes the test PKI)');
@@ -95,19 +95,6 @@ test('baseline: no origin refused anything the SDK sent it', async () => {
 // ...and, through syncgate with both switches on, every call resolves as it does there.
 defineScenarios('hosted origins', () => ({ host: host(), appId: OPEN, key: keyOf(OPEN) }), 'token');
 defineScenarios('hosted origins', () => ({ host: host(), appId: OPEN, key: keyOf(OPEN) }), 'signature');
-
-// May this client frame reach the backend under these switches? (as sdk_switch_matrix.test.mjs:
-// an independent reading of protocol.md 3 and 7)
-function mayPass(text, [us, cs]) {
-  const f = JSON.parse(text);
-  if (f.length === 2) return true; // ACK
-  const [, method, p] = f;
-  if (['GET', 'SUBSCRIBE', 'UNSUBSCRIBE'].includes(method)) return true;
-  const seg = p.split('/').slice(1);
-  if (seg[0] === 'users' || (seg[0] === 'me' && seg.length === 1)) return !!us;
-  if (seg[0] === 'conversations') return seg[2] === 'messages' ? true : !!cs;
-  return true;
-}
 
 for (const combo of combos) {
   const [us, cs] = combo;

@@ -5,6 +5,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { session, uniqueUser, firstSnapshot } from './sdk.mjs';
 
+// The oracle of the switch matrices: may client frame TEXT reach the backend under the
+// switches [user_sync, conversation_sync]? (An independent reading of protocol.md 3 and 7,
+// not syncgate's code.)
+export function mayPass(text, [us, cs]) {
+  const f = JSON.parse(text);
+  if (f.length === 2) return true; // ACK
+  const [, method, path] = f;
+  if (['GET', 'SUBSCRIBE', 'UNSUBSCRIBE'].includes(method)) return true;
+  const seg = path.split('/').slice(1);
+  if (seg[0] === 'users' || (seg[0] === 'me' && seg.length === 1)) return !!us;
+  if (seg[0] === 'conversations') return seg[2] === 'messages' ? true : !!cs;
+  return true;
+}
+
 export function defineScenarios(name, getCtx, auth) {
   test(`${name} [${auth}]: users: set, get, createIfNotExists, subscribe, online`, async () => {
     const { host, apiUrls, appId, key } = getCtx();

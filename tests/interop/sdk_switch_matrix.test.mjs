@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBackend, startSyncgate, sleep } from '../lib/harness.mjs';
 import { session, uniqueUser, firstSnapshot, settle, sent } from './sdk.mjs';
+import { mayPass } from './sdk_scenarios.mjs';
 
 const combos = [[1, 1], [1, 0], [0, 1], [0, 0]];
 const appOf = ([u, c]) => `m_u${u}_c${c}`;
@@ -17,19 +18,6 @@ before(async () => {
   sg = await startSyncgate(be.port, combos.map((c) => `[app:${appOf(c)}]\nuser_sync = ${c[0] ? 'on' : 'off'}\nconversation_sync = ${c[1] ? 'on' : 'off'}\nsecret_key = ${keyOf(appOf(c))}\n`).join(''));
 });
 after(async () => { await sg.stop(); await be.stop(); setTimeout(() => process.exit(), 200).unref(); });
-
-// The oracle: may this client frame reach the backend under these switches?
-// (An independent reading of protocol.md 3 and 7, not syncgate's code.)
-function mayPass(text, [us, cs]) {
-  const f = JSON.parse(text);
-  if (f.length === 2) return true; // ACK
-  const [, method, path] = f;
-  if (['GET', 'SUBSCRIBE', 'UNSUBSCRIBE'].includes(method)) return true;
-  const seg = path.split('/').slice(1);
-  if (seg[0] === 'users' || (seg[0] === 'me' && seg.length === 1)) return !!us;
-  if (seg[0] === 'conversations') return seg[2] === 'messages' ? true : !!cs;
-  return true;
-}
 
 for (const combo of combos) {
   const [us, cs] = combo;
