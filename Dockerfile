@@ -8,7 +8,7 @@
 # browsers), which an image should not carry: this builds without a profile (PGO=0).
 FROM debian:12 AS build
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      cmake make gcc pkg-config libevent-dev libcjson-dev libssl-dev libinih-dev node-llhttp git \
+      cmake make gcc pkg-config libevent-dev libcjson-dev libssl-dev libinih-dev node-llhttp libhiredis-dev git \
       ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -17,7 +17,7 @@ RUN PGO=0 scripts/build.sh build 2 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null 
 
 FROM debian:12-slim
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libevent-2.1-7 libevent-openssl-2.1-7 libevent-pthreads-2.1-7 libcjson1 libssl3 libinih1 \
+      libevent-2.1-7 libevent-openssl-2.1-7 libevent-pthreads-2.1-7 libcjson1 libssl3 libinih1 libhiredis0.14 \
       ca-certificates && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 65532 --no-create-home --shell /usr/sbin/nologin syncgate
 COPY --from=build /src/build/syncgate /usr/local/bin/syncgate

@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 want=build
 [ $# -gt 0 ] && want=$1
 
-build_pkgs="cmake make gcc pkg-config libevent-dev libcjson-dev libssl-dev libinih-dev node-llhttp"
+build_pkgs="cmake make gcc pkg-config libevent-dev libcjson-dev libssl-dev libinih-dev node-llhttp libhiredis-dev"
 run_pkgs="nodejs curl"
-test_pkgs="nodejs npm clang libclang-rt-14-dev nginx wrk chromium haproxy openssl curl"
+test_pkgs="nodejs npm clang libclang-rt-14-dev nginx wrk chromium haproxy openssl curl redis-server"
 
 missing=()
 pkgs=$build_pkgs
