@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #define UNSET (-1)
@@ -1015,6 +1016,82 @@ route_test_line(struct loader *ld)
 	return 1;
 }
 
+/* [fleet] keys (see struct pol_fleet). */
+static int
+fleet_key(struct loader *ld, const char *name, const char *value)
+{
+	struct pol_fleet *f = &ld->c->fleet;
+	uint64_t ms;
+
+	if (!strcmp(name, "redis")) {
+		unsigned char a[16];
+		if (!strncmp(value, "unix:", 5)) {
+			if (value[5] != '/' || strlen(value + 5) >= sizeof f->redis_unix)
+				return fail(ld, "[fleet] redis: '%s' is not unix:/absolute/path%s", value, "");
+			snprintf(f->redis_unix, sizeof f->redis_unix, "%s", value + 5);
+			f->redis_host[0] = 0;
+		} else if (parse_hostport(value, f->redis_host, sizeof f->redis_host, f->redis_port) ||
+		           (inet_pton(AF_INET, f->redis_host, a) != 1 &&
+		            inet_pton(AF_INET6, f->redis_host, a) != 1)) {
+			f->redis_host[0] = 0;
+			return fail(ld, "[fleet] redis: '%s' is not an IP address and port or unix:/path "
+			            "(a host name would be resolved blocking by hiredis 0.14)%s", value, "");
+		} else {
+			f->redis_unix[0] = 0;
+		}
+		snprintf(f->redis, sizeof f->redis, "%s", value);
+		return 1;
+	}
+	if (!strcmp(name, "key_prefix")) {
+		size_t n = strlen(value), i;
+		for (i = 0; i < n && (isalnum((unsigned char)value[i]) || strchr(":_.-", value[i])); i++)
+			;
+		if (n == 0 || n >= sizeof f->prefix || i < n)
+			return fail(ld, "[fleet] key_prefix: '%s' is not 1-64 of [A-Za-z0-9:_.-]%s", value, "");
+		memcpy(f->prefix, value, n + 1);
+		return 1;
+	}
+	if (!strcmp(name, "password_file")) {
+		char *pw = read_secret_file(value);
+		int bad = !pw || !*pw || strlen(pw) >= sizeof f->password || strpbrk(pw, "\r\n");
+		if (!bad)
+			snprintf(f->password, sizeof f->password, "%s", pw);
+		free(pw);
+		if (bad)
+			return fail(ld, "[fleet] password_file: cannot read '%s' (or it is empty, over 255 "
+			            "bytes or more than one line)%s", value, "");
+		return 1;
+	}
+	if (!strcmp(name, "state_file")) {
+		if (value[0] != '/' || strlen(value) >= sizeof f->state_file)
+			return fail(ld, "[fleet] state_file: '%s' is not an absolute path%s", value, "");
+		snprintf(f->state_file, sizeof f->state_file, "%s", value);
+		return 1;
+	}
+	if (!strcmp(name, "poll")) {
+		if (parse_number(value, LIM_MS, &ms) || ms < 100 || ms > 60000)
+			return fail(ld, "[fleet] poll: '%s' is not 100ms..60s%s", value, "");
+		f->poll_ms = (uint32_t)ms;
+		return 1;
+	}
+	if (!strcmp(name, "timeout")) {
+		if (parse_number(value, LIM_MS, &ms) || ms < 50 || ms > 30000)
+			return fail(ld, "[fleet] timeout: '%s' is not 50ms..30s%s", value, "");
+		f->timeout_ms = (uint32_t)ms;
+		return 1;
+	}
+	if (!strcmp(name, "instance")) {
+		size_t n = strlen(value), i;
+		for (i = 0; i < n && (isalnum((unsigned char)value[i]) || strchr("_.-", value[i])); i++)
+			;
+		if (n == 0 || n >= sizeof f->instance || i < n)
+			return fail(ld, "[fleet] instance: '%s' is not 1-127 of [A-Za-z0-9_.-]%s", value, "");
+		memcpy(f->instance, value, n + 1);
+		return 1;
+	}
+	return fail(ld, "unknown key '%s' in [fleet]%s", name, "");
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -1115,6 +1192,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	if (!strcmp(section, "route-test"))
 		return route_test_line(ld);
+	if (!strcmp(section, "fleet"))
+		return fleet_key(ld, name, value);
 	return fail(ld, "unknown section [%s]%s", section, "");
 }
 
@@ -1411,6 +1490,15 @@ check_line(struct loader *ld, const char *line)
 			ld->c->lines.syncgate = ld->line;
 		else if (end - line - 1 == 3 && !memcmp(line + 1, "tls", 3))
 			ld->c->lines.tls = ld->line;
+		else if (end - line - 1 == 5 && !memcmp(line + 1, "fleet", 5)) {
+			/* exists from its header: one without redis = is an error */
+			struct pol_fleet *f = &ld->c->fleet;
+			f->on = 1;
+			f->line = ld->line;
+			snprintf(f->prefix, sizeof f->prefix, "syncgate:");
+			f->poll_ms = 1000;
+			f->timeout_ms = 1000;
+		}
 		return;
 	}
 	if (*line == ';' || *line == '#' || *line == 0 || !(end = strpbrk(line, "=:")))
@@ -1579,6 +1667,11 @@ load(ini_runner run, const void *src, const char *name, char *err)
 			         name, c->lines.admin_listen, c->admin_listen);
 			goto bad;
 		}
+	if (c->fleet.on && !c->fleet.redis[0]) {
+		snprintf(err, POL_ERR_MAX, "%s:%d: [fleet] needs redis = IP:PORT or unix:/path", name,
+		         c->fleet.line);
+		goto bad;
+	}
 	if (c->limits.header_bytes < c->limits.request_line_bytes) {
 		snprintf(err, POL_ERR_MAX, "%s:0: [limits] header_bytes must be >= request_line", name);
 		goto bad;

@@ -156,6 +156,26 @@ struct pol_upstream {
 	int url_line, ca_line, cert_line, key_line;
 };
 
+/*
+ * [fleet]: the Redis store a fleet of syncgates shares switches, budgets and cache
+ * invalidations through (proxy/fleet.c). Redis is named by an address, never a host name:
+ * hiredis 0.14 resolves names blocking, on the loop.
+ */
+struct pol_fleet {
+	int on;                         /* the file has a [fleet] section */
+	char redis_host[64];            /* an IPv4 or IPv6 literal; "" with redis_unix */
+	char redis_port[8];
+	char redis_unix[POL_PATH_MAX];  /* unix:/path */
+	char redis[POL_PATH_MAX + 8];   /* as written, for log lines */
+	char prefix[65];                /* key_prefix, default "syncgate:" */
+	char password[256];             /* from password_file ("" none) */
+	char state_file[POL_PATH_MAX];  /* "" none */
+	uint32_t poll_ms;               /* version poll, default 1 s */
+	uint32_t timeout_ms;            /* every command's deadline, default 1 s */
+	char instance[128];             /* "" = HOSTNAME-PID, filled by proxy/ */
+	int line;                       /* the section header */
+};
+
 struct pol_route;
 struct pol_route_test;
 
@@ -206,6 +226,7 @@ struct pol_config {
 	int nroutes;
 	int operator_routes;     /* routes from the file (0: requests skip the table: every
 	                          * one goes to the default upstream unchanged) */
+	struct pol_fleet fleet;  /* [fleet] */
 };
 
 /* The upstream named NAME (LEN bytes), or -1. */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "proxy/fleet.h"
 #include "proxy/io.h"
 #include "proxy/log.h"
 #include "proxy/shared.h"
@@ -33,6 +34,18 @@ struct px_admin {
 };
 
 struct admin_conn;
+
+/* PREFIX then MS (wall clock) as 2026-12-06T10:00:00Z. */
+static void
+iso_time(uint64_t ms, const char *prefix, char *buf, size_t n)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char d[32];
+	gmtime_r(&t, &tm);
+	strftime(d, sizeof d, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(buf, n, "%s%s", prefix, d);
+}
 
 /* /readyz: one connection attempt per upstream. */
 struct probe {
@@ -62,6 +75,8 @@ struct admin_conn {
 	int complete, replied;
 	char peer[64];
 	struct pol_config *cfg;  /* the policy in force when the request was complete */
+	struct px_fleet_wait *fleet_wait; /* PUT /apps: the fleet's answer, awaited */
+	char put_app[POL_APPID_MAX + 1], put_what[256], put_was[128];
 };
 
 static void
@@ -76,6 +91,7 @@ conn_free(struct admin_conn *c)
 	for (int i = 0; i < c->nprobes; i++)
 		if (c->probes[i].io)
 			px_io_free(c->probes[i].io);
+	px_fleet_cancel(c->fleet_wait);
 	px_io_free(c->io);
 	evbuffer_free(c->body);
 	pol_config_unref(c->cfg);
@@ -271,6 +287,27 @@ metrics(struct admin_conn *c)
 	GAUGE("syncgate_config_generation", "policy changes since start (reloads and admin changes)",
 	      (unsigned long long)atomic_load(px_shared_genp(e->shared)));
 	GAUGE("syncgate_workers", "worker threads", (unsigned long long)e->nworkers);
+	if (e->fleet) {
+		struct px_fleet_status st;
+		px_fleet_status(e->fleet, &st);
+		GAUGE("syncgate_fleet_connected", "1 while the fleet store is connected and its state loaded",
+		      (unsigned long long)st.connected);
+		GAUGE("syncgate_fleet_state_age_seconds",
+		      "seconds since the fleet's state was last loaded or checked",
+		      st.state_age_ms == UINT64_MAX ? (unsigned long long)(time(NULL) - e->started)
+		                                     : (unsigned long long)(st.state_age_ms / 1000));
+		GAUGE("syncgate_fleet_version", "the fleet's switch version applied",
+		      (unsigned long long)st.version);
+		COUNTER("syncgate_fleet_errors_total", "fleet store errors (connect, timeout, replies)",
+		        st.errors);
+		evbuffer_add_printf(b, "# HELP syncgate_fleet_notices_total notices received from other instances\n"
+		                       "# TYPE syncgate_fleet_notices_total counter\n"
+		                       "syncgate_fleet_notices_total{kind=\"switch\"} %llu\n"
+		                       "syncgate_fleet_notices_total{kind=\"forget\"} %llu\n"
+		                       "syncgate_fleet_notices_total{kind=\"budget\"} %llu\n",
+		                    st.notices[PX_FLEET_SWITCH], st.notices[PX_FLEET_FORGET],
+		                    st.notices[PX_FLEET_BUDGET]);
+	}
 	GAUGE("syncgate_uptime_seconds", "seconds since start", (unsigned long long)(time(NULL) - e->started));
 	{
 		size_t len = evbuffer_get_length(b);
@@ -346,11 +383,39 @@ switch_value(cJSON *j, const char *name, const char *on, const char *off, int *o
 	return 0;
 }
 
+/* The answer to PUT /apps/{appId} once applied: SHARED 1 / 0 (WHY) with a fleet, -1 without. */
+static void
+put_done(struct admin_conn *c, int shared, const char *why)
+{
+	struct pol_config *now = px_shared_policy(c->a->e.shared);
+	char fleet[300] = "";
+	cJSON *out;
+
+	if (shared >= 0)
+		snprintf(fleet, sizeof fleet, "%s%s", shared ? "shared" : "not shared: ",
+		         shared ? "" : why);
+	px_log(PX_LOG_INFO, "admin_change", "app", c->put_app, "change", c->put_what, "was",
+	       c->put_was, "by", c->peer, shared >= 0 ? "fleet" : NULL, fleet, NULL);
+	out = app_json(pol_config_app(now, c->put_app, strlen(c->put_app)), c->put_app,
+	               c->a->e.shared);
+	pol_config_unref(now);
+	if (shared >= 0)
+		cJSON_AddStringToObject(out, "fleet", fleet);
+	reply_json(c, 200, out);
+}
+
+static void
+put_shared(void *arg, int shared, const char *why)
+{
+	struct admin_conn *c = arg;
+	c->fleet_wait = NULL;
+	put_done(c, shared, why);
+}
+
 static void
 put_app(struct admin_conn *c, const char *app)
 {
 	struct px_shared *sh = c->a->e.shared;
-	struct pol_config *now;
 	size_t len = evbuffer_get_length(c->body);
 	cJSON *j = cJSON_ParseWithLength((const char *)evbuffer_pullup(c->body, -1), len), *item;
 	struct pol_app_change ch;
@@ -403,16 +468,23 @@ put_app(struct admin_conn *c, const char *app)
 		reply_error(c, 500, "out of memory");
 		return;
 	}
-	snprintf(what, sizeof what, "%s%s%s%s%s%s",
+	snprintf(what, sizeof what, "%s%s%s",
 	         ch.user_sync < 0 ? "" : ch.user_sync ? "user_sync=on " : "user_sync=off ",
 	         ch.conversation_sync < 0 ? "" : ch.conversation_sync ? "conversation_sync=on " : "conversation_sync=off ",
-	         ch.mode < 0 ? "" : ch.mode == POL_MODE_REPORT ? "mode=report" : "mode=enforce", "", "", "");
-	px_log(PX_LOG_INFO, "admin_change", "app", app, "change", what, "was", was, "by", c->peer,
-	       NULL);
-	now = px_shared_policy(sh);
-	cJSON *out = app_json(pol_config_app(now, app, strlen(app)), app, sh);
-	pol_config_unref(now);
-	reply_json(c, 200, out);
+	         ch.mode < 0 ? "" : ch.mode == POL_MODE_REPORT ? "mode=report" : "mode=enforce");
+	snprintf(c->put_app, sizeof c->put_app, "%s", app);
+	snprintf(c->put_what, sizeof c->put_what, "%s", what);
+	snprintf(c->put_was, sizeof c->put_was, "%s", was);
+	if (c->a->e.fleet) {
+		/* applied here; the answer waits for the fleet (at most its timeout) */
+		char not_shared[240];
+		c->fleet_wait = px_fleet_share(c->a->e.fleet, app, &ch, put_shared, c, not_shared,
+		                               sizeof not_shared);
+		if (!c->fleet_wait)
+			put_done(c, 0, not_shared);
+		return;
+	}
+	put_done(c, -1, NULL);
 }
 
 /* GET /apps/{appId}: one configured app, as /apps lists it. */
@@ -453,6 +525,17 @@ readyz_answer(struct admin_conn *c)
 	if (why)
 		cJSON_AddStringToObject(j, "why", why);
 	cJSON_AddItemToObject(j, "upstreams", ups);
+	if (c->a->e.fleet) {
+		/* decisions never wait on the fleet: without it the last known state serves */
+		struct px_fleet_status st;
+		char t[96];
+		px_fleet_status(c->a->e.fleet, &st);
+		if (st.connected)
+			snprintf(t, sizeof t, "ok");
+		else
+			iso_time(st.stale_since_ms, "stale since ", t, sizeof t);
+		cJSON_AddStringToObject(j, "fleet", t);
+	}
 	reply_json(c, why ? 503 : 200, j);
 }
 
@@ -537,14 +620,6 @@ console_file(struct admin_conn *c, const char *path)
 	return 1;
 }
 
-static unsigned long long
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
-}
-
 /* GET /decisions?limit=N: the last N (1..200, default 200) refusals of every worker, newest
  * first. */
 static void
@@ -598,7 +673,7 @@ stats(struct admin_conn *c)
 {
 	const struct px_admin_env *e = &c->a->e;
 	struct px_decision_count *rows = NULL;
-	unsigned long long per[PX_REFUSAL_MINUTES], t = now_ms();
+	unsigned long long per[PX_REFUSAL_MINUTES], t = px_wall_ms();
 	cJSON *j = cJSON_CreateObject(), *counts = cJSON_CreateArray(), *minutes = cJSON_CreateArray();
 	int i, n = px_stats_decisions(e->stats, e->nworkers, &rows);
 
@@ -617,7 +692,27 @@ stats(struct admin_conn *c)
 	cJSON_AddNumberToObject(j, "time", (double)t);
 	cJSON_AddItemToObject(j, "counts", counts);
 	cJSON_AddItemToObject(j, "refusals_per_minute", minutes);
-	cJSON_AddNullToObject(j, "fleet"); /* no fleet store yet */
+	if (e->fleet) {
+		struct px_fleet_status st;
+		cJSON *f = cJSON_AddObjectToObject(j, "fleet");
+		char since[64];
+		px_fleet_status(e->fleet, &st);
+		cJSON_AddBoolToObject(f, "connected", st.connected);
+		cJSON_AddNumberToObject(f, "version", (double)st.version);
+		if (st.state_age_ms == UINT64_MAX)
+			cJSON_AddNullToObject(f, "state_age_seconds");
+		else
+			cJSON_AddNumberToObject(f, "state_age_seconds", (double)(st.state_age_ms / 1000));
+		cJSON_AddStringToObject(f, "instance", st.instance);
+		if (st.stale_since_ms) {
+			iso_time(st.stale_since_ms, "", since, sizeof since);
+			cJSON_AddStringToObject(f, "stale_since", since);
+		} else {
+			cJSON_AddNullToObject(f, "stale_since");
+		}
+	} else {
+		cJSON_AddNullToObject(j, "fleet");
+	}
 	reply_json(c, 200, j);
 }
 

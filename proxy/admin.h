@@ -25,6 +25,7 @@ struct px_shared;
 struct px_stats;
 struct px_upstream;
 struct px_admin;
+struct px_fleet;
 
 /* What the admin endpoint reads and changes (all outlive it). */
 struct px_admin_env {
@@ -34,6 +35,7 @@ struct px_admin_env {
 	int nworkers;
 	struct px_upstream *const *ups; /* /readyz connects to each (the main thread's instances) */
 	int nups;
+	struct px_fleet *fleet;         /* [fleet]: PUT /apps shares through it (NULL: none) */
 	time_t started;
 };
 

@@ -603,6 +603,17 @@ px_lookup_forget(struct px_lookups *lk, const char *app, enum px_lookup_kind kin
 }
 
 void
+px_lookup_forget_all(struct px_lookups *lk)
+{
+	struct lookup_req *r;
+
+	while (lk->oldest)
+		unlink_entry(lk, lk->oldest);
+	for (r = lk->inflight; r; r = r->next)
+		r->forgotten = 1;
+}
+
+void
 px_lookups_free(struct px_lookups *lk)
 {
 	if (!lk)

@@ -58,6 +58,8 @@ const char *px_fact_error(const struct px_fact *f);
 /* Drops a cached fact after syncgate forwarded a call that may change it. */
 void px_lookup_forget(struct px_lookups *lk, const char *app, enum px_lookup_kind kind,
                       const char *id, size_t idlen);
+/* Drops every cached fact (invalidations were missed: see px_shared_forgets()). */
+void px_lookup_forget_all(struct px_lookups *lk);
 
 
 #endif

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "proxy/admin.h"
+#include "proxy/fleet.h"
 #include "proxy/io.h"
 #include "proxy/log.h"
 #include "proxy/shared.h"
@@ -43,6 +44,7 @@ struct px_process {
 	struct px_upstream *admin_ups[POL_UPSTREAM_MAX]; /* the main thread's instances (/readyz) */
 	int nadmin_ups;
 	struct px_admin *admin;
+	struct px_fleet *fleet;         /* [fleet]: NULL without */
 	char upstream[300];             /* scheme://host:port, for the ready line */
 	/* watch_config: an inotify watch on the file's directory (a ConfigMap update swaps a
 	 * symlink there), a short settle timer, and the content last loaded */
@@ -160,6 +162,10 @@ keep_running_shape(const struct pol_config *run, struct pol_config *n, char *err
 	memcpy(n->upstreams[0].port, run->upstreams[0].port, sizeof n->upstreams[0].port);
 	n->upstreams[0].tls = run->upstreams[0].tls;
 	n->workers = run->workers;
+	if (memcmp(&n->fleet, &run->fleet, sizeof n->fleet))
+		px_log(PX_LOG_WARN, "reload", "note", "[fleet] changes need a restart: kept the running one",
+		       NULL);
+	n->fleet = run->fleet;
 	return 0;
 }
 
@@ -417,9 +423,12 @@ px_process_new(struct pol_config *cfg, const char *path)
 	}
 	if (rc || !p->base || p->nadmin_ups != cfg->nupstreams)
 		goto bad;
+	/* the fleet's state_file is applied here, before the first connection is accepted */
+	if (cfg->fleet.on && !(p->fleet = px_fleet_new(p->base, p->shared, &cfg->fleet)))
+		goto bad;
 	if (cfg->admin_listen[0]) {
 		struct px_admin_env ae = {p->base, p->shared, p->stats, p->nworkers, p->admin_ups,
-		                          p->nadmin_ups, time(NULL)};
+		                          p->nadmin_ups, p->fleet, time(NULL)};
 		p->admin = px_admin_new(&ae, cfg);
 		if (!p->admin)
 			goto bad;
@@ -485,6 +494,7 @@ px_process_free(struct px_process *p)
 	if (!p)
 		return;
 	px_admin_free(p->admin);
+	px_fleet_free(p->fleet);
 	if (p->watch_ev)
 		event_free(p->watch_ev);
 	if (p->watch_timer)

@@ -30,7 +30,20 @@ struct budget {
 	uint64_t window_start, count;   /* refusals since window_start */
 	uint64_t until;                 /* exhausted until (the window's end), 0: not */
 	uint64_t banned_until;          /* 0: not banned */
+	/* refusals not yet added to the fleet's count (on sh->pending while pending > 0) */
+	struct budget *pending_next;
+	uint32_t pending, pending_budget;
+	uint64_t pending_window, pending_window_ms, pending_ban_ms;
 	char key[];                     /* "app\0user" */
+};
+
+/* cache invalidations: the last FORGET_RING, for the other workers and the fleet */
+#define FORGET_RING 1024
+struct forget {
+	uint64_t seq;                   /* 1-based; 0: never written */
+	int kind, local;
+	size_t applen, idlen;
+	char *key;                      /* "app\0id" */
 };
 
 struct px_shared {
@@ -48,6 +61,12 @@ struct px_shared {
 	pthread_mutex_t budget_lock;
 	struct budget *budgets[BUDGET_BUCKETS];
 	int nbudgets;
+	struct budget *pending;         /* budgets with refusals for the fleet */
+	pthread_mutex_t forget_lock;
+	_Atomic uint64_t forget_seq;    /* the newest entry's seq */
+	struct forget forgets[FORGET_RING];
+	void (*kick)(void *);           /* the fleet's: something was queued for it */
+	void *kick_arg;
 };
 
 static void
@@ -79,6 +98,7 @@ px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, const struct px_tls_c
 	pthread_mutex_init(&sh->lock, NULL);
 	pthread_mutex_init(&sh->peers_lock, NULL);
 	pthread_mutex_init(&sh->budget_lock, NULL);
+	pthread_mutex_init(&sh->forget_lock, NULL);
 	sh->file_cfg = pol_config_ref(cfg);
 	sh->cfg = pol_config_ref(cfg);
 	sh->tls_server = tls_server;
@@ -110,6 +130,9 @@ px_shared_free(struct px_shared *sh)
 			sh->budgets[i] = b->next;
 			free(b);
 		}
+	for (i = 0; i < FORGET_RING; i++)
+		free(sh->forgets[i].key);
+	pthread_mutex_destroy(&sh->forget_lock);
 	pthread_mutex_destroy(&sh->budget_lock);
 	pthread_mutex_destroy(&sh->peers_lock);
 	pthread_mutex_destroy(&sh->lock);
@@ -371,7 +394,8 @@ budget_find(struct px_shared *sh, const char *app, const char *user, uint64_t no
 	while ((b = *pp)) {
 		if (!strcmp(b->key, app) && !strcmp(b->key + strlen(b->key) + 1, user))
 			return b;
-		if (now >= b->banned_until && now >= b->until && now - b->window_start > 86400000ull) {
+		if (now >= b->banned_until && now >= b->until && now - b->window_start > 86400000ull &&
+		    !b->pending) {
 			*pp = b->next; /* a day quiet: forgotten */
 			free(b);
 			sh->nbudgets--;
@@ -423,6 +447,7 @@ px_shared_budget_refused(struct px_shared *sh, const struct pol_app *a, const ch
 {
 	enum px_budget ev = PX_BUDGET_OK;
 	struct budget *b;
+	int kick = 0;
 
 	pthread_mutex_lock(&sh->budget_lock);
 	b = budget_find(sh, a->id[0] ? a->id : "*", user, now_ms, a->budget_window_ms, 1);
@@ -430,6 +455,21 @@ px_shared_budget_refused(struct px_shared *sh, const struct pol_app *a, const ch
 		if (now_ms - b->window_start >= a->budget_window_ms) {
 			b->window_start = now_ms;
 			b->count = 0;
+		}
+		if (sh->kick) { /* the fleet counts it too, in its window of the wall clock */
+			uint64_t w = now_ms / a->budget_window_ms;
+			if (!b->pending) {
+				b->pending_next = sh->pending;
+				sh->pending = b;
+			} else if (b->pending_window != w) {
+				b->pending = 0; /* (a window turned within one push: the old one is over) */
+			}
+			b->pending++;
+			b->pending_window = w;
+			b->pending_window_ms = a->budget_window_ms;
+			b->pending_budget = a->budget;
+			b->pending_ban_ms = a->ban_ms;
+			kick = 1;
 		}
 		if (++b->count >= a->budget) {
 			b->until = b->window_start + a->budget_window_ms;
@@ -443,5 +483,152 @@ px_shared_budget_refused(struct px_shared *sh, const struct pol_app *a, const ch
 		}
 	}
 	pthread_mutex_unlock(&sh->budget_lock);
+	if (kick)
+		sh->kick(sh->kick_arg);
 	return ev;
+}
+
+int
+px_shared_budget_pending(struct px_shared *sh, struct px_budget_push **out)
+{
+	struct budget *b;
+	int n = 0, i = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&sh->budget_lock);
+	for (b = sh->pending; b; b = b->pending_next)
+		n++;
+	if (n && (*out = calloc((size_t)n, sizeof **out))) {
+		while ((b = sh->pending)) {
+			struct px_budget_push *p = &(*out)[i];
+			sh->pending = b->pending_next;
+			b->pending_next = NULL;
+			p->key = strdup(b->key);
+			p->user = strdup(b->key + strlen(b->key) + 1);
+			if (p->key && p->user && b->pending) {
+				p->app = p->key;
+				p->n = b->pending;
+				p->budget = b->pending_budget;
+				p->window = b->pending_window;
+				p->window_ms = b->pending_window_ms;
+				p->ban_ms = b->pending_ban_ms;
+				i++;
+			} else { /* (out of memory: these refusals stay local) */
+				free(p->key);
+				free(p->user);
+				p->key = p->user = NULL;
+			}
+			b->pending = 0;
+		}
+	}
+	pthread_mutex_unlock(&sh->budget_lock);
+	if (n && !*out)
+		return -1;
+	return i;
+}
+
+void
+px_shared_budget_pushes_free(struct px_budget_push *p, int n)
+{
+	int i;
+	for (i = 0; i < n; i++) {
+		free(p[i].key);
+		free(p[i].user);
+	}
+	free(p);
+}
+
+enum px_budget
+px_shared_budget_mark(struct px_shared *sh, const char *app, const char *user, uint64_t until,
+                      uint64_t banned_until, uint64_t now_ms)
+{
+	enum px_budget ev = PX_BUDGET_OK;
+	struct budget *b;
+
+	pthread_mutex_lock(&sh->budget_lock);
+	b = budget_find(sh, app, user, now_ms, 0, 1);
+	if (b) {
+		if (banned_until > now_ms && banned_until > b->banned_until) {
+			ev = now_ms < b->banned_until ? PX_BUDGET_OK : PX_BUDGET_BANNED;
+			b->banned_until = banned_until;
+		}
+		if (until > now_ms && until > b->until) {
+			if (ev == PX_BUDGET_OK && now_ms >= b->until && now_ms >= b->banned_until)
+				ev = PX_BUDGET_EXHAUSTED;
+			b->until = until;
+		}
+		if (b->until < b->banned_until)
+			b->until = b->banned_until;
+		if (b->until && b->window_start + 1 > now_ms)
+			b->window_start = now_ms;
+	}
+	pthread_mutex_unlock(&sh->budget_lock);
+	return ev;
+}
+
+/* ---- cache invalidations ---- */
+
+void
+px_shared_set_fleet(struct px_shared *sh, void (*kick)(void *), void *arg)
+{
+	sh->kick_arg = arg;
+	sh->kick = kick;
+}
+
+void
+px_shared_forget(struct px_shared *sh, const char *app, int kind, const char *id, size_t idlen,
+                 int local)
+{
+	size_t al = app ? strlen(app) : 0;
+	char *key = app ? malloc(al + idlen + 2) : NULL;
+	struct forget *f;
+	uint64_t seq;
+
+	if (app && !key)
+		return; /* (the fact's TTL still bounds it) */
+	if (key) {
+		memcpy(key, app, al + 1);
+		memcpy(key + al + 1, id, idlen);
+		key[al + 1 + idlen] = 0;
+	}
+	pthread_mutex_lock(&sh->forget_lock);
+	seq = atomic_load_explicit(&sh->forget_seq, memory_order_relaxed) + 1;
+	f = &sh->forgets[seq % FORGET_RING];
+	free(f->key);
+	f->key = key;
+	f->seq = seq;
+	f->kind = kind;
+	f->local = local;
+	f->applen = al;
+	f->idlen = idlen;
+	atomic_store_explicit(&sh->forget_seq, seq, memory_order_release);
+	pthread_mutex_unlock(&sh->forget_lock);
+	if (local && sh->kick)
+		sh->kick(sh->kick_arg);
+}
+
+uint64_t
+px_shared_forget_seq(const struct px_shared *sh)
+{
+	return atomic_load_explicit(&sh->forget_seq, memory_order_acquire);
+}
+
+uint64_t
+px_shared_forgets(struct px_shared *sh, uint64_t since, int local_only, px_forget_fn fn, void *arg)
+{
+	uint64_t seq, i;
+
+	pthread_mutex_lock(&sh->forget_lock);
+	seq = atomic_load_explicit(&sh->forget_seq, memory_order_relaxed);
+	if (seq - since > FORGET_RING) {
+		fn(arg, NULL, 0, NULL, 0); /* overwritten before they were read */
+		since = seq - FORGET_RING;
+	}
+	for (i = since + 1; i <= seq; i++) {
+		const struct forget *f = &sh->forgets[i % FORGET_RING];
+		if (!local_only || f->local)
+			fn(arg, f->key, f->kind, f->key ? f->key + f->applen + 1 : NULL, f->idlen);
+	}
+	pthread_mutex_unlock(&sh->forget_lock);
+	return seq;
 }

@@ -64,6 +64,46 @@ enum px_budget px_shared_budget_state(struct px_shared *sh, const char *app, con
 enum px_budget px_shared_budget_refused(struct px_shared *sh, const struct pol_app *a,
                                         const char *user, uint64_t now_ms);
 
+/*
+ * The fleet's share of the budgets (proxy/fleet.c; only once px_shared_set_fleet() was
+ * called): every refusal counted is also queued for the fleet's total, by (app, user) and
+ * window of the wall clock (now / window_ms). px_shared_budget_pending() takes the queue
+ * (*OUT to free with px_shared_budget_pushes_free(); returns how many, -1 on ENOMEM);
+ * px_shared_budget_mark() applies the fleet's verdict (exhausted until UNTIL, banned until
+ * BANNED_UNTIL, wall-clock ms) and returns what became true now (EXHAUSTED or BANNED: one log
+ * line, as for a local exhaustion), else PX_BUDGET_OK.
+ */
+struct px_budget_push {
+	char *key, *app, *user;
+	uint32_t n, budget;
+	uint64_t window, window_ms, ban_ms;
+};
+int px_shared_budget_pending(struct px_shared *sh, struct px_budget_push **out);
+void px_shared_budget_pushes_free(struct px_budget_push *p, int n);
+enum px_budget px_shared_budget_mark(struct px_shared *sh, const char *app, const char *user,
+                                     uint64_t until, uint64_t banned_until, uint64_t now_ms);
+
+/*
+ * Cache invalidations seen by every worker: a change forwarded through one worker (LOCAL 1)
+ * or announced by another instance of the fleet (LOCAL 0) drops fact KIND (a
+ * px_lookup_kind) / ID of APP everywhere. Entries are numbered; a worker compares
+ * px_shared_forget_seq() with the last it applied (one atomic load per lookup) and calls
+ * px_shared_forgets() from there, which calls FN for each (only the local ones with
+ * LOCAL_ONLY: what the fleet publishes) and returns the seq to resume from. Only the last
+ * 1024 are kept: a reader further behind gets one FN call with APP NULL (drop everything).
+ * APP NULL: every fact (an instance that was away from the fleet may have missed some).
+ */
+void px_shared_forget(struct px_shared *sh, const char *app, int kind, const char *id,
+                      size_t idlen, int local);
+uint64_t px_shared_forget_seq(const struct px_shared *sh);
+typedef void (*px_forget_fn)(void *arg, const char *app, int kind, const char *id, size_t idlen);
+uint64_t px_shared_forgets(struct px_shared *sh, uint64_t since, int local_only, px_forget_fn fn,
+                           void *arg);
+
+/* The fleet client (set once, before the workers start): KICK(ARG) is called, from any
+ * thread and outside every lock, when a local invalidation or budget refusal was queued. */
+void px_shared_set_fleet(struct px_shared *sh, void (*kick)(void *), void *arg);
+
 /* Reloads (SIGHUP) that took effect / that kept the previous policy: counted by the process,
  * read by /metrics. */
 void px_shared_count_reload(struct px_shared *sh, int ok);

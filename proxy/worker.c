@@ -46,6 +46,7 @@ struct px_worker {
 	struct evconnlistener *listeners[MAX_LISTENERS];
 	int nlisteners;
 	struct px_lookups *lookups;
+	uint64_t forget_seen;           /* invalidations applied (px_shared_forgets()) */
 	struct event *stop_ev, *drain_timer;
 	struct event *accept_resume;    /* re-enables the listeners after a burst of accepts */
 	int accepted_turn;              /* TLS accepts since the listeners were last (re-)enabled */
@@ -78,16 +79,33 @@ refresh(struct px_env *env)
 /* ---- the fact source of police.c: lookup.c ---- */
 
 static void
+forget_one(void *arg, const char *app, int kind, const char *id, size_t idlen)
+{
+	struct px_worker *w = arg;
+	if (!app)
+		px_lookup_forget_all(w->lookups);
+	else
+		px_lookup_forget(w->lookups, app, (enum px_lookup_kind)kind, id, idlen);
+}
+
+/* Facts that changed through another worker or another instance of the fleet are dropped
+ * before a fact is asked for (one atomic load when none did). */
+static void
 facts_ask(void *src, const struct pol_app *app, enum px_lookup_kind kind, const char *id,
           size_t idlen, px_lookup_cb cb, void *arg)
 {
-	px_lookup(src, app, kind, id, idlen, cb, arg);
+	struct px_worker *w = src;
+	if (px_shared_forget_seq(w->shared) != w->forget_seen)
+		w->forget_seen = px_shared_forgets(w->shared, w->forget_seen, 0, forget_one, w);
+	px_lookup(w->lookups, app, kind, id, idlen, cb, arg);
 }
 
 static void
 facts_forget(void *src, const char *app, enum px_lookup_kind kind, const char *id, size_t idlen)
 {
-	px_lookup_forget(src, app, kind, id, idlen);
+	struct px_worker *w = src;
+	px_lookup_forget(w->lookups, app, kind, id, idlen);
+	px_shared_forget(w->shared, app, (int)kind, id, idlen, 1);
 }
 
 /* ---- accepting ---- */
@@ -331,7 +349,7 @@ px_worker_new(int id, struct px_shared *sh, const struct px_upstream_addr *addrs
 	w->lookups = env->up && env->ctr ? px_lookups_new(env->base, env->ups[cfg->lookup_upstream],
 	                                                  env->ctr, &env->cfg) : NULL;
 	if (w->lookups) {
-		struct px_facts facts = {w->lookups, facts_ask, facts_forget, px_fact_state,
+		struct px_facts facts = {w, facts_ask, facts_forget, px_fact_state,
 		                         px_fact_has_participant};
 		env->police = px_police_new(env, &facts);
 	}

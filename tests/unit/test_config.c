@@ -310,6 +310,52 @@ main(void)
 	expect_error("[tls]\nrenegotiation = on\n", "unknown key 'renegotiation' in [tls]");
 	expect_error("[limits]\ntls_handshake = 10ms\n", "tls_handshake: out of range");
 
+	/* [fleet]: an address (never a name), its defaults, each bad key with its line */
+	c = load("[fleet]\nredis = 127.0.0.1:6379\n", err);
+	CHECK(c && c->fleet.on && !strcmp(c->fleet.redis_host, "127.0.0.1") &&
+	      !strcmp(c->fleet.redis_port, "6379") && !strcmp(c->fleet.prefix, "syncgate:") &&
+	      c->fleet.poll_ms == 1000 && c->fleet.timeout_ms == 1000 && !c->fleet.password[0] &&
+	      c->fleet.line == 4);
+	pol_config_unref(c);
+	c = load("[fleet]\nredis = [::1]:7000\nkey_prefix = sg.prod:\npoll = 250ms\ntimeout = 2s\n"
+	         "state_file = /var/lib/syncgate/fleet.json\ninstance = pod-a\n", err);
+	CHECK(c && !strcmp(c->fleet.redis_host, "::1") && !strcmp(c->fleet.prefix, "sg.prod:") &&
+	      c->fleet.poll_ms == 250 && c->fleet.timeout_ms == 2000 &&
+	      !strcmp(c->fleet.state_file, "/var/lib/syncgate/fleet.json") &&
+	      !strcmp(c->fleet.instance, "pod-a"));
+	pol_config_unref(c);
+	c = load("[fleet]\nredis = unix:/run/redis/redis.sock\n", err);
+	CHECK(c && !c->fleet.redis_host[0] && !strcmp(c->fleet.redis_unix, "/run/redis/redis.sock"));
+	pol_config_unref(c);
+	c = load("", err);
+	CHECK(c && !c->fleet.on);
+	pol_config_unref(c);
+	{
+		char pw[] = "/tmp/sg_test_fleet_pw_XXXXXX";
+		int fd = mkstemp(pw);
+		char text[256];
+		CHECK(fd >= 0 && write(fd, "s3cret\n", 7) == 7);
+		close(fd);
+		snprintf(text, sizeof text, "[fleet]\nredis = 127.0.0.1:1\npassword_file = %s\n", pw);
+		c = load(text, err);
+		CHECK(c && !strcmp(c->fleet.password, "s3cret"));
+		pol_config_unref(c);
+		unlink(pw);
+	}
+	expect_error("[fleet]\npoll = 1s\n", "t.conf:4: [fleet] needs redis = IP:PORT or unix:/path");
+	expect_error("[fleet]\nredis = redis.internal:6379\n",
+	             "t.conf:5: [fleet] redis: 'redis.internal:6379' is not an IP address and port");
+	expect_error("[fleet]\nredis = 127.0.0.1\n", "[fleet] redis: '127.0.0.1' is not an IP address");
+	expect_error("[fleet]\nredis = unix:relative.sock\n", "is not unix:/absolute/path");
+	expect_error("[fleet]\nredis = 127.0.0.1:1\nkey_prefix = a b\n", "t.conf:6: [fleet] key_prefix: 'a b'");
+	expect_error("[fleet]\nredis = 127.0.0.1:1\npassword_file = /nonexistent/pw\n",
+	             "t.conf:6: [fleet] password_file: cannot read '/nonexistent/pw'");
+	expect_error("[fleet]\nredis = 127.0.0.1:1\npoll = 10ms\n", "[fleet] poll: '10ms' is not 100ms..60s");
+	expect_error("[fleet]\nredis = 127.0.0.1:1\ntimeout = 1h\n", "[fleet] timeout: '1h' is not 50ms..30s");
+	expect_error("[fleet]\nredis = 127.0.0.1:1\nstate_file = fleet.json\n", "[fleet] state_file: 'fleet.json' is not an absolute path");
+	expect_error("[fleet]\nredis = 127.0.0.1:1\ncolour = red\n", "unknown key 'colour' in [fleet]");
+	expect_error("[fleet]\nredis = 127.0.0.1:1\n[fleet]\n", "section");
+
 	/* the shipped default config and the examples load */
 	c = pol_config_load("conf/syncgate.conf", err);
 	if (!c)

@@ -1,0 +1,1102 @@
+/*
+ * proxy/fleet.c - the fleet store's client (see fleet.h; keys in docs/configuration.md).
+ *
+ * Redis keys, P = key_prefix:
+ *   P version                 bumped by every switch write
+ *   P apps                    the app ids with fleet values
+ *   P app:ID                  user_sync, conversation_sync, mode (those ever set), version,
+ *                             at (wall-clock ms of the change), by (instance)
+ *   P events                  notices: "switch V", "forget IID APP user|conversation ID",
+ *                             "budget IID APP UNTIL BAN_UNTIL USER"
+ *   P budget:APP:W:USER       refusals in window W (wall clock / window), expiring
+ *
+ * hiredis 0.14.1's async API has no command timeout and no reconnect: every command's send
+ * time is kept (replies come in order) and a timer drops both connections when the oldest
+ * waits past [fleet] timeout, or a connection or its first answer takes longer; reconnects
+ * back off from 100 ms to 5 s. redisAsyncFree() runs each pending callback with a NULL
+ * reply, so a callback's private data is freed by the callback, whatever the reply.
+ * Nothing here is ever called from inside a hiredis callback of the context it frees: errors
+ * found in a callback schedule the drop (drop_ev).
+ */
+#include "proxy/fleet.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/rand.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+
+#define SENT_MAX 1024          /* commands in flight on the command connection */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define TICK_MS 50             /* deadlines, reconnects, polls are checked this often */
+#define FLEET_APPS_MAX 4096    /* apps in a snapshot taken (more: the rest ignored, logged) */
+
+/* One switch record: what the fleet (or a local flip not yet shared) says of an app. */
+struct fapp {
+	char id[POL_APPID_MAX + 1];
+	struct pol_app_change ch;       /* -1: not held */
+	uint64_t version, at;
+	int pending;                    /* a local flip the fleet has not taken yet */
+};
+
+struct rconn {
+	struct px_fleet *fl;
+	redisAsyncContext *ac;          /* NULL: down */
+	uint64_t started_ms;            /* connect began (monotonic) */
+	int answered;                   /* the first reply came (SUBSCRIBE's for the subscriber) */
+	uint64_t sent[SENT_MAX];        /* monotonic send times of the commands in flight */
+	unsigned head, n;
+};
+
+struct px_fleet_wait {
+	struct px_fleet *fl;
+	px_fleet_shared_cb cb;          /* NULL: cancelled */
+	void *arg;
+	char app[POL_APPID_MAX + 1];
+	uint64_t at;
+};
+
+struct px_fleet {
+	struct event_base *base;
+	struct px_shared *sh;
+	struct pol_fleet conf;
+	char iid[17];                   /* this process's random id in notices */
+	char channel[80], k_version[80], k_apps[80];
+	struct rconn cmd, sub;
+	struct event *tick, *kick_ev, *drop_ev;
+	int kick_fd[2];
+	_Atomic int kicked;
+	int connected;                  /* both up, snapshot applied */
+	int snapshot_busy, poll_busy, resync_pending;
+	uint64_t version;
+	uint64_t state_ms;              /* monotonic: last snapshot / version check; 0 never */
+	uint64_t stale_since;           /* wall clock; 0: connected */
+	uint64_t next_connect, backoff, next_poll;
+	uint64_t forget_seen;
+	unsigned long long errors, notices[PX_FLEET_NOTICES];
+	char why[200];
+	struct fapp *apps;
+	int napps, capps;
+	char drop_why[200];
+};
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void fleet_drop(struct px_fleet *fl, const char *why);
+static void send_snapshot(struct px_fleet *fl);
+static void flush_queues(struct px_fleet *fl);
+
+static void
+fleet_error(struct px_fleet *fl, const char *why)
+{
+	fl->errors++;
+	snprintf(fl->why, sizeof fl->why, "%s", why);
+	px_log(PX_LOG_WARN, "fleet_error", "redis", fl->conf.redis, "why", why, NULL);
+}
+
+/* An error seen inside a hiredis callback: both connections are dropped from the loop. */
+static void
+drop_later(struct px_fleet *fl, const char *why)
+{
+	if (!fl->drop_why[0])
+		snprintf(fl->drop_why, sizeof fl->drop_why, "%s", why);
+	event_active(fl->drop_ev, 0, 0);
+}
+
+/* ---- the switch records ---- */
+
+static struct fapp *
+fapp_get(struct px_fleet *fl, const char *id, int create)
+{
+	int i;
+	for (i = 0; i < fl->napps; i++)
+		if (!strcmp(fl->apps[i].id, id))
+			return &fl->apps[i];
+	if (!create || strlen(id) > POL_APPID_MAX || fl->napps >= FLEET_APPS_MAX)
+		return NULL;
+	if (fl->napps == fl->capps) {
+		int nc = fl->capps ? fl->capps * 2 : 16;
+		struct fapp *n = realloc(fl->apps, (size_t)nc * sizeof *n);
+		if (!n)
+			return NULL;
+		fl->apps = n;
+		fl->capps = nc;
+	}
+	struct fapp *a = &fl->apps[fl->napps++];
+	memset(a, 0, sizeof *a);
+	snprintf(a->id, sizeof a->id, "%s", id);
+	a->ch.user_sync = a->ch.conversation_sync = a->ch.mode = -1;
+	return a;
+}
+
+/* Makes CH the app's override where it holds a value and differs from the one in force. */
+static void
+apply_change(struct px_fleet *fl, const char *app, const struct pol_app_change *ch)
+{
+	struct pol_app_change cur;
+	struct pol_config *now = px_shared_policy(fl->sh);
+	const struct pol_app *a = pol_config_app(now, app, strlen(app));
+	int differs = a->id[0] &&
+	              ((ch->user_sync >= 0 && ch->user_sync != a->user_sync) ||
+	               (ch->conversation_sync >= 0 && ch->conversation_sync != a->conversation_sync) ||
+	               (ch->mode >= 0 && ch->mode != (int)a->mode));
+
+	pol_config_unref(now);
+	(void)cur;
+	if (differs)
+		px_shared_change_app(fl->sh, app, ch); /* (404: not an app of this file) */
+}
+
+static const char *
+onoff(int v)
+{
+	return v ? "on" : "off";
+}
+
+/* ---- the state file ---- */
+
+static void
+save_state(struct px_fleet *fl)
+{
+	char tmp[POL_PATH_MAX + 32];
+	cJSON *j, *apps;
+	char *text;
+	FILE *f;
+	int i, ok;
+
+	if (!fl->conf.state_file[0])
+		return;
+	j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "version", (double)fl->version);
+	cJSON_AddNumberToObject(j, "saved_at", (double)px_wall_ms());
+	cJSON_AddStringToObject(j, "instance", fl->conf.instance);
+	apps = cJSON_AddObjectToObject(j, "apps");
+	for (i = 0; apps && i < fl->napps; i++) {
+		const struct fapp *a = &fl->apps[i];
+		cJSON *o = cJSON_AddObjectToObject(apps, a->id);
+		if (!o)
+			continue;
+		if (a->ch.user_sync >= 0)
+			cJSON_AddStringToObject(o, "user_sync", onoff(a->ch.user_sync));
+		if (a->ch.conversation_sync >= 0)
+			cJSON_AddStringToObject(o, "conversation_sync", onoff(a->ch.conversation_sync));
+		if (a->ch.mode >= 0)
+			cJSON_AddStringToObject(o, "mode", a->ch.mode == POL_MODE_REPORT ? "report" : "enforce");
+		cJSON_AddNumberToObject(o, "version", (double)a->version);
+		cJSON_AddNumberToObject(o, "at", (double)a->at);
+		if (a->pending)
+			cJSON_AddTrueToObject(o, "pending");
+	}
+	text = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	if (!text)
+		return;
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", fl->conf.state_file, (long)getpid());
+	f = fopen(tmp, "w");
+	ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF && fflush(f) == 0 &&
+	     fsync(fileno(f)) == 0;
+	if (f && fclose(f))
+		ok = 0;
+	free(text);
+	if (!ok || rename(tmp, fl->conf.state_file)) {
+		char why[POL_PATH_MAX + 64];
+		snprintf(why, sizeof why, "state_file %s: %s", fl->conf.state_file, strerror(errno));
+		unlink(tmp);
+		fleet_error(fl, why);
+	}
+}
+
+static int
+switch_of(const cJSON *o, const char *key, const char *on, const char *off)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsString(v))
+		return -1;
+	return !strcmp(v->valuestring, on) ? 1 : !strcmp(v->valuestring, off) ? 0 : -1;
+}
+
+/* At start: the last state an instance saved, applied as the admin API's overrides. */
+static void
+load_state(struct px_fleet *fl)
+{
+	FILE *f = fl->conf.state_file[0] ? fopen(fl->conf.state_file, "r") : NULL;
+	char *buf = NULL, n[24], v[24];
+	long len;
+	cJSON *j = NULL, *apps, *o;
+	int count = 0;
+
+	if (!f)
+		return;
+	if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && len < 16 * 1024 * 1024 &&
+	    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
+	    fread(buf, 1, (size_t)len, f) == (size_t)len) {
+		buf[len] = 0;
+		j = cJSON_Parse(buf);
+	}
+	fclose(f);
+	free(buf);
+	apps = cJSON_GetObjectItemCaseSensitive(j, "apps");
+	if (!cJSON_IsObject(apps)) {
+		char why[POL_PATH_MAX + 64];
+		snprintf(why, sizeof why, "state_file %s: not a saved fleet state", fl->conf.state_file);
+		fleet_error(fl, why);
+		cJSON_Delete(j);
+		return;
+	}
+	cJSON_ArrayForEach(o, apps) {
+		struct fapp *a;
+		int mode = switch_of(o, "mode", "report", "enforce");
+		const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version"),
+		            *at = cJSON_GetObjectItemCaseSensitive(o, "at");
+		if (!cJSON_IsObject(o) || !(a = fapp_get(fl, o->string, 1)))
+			continue;
+		a->ch.user_sync = switch_of(o, "user_sync", "on", "off");
+		a->ch.conversation_sync = switch_of(o, "conversation_sync", "on", "off");
+		a->ch.mode = mode < 0 ? -1 : mode ? POL_MODE_REPORT : POL_MODE_ENFORCE;
+		a->version = cJSON_IsNumber(ver) && ver->valuedouble > 0 ? (uint64_t)ver->valuedouble : 0;
+		a->at = cJSON_IsNumber(at) && at->valuedouble > 0 ? (uint64_t)at->valuedouble : 0;
+		a->pending = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "pending"));
+		apply_change(fl, a->id, &a->ch);
+		count++;
+	}
+	o = cJSON_GetObjectItemCaseSensitive(j, "version");
+	fl->version = cJSON_IsNumber(o) && o->valuedouble > 0 ? (uint64_t)o->valuedouble : 0;
+	cJSON_Delete(j);
+	snprintf(n, sizeof n, "%d", count);
+	snprintf(v, sizeof v, "%llu", (unsigned long long)fl->version);
+	px_log(PX_LOG_INFO, "fleet_state_file", "path", fl->conf.state_file, "#version", v, "#apps", n,
+	       NULL);
+}
+
+/* ---- commands ---- */
+
+static int
+sent_push(struct rconn *c)
+{
+	if (c->n == SENT_MAX)
+		return -1;
+	c->sent[(c->head + c->n++) % SENT_MAX] = mono_ms();
+	return 0;
+}
+
+static void
+sent_pop(struct rconn *c)
+{
+	if (c->n) {
+		c->head = (c->head + 1) % SENT_MAX;
+		c->n--;
+	}
+	c->answered = 1;
+}
+
+/* Sends a command on the command connection (ARGC/ARGV, lengths known); FN gets PRIV,
+ * whatever happens. Returns 0, or -1 (FN will not run) when it cannot be sent. */
+static int
+command(struct px_fleet *fl, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+        const size_t *lens)
+{
+	struct rconn *c = &fl->cmd;
+	if (!c->ac || c->n == SENT_MAX)
+		return -1;
+	if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
+		return -1;
+	sent_push(c);
+	return 0;
+}
+
+/* The reply of a command whose answer only matters when it is an error. */
+static void
+on_plain(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct px_fleet *fl = priv;
+	redisReply *reply = r;
+	(void)ac;
+	if (!reply)
+		return;
+	sent_pop(&fl->cmd);
+	if (reply->type == REDIS_REPLY_ERROR) {
+		char why[240];
+		snprintf(why, sizeof why, "redis: %.200s", reply->str);
+		fleet_error(fl, why);
+	}
+}
+
+static void
+publish(struct px_fleet *fl, const char *msg, size_t len)
+{
+	const char *argv[3] = {"PUBLISH", fl->channel, msg};
+	size_t lens[3] = {7, strlen(fl->channel), len};
+	command(fl, on_plain, fl, 3, argv, lens);
+}
+
+/* ---- switches ---- */
+
+/* KEYS: version, apps, the app's hash. ARGV: app, at, by, channel, only_if_newer (1/0), then
+ * field/value pairs. Returns the new version, or -1 when ONLY_IF_NEWER and the fleet's record
+ * is as new or newer. */
+static const char WRITE_LUA[] =
+	"if ARGV[5] == '1' then local cur = redis.call('HGET', KEYS[3], 'at') "
+	"if cur and tonumber(cur) >= tonumber(ARGV[2]) then return -1 end end "
+	"local v = redis.call('INCR', KEYS[1]) "
+	"redis.call('SADD', KEYS[2], ARGV[1]) "
+	"redis.call('HSET', KEYS[3], 'version', v, 'at', ARGV[2], 'by', ARGV[3], unpack(ARGV, 6)) "
+	"redis.call('PUBLISH', ARGV[4], 'switch ' .. v) "
+	"return v";
+
+/* KEYS: version, apps. ARGV: key_prefix. Returns {version, app, {field, value, ...}, ...}. */
+static const char SNAPSHOT_LUA[] =
+	"local out = {redis.call('GET', KEYS[1]) or '0'} "
+	"for _, a in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
+	"out[#out + 1] = a out[#out + 1] = redis.call('HGETALL', ARGV[1] .. 'app:' .. a) end "
+	"return out";
+
+static void
+on_write(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct px_fleet_wait *w = priv;
+	struct px_fleet *fl = w->fl;
+	redisReply *reply = r;
+	char why[240] = "";
+	(void)ac;
+
+	if (!reply) {
+		snprintf(why, sizeof why, "redis unreachable (%s)", fl->why[0] ? fl->why : "connection lost");
+	} else {
+		sent_pop(&fl->cmd);
+		if (reply->type == REDIS_REPLY_INTEGER) {
+			struct fapp *a = fapp_get(fl, w->app, 0);
+			if (a && a->at == w->at)
+				a->pending = 0;
+			if (reply->integer > 0) {
+				if (a && a->at == w->at)
+					a->version = (uint64_t)reply->integer;
+				if ((uint64_t)reply->integer == fl->version + 1)
+					fl->version = (uint64_t)reply->integer; /* (else a snapshot follows) */
+			}
+			save_state(fl);
+		} else {
+			snprintf(why, sizeof why, "redis: %.200s",
+			         reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+			fleet_error(fl, why);
+		}
+	}
+	if (w->cb)
+		w->cb(w->arg, !why[0], why);
+	free(w);
+}
+
+/* Writes record A (a local flip) to the fleet; ONLY_IF_NEWER at a resync. */
+static int
+write_record(struct px_fleet *fl, struct fapp *a, int only_if_newer, struct px_fleet_wait *w)
+{
+	char k_app[POL_APPID_MAX + 80], at[24], ver[4];
+	const char *argv[16];
+	size_t lens[16];
+	int n = 0, i;
+
+	snprintf(k_app, sizeof k_app, "%sapp:%s", fl->conf.prefix, a->id);
+	snprintf(at, sizeof at, "%llu", (unsigned long long)a->at);
+	snprintf(ver, sizeof ver, "%d", only_if_newer ? 1 : 0);
+	argv[n++] = "EVAL";
+	argv[n++] = WRITE_LUA;
+	argv[n++] = "3";
+	argv[n++] = fl->k_version;
+	argv[n++] = fl->k_apps;
+	argv[n++] = k_app;
+	argv[n++] = a->id;
+	argv[n++] = at;
+	argv[n++] = fl->conf.instance;
+	argv[n++] = fl->channel;
+	argv[n++] = ver;
+	if (a->ch.user_sync >= 0) {
+		argv[n++] = "user_sync";
+		argv[n++] = onoff(a->ch.user_sync);
+	}
+	if (a->ch.conversation_sync >= 0) {
+		argv[n++] = "conversation_sync";
+		argv[n++] = onoff(a->ch.conversation_sync);
+	}
+	if (a->ch.mode >= 0) {
+		argv[n++] = "mode";
+		argv[n++] = a->ch.mode == POL_MODE_REPORT ? "report" : "enforce";
+	}
+	for (i = 0; i < n; i++)
+		lens[i] = strlen(argv[i]);
+	if (!w) {
+		if (!(w = calloc(1, sizeof *w)))
+			return -1;
+		w->fl = fl;
+		snprintf(w->app, sizeof w->app, "%s", a->id);
+		w->at = a->at;
+	}
+	if (command(fl, on_write, w, n, argv, lens)) {
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
+struct px_fleet_wait *
+px_fleet_share(struct px_fleet *fl, const char *app, const struct pol_app_change *ch,
+               px_fleet_shared_cb cb, void *arg, char *why, size_t whylen)
+{
+	struct fapp *a = fapp_get(fl, app, 1);
+	struct px_fleet_wait *w;
+
+	if (!a) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	if (ch->user_sync >= 0)
+		a->ch.user_sync = ch->user_sync;
+	if (ch->conversation_sync >= 0)
+		a->ch.conversation_sync = ch->conversation_sync;
+	if (ch->mode >= 0)
+		a->ch.mode = ch->mode;
+	a->at = px_wall_ms();
+	a->pending = 1;
+	save_state(fl); /* (a restart while Redis is away keeps it) */
+	if (!fl->connected) {
+		snprintf(why, whylen, "redis unreachable (%s)", fl->why[0] ? fl->why : "connecting");
+		return NULL;
+	}
+	if (!(w = calloc(1, sizeof *w))) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	w->fl = fl;
+	w->cb = cb;
+	w->arg = arg;
+	w->at = a->at;
+	snprintf(w->app, sizeof w->app, "%s", app);
+	if (write_record(fl, a, 0, w)) {
+		snprintf(why, whylen, "redis unreachable (too many commands in flight)");
+		return NULL; /* (write_record freed W) */
+	}
+	return w;
+}
+
+void
+px_fleet_cancel(struct px_fleet_wait *w)
+{
+	if (w)
+		w->cb = NULL;
+}
+
+/* A snapshot: {version, app, {field, value, ...}, ...}. Each app's record replaces the
+ * one known unless a local flip not yet shared is newer: that one is written instead. */
+static void
+on_snapshot(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct px_fleet *fl = priv;
+	redisReply *reply = r;
+	size_t i, k;
+	int napps = 0, pushed = 0, j;
+	char v[24], n[24];
+	(void)ac;
+
+	if (!reply)
+		return;
+	sent_pop(&fl->cmd);
+	fl->snapshot_busy = 0;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING) {
+		char why[240];
+		snprintf(why, sizeof why, "redis: snapshot: %.200s",
+		         reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		fleet_error(fl, why);
+		drop_later(fl, why);
+		return;
+	}
+	for (j = 0; j < fl->napps; j++)
+		fl->apps[j].version = fl->apps[j].pending ? fl->apps[j].version : 0;
+	for (i = 1; i + 1 < reply->elements; i += 2) {
+		redisReply *id = reply->element[i], *h = reply->element[i + 1];
+		struct pol_app_change ch = {-1, -1, -1};
+		uint64_t ver = 0, at = 0;
+		struct fapp *a;
+
+		if (id->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_ARRAY)
+			continue;
+		for (k = 0; k + 1 < h->elements; k += 2) {
+			const char *f = h->element[k]->str, *val = h->element[k + 1]->str;
+			if (h->element[k]->type != REDIS_REPLY_STRING ||
+			    h->element[k + 1]->type != REDIS_REPLY_STRING)
+				continue;
+			if (!strcmp(f, "user_sync"))
+				ch.user_sync = !strcmp(val, "on");
+			else if (!strcmp(f, "conversation_sync"))
+				ch.conversation_sync = !strcmp(val, "on");
+			else if (!strcmp(f, "mode"))
+				ch.mode = !strcmp(val, "report") ? POL_MODE_REPORT : POL_MODE_ENFORCE;
+			else if (!strcmp(f, "version"))
+				ver = strtoull(val, NULL, 10);
+			else if (!strcmp(f, "at"))
+				at = strtoull(val, NULL, 10);
+		}
+		if (!(a = fapp_get(fl, id->str, 1)))
+			continue;
+		napps++;
+		if (a->pending && a->at > at)
+			continue; /* newer here: written below */
+		a->pending = 0;
+		a->ch = ch;
+		a->version = ver;
+		a->at = at;
+		apply_change(fl, a->id, &a->ch);
+	}
+	fl->version = strtoull(reply->element[0]->str, NULL, 10);
+	for (j = 0; j < fl->napps; j++)
+		if (fl->apps[j].pending && write_record(fl, &fl->apps[j], 1, NULL) == 0) {
+			px_log(PX_LOG_INFO, "fleet_resync_pushed", "app", fl->apps[j].id, NULL);
+			pushed++;
+		}
+	fl->state_ms = mono_ms();
+	if (!fl->connected) {
+		fl->connected = 1;
+		fl->stale_since = 0;
+		fl->why[0] = 0;
+		fl->backoff = 0;
+		px_log(PX_LOG_INFO, "fleet_connected", "redis", fl->conf.redis, "instance",
+		       fl->conf.instance, NULL);
+		flush_queues(fl);
+	}
+	snprintf(v, sizeof v, "%llu", (unsigned long long)fl->version);
+	snprintf(n, sizeof n, "%d", napps);
+	px_log(PX_LOG_INFO, "fleet_snapshot", "#version", v, "#apps", n, NULL);
+	save_state(fl);
+	(void)pushed;
+}
+
+static void
+send_snapshot(struct px_fleet *fl)
+{
+	const char *argv[6] = {"EVAL", SNAPSHOT_LUA, "2", fl->k_version, fl->k_apps, fl->conf.prefix};
+	size_t lens[6];
+	int i;
+
+	if (fl->snapshot_busy)
+		return;
+	for (i = 0; i < 6; i++)
+		lens[i] = strlen(argv[i]);
+	if (command(fl, on_snapshot, fl, 6, argv, lens) == 0)
+		fl->snapshot_busy = 1;
+}
+
+static void
+on_version(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct px_fleet *fl = priv;
+	redisReply *reply = r;
+	(void)ac;
+
+	if (!reply)
+		return;
+	sent_pop(&fl->cmd);
+	fl->poll_busy = 0;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		char why[240];
+		snprintf(why, sizeof why, "redis: %.200s", reply->str);
+		fleet_error(fl, why);
+		return;
+	}
+	fl->state_ms = mono_ms();
+	if (reply->type == REDIS_REPLY_STRING && strtoull(reply->str, NULL, 10) != fl->version)
+		send_snapshot(fl); /* (REDIS_REPLY_NIL: nothing ever written) */
+}
+
+/* ---- budgets and invalidations ---- */
+
+/* KEYS: the window's counter. ARGV: refusals, expiry ms. Returns the fleet's total. */
+static const char BUDGET_LUA[] = "local t = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+                                 "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return t";
+
+struct budget_req {
+	struct px_fleet *fl;
+	uint32_t n, budget;
+	uint64_t window, window_ms, ban_ms;
+	char *app, *user;               /* one allocation: app\0user\0 */
+};
+
+static void
+log_budget(struct px_fleet *fl, const char *app, const char *user, enum px_budget ev,
+           uint64_t until, uint64_t ban_until, const char *by)
+{
+	char s[24];
+	(void)fl;
+	if (ev == PX_BUDGET_OK)
+		return;
+	snprintf(s, sizeof s, "%llu", (unsigned long long)((until - px_wall_ms() + 999) / 1000));
+	px_log(PX_LOG_WARN, "budget_exhausted", "app", app, "user", user, "fleet", by,
+	       "#for_s", s, NULL);
+	if (ev == PX_BUDGET_BANNED) {
+		snprintf(s, sizeof s, "%llu", (unsigned long long)((ban_until - px_wall_ms() + 999) / 1000));
+		px_log(PX_LOG_WARN, "banned", "app", app, "user", user, "fleet", by, "#ban_s", s, NULL);
+	}
+}
+
+static void
+on_budget(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct budget_req *b = priv;
+	struct px_fleet *fl = b->fl;
+	redisReply *reply = r;
+	(void)ac;
+
+	if (reply) {
+		sent_pop(&fl->cmd);
+		if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= (long long)b->budget &&
+		    reply->integer - (long long)b->n < (long long)b->budget) {
+			/* this push used the fleet's budget up: every instance is told */
+			uint64_t now = px_wall_ms(), until = (b->window + 1) * b->window_ms,
+			         ban = b->ban_ms ? now + b->ban_ms : 0;
+			char msg[1400];
+			int len;
+			log_budget(fl, b->app, b->user,
+			           px_shared_budget_mark(fl->sh, b->app, b->user, until, ban, now), until, ban,
+			           "total");
+			len = snprintf(msg, sizeof msg, "budget %s %s %llu %llu %s", fl->iid, b->app,
+			               (unsigned long long)until, (unsigned long long)ban, b->user);
+			if (len > 0 && (size_t)len < sizeof msg)
+				publish(fl, msg, (size_t)len);
+		} else if (reply->type == REDIS_REPLY_ERROR) {
+			char why[240];
+			snprintf(why, sizeof why, "redis: %.200s", reply->str);
+			fleet_error(fl, why);
+		}
+	}
+	free(b);
+}
+
+static void
+publish_forget(void *arg, const char *app, int kind, const char *id, size_t idlen)
+{
+	struct px_fleet *fl = arg;
+	char msg[1600];
+	int len;
+
+	if (!app)
+		len = snprintf(msg, sizeof msg, "flush %s", fl->iid);
+	else
+		len = snprintf(msg, sizeof msg, "forget %s %s %s %.*s", fl->iid, app,
+		               kind ? "conversation" : "user", (int)idlen, id);
+	if (len > 0 && (size_t)len < sizeof msg)
+		publish(fl, msg, (size_t)len);
+}
+
+/* What the workers queued: invalidations to announce, refusals to add to the fleet's count.
+ * While disconnected they wait (refusals in px_shared; invalidations are replaced by one
+ * "flush" at the resync). */
+static void
+flush_queues(struct px_fleet *fl)
+{
+	struct px_budget_push *p;
+	int n, i;
+
+	if (!fl->connected)
+		return;
+	fl->forget_seen = px_shared_forgets(fl->sh, fl->forget_seen, 1, publish_forget, fl);
+	n = px_shared_budget_pending(fl->sh, &p);
+	for (i = 0; i < n; i++) {
+		size_t al = strlen(p[i].app), ul = strlen(p[i].user);
+		struct budget_req *b = malloc(sizeof *b + al + ul + 2);
+		char key[1600], cnt[16], exp[24];
+		const char *argv[6];
+		size_t lens[6];
+		int k, kl;
+
+		kl = snprintf(key, sizeof key, "%sbudget:%s:%llu:%s", fl->conf.prefix, p[i].app,
+		              (unsigned long long)p[i].window, p[i].user);
+		if (!b || kl < 0 || (size_t)kl >= sizeof key) {
+			free(b);
+			continue;
+		}
+		b->fl = fl;
+		b->n = p[i].n;
+		b->budget = p[i].budget;
+		b->window = p[i].window;
+		b->window_ms = p[i].window_ms;
+		b->ban_ms = p[i].ban_ms;
+		b->app = (char *)(b + 1);
+		b->user = b->app + al + 1;
+		memcpy(b->app, p[i].app, al + 1);
+		memcpy(b->user, p[i].user, ul + 1);
+		snprintf(cnt, sizeof cnt, "%u", p[i].n);
+		snprintf(exp, sizeof exp, "%llu", (unsigned long long)(2 * p[i].window_ms));
+		argv[0] = "EVAL";
+		argv[1] = BUDGET_LUA;
+		argv[2] = "1";
+		argv[3] = key;
+		argv[4] = cnt;
+		argv[5] = exp;
+		for (k = 0; k < 6; k++)
+			lens[k] = strlen(argv[k]);
+		if (command(fl, on_budget, b, 6, argv, lens))
+			free(b);
+	}
+	px_shared_budget_pushes_free(p, n > 0 ? n : 0);
+}
+
+/* A worker queued something: KICK_FD wakes the loop (one byte until it is read). */
+static void
+kick(void *arg)
+{
+	struct px_fleet *fl = arg;
+	if (!atomic_exchange(&fl->kicked, 1)) {
+		char c = 1;
+		if (write(fl->kick_fd[1], &c, 1) < 0) {
+			/* (full: a wake-up is already pending) */
+		}
+	}
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_fleet *fl = arg;
+	char buf[64];
+	(void)what;
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	atomic_store(&fl->kicked, 0);
+	flush_queues(fl);
+}
+
+/* ---- notices ---- */
+
+static void
+on_notice(struct px_fleet *fl, const char *msg, size_t len)
+{
+	char buf[1600], *f[6], *save = NULL, *t;
+	int n = 0;
+
+	if (len >= sizeof buf)
+		return;
+	memcpy(buf, msg, len);
+	buf[len] = 0;
+	for (t = strtok_r(buf, " ", &save); t && n < 5; t = strtok_r(NULL, " ", &save))
+		f[n++] = t;
+	if (n >= 2 && !strcmp(f[0], "switch")) {
+		if (strtoull(f[1], NULL, 10) != fl->version) {
+			fl->notices[PX_FLEET_SWITCH]++;
+			send_snapshot(fl);
+		}
+		return;
+	}
+	if (n < 2 || !strcmp(f[1], fl->iid))
+		return; /* (our own) */
+	if (!strcmp(f[0], "flush")) {
+		fl->notices[PX_FLEET_FORGET]++;
+		px_shared_forget(fl->sh, NULL, 0, NULL, 0, 0);
+	} else if (!strcmp(f[0], "forget") && n == 5) {
+		/* the id is the rest of the message (an id may hold spaces) */
+		const char *id = msg + (f[4] - buf);
+		fl->notices[PX_FLEET_FORGET]++;
+		px_shared_forget(fl->sh, f[2], !strcmp(f[3], "conversation"), id,
+		                 len - (size_t)(f[4] - buf), 0);
+	} else if (!strcmp(f[0], "budget") && n == 5) {
+		/* "budget IID APP UNTIL BAN_UNTIL USER": USER is the rest */
+		char *user = save && *save ? save : NULL;
+		uint64_t until = strtoull(f[3], NULL, 10), ban = strtoull(f[4], NULL, 10);
+		struct pol_config *cfg = px_shared_policy(fl->sh);
+		const struct pol_app *a = pol_config_app(cfg, strcmp(f[2], "*") ? f[2] : "",
+		                                         strcmp(f[2], "*") ? strlen(f[2]) : 0);
+		if (user && a->budget && a->mode != POL_MODE_REPORT) {
+			fl->notices[PX_FLEET_BUDGET]++;
+			log_budget(fl, f[2], user,
+			           px_shared_budget_mark(fl->sh, f[2], user, until, a->ban_ms ? ban : 0,
+			                                 px_wall_ms()),
+			           until, ban, "notice");
+		}
+		pol_config_unref(cfg);
+	}
+}
+
+/* The subscriber: SUBSCRIBE's confirmation, then every message on the channel. */
+static void
+on_message(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct px_fleet *fl = priv;
+	redisReply *reply = r;
+	(void)ac;
+
+	if (!reply)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		char why[240];
+		snprintf(why, sizeof why, "redis: subscribe: %.200s", reply->str);
+		fleet_error(fl, why);
+		drop_later(fl, why);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (!strcmp(reply->element[0]->str, "subscribe")) {
+		fl->sub.answered = 1;
+		/* subscribed: what was published before is in the snapshot taken now */
+		send_snapshot(fl);
+	} else if (!strcmp(reply->element[0]->str, "message") &&
+	           reply->element[2]->type == REDIS_REPLY_STRING) {
+		on_notice(fl, reply->element[2]->str, reply->element[2]->len);
+	}
+}
+
+/* ---- connections ---- */
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rconn *c = ac->data;
+	if (status != REDIS_OK && c) {
+		char why[240];
+		snprintf(why, sizeof why, "connect: %.200s", ac->errstr);
+		c->ac = NULL; /* hiredis frees it */
+		drop_later(c->fl, why);
+	}
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct rconn *c = ac->data;
+	if (!c)
+		return;
+	if (c->ac == ac) { /* (not a drop of ours) */
+		char why[240];
+		snprintf(why, sizeof why, "%.200s", status == REDIS_OK ? "connection closed"
+		                                                   : ac->errstr[0] ? ac->errstr
+		                                                                    : "connection lost");
+		c->ac = NULL;
+		drop_later(c->fl, why);
+	}
+}
+
+static int
+open_conn(struct px_fleet *fl, struct rconn *c)
+{
+	const struct pol_fleet *f = &fl->conf;
+	redisAsyncContext *ac = f->redis_unix[0] ? redisAsyncConnectUnix(f->redis_unix)
+	                                         : redisAsyncConnect(f->redis_host, atoi(f->redis_port));
+	if (!ac)
+		return -1;
+	if (ac->err) {
+		snprintf(fl->drop_why, sizeof fl->drop_why, "connect: %.150s", ac->errstr);
+		redisAsyncFree(ac);
+		return -1;
+	}
+	ac->data = c;
+	c->ac = ac;
+	c->n = c->head = 0;
+	c->answered = 0;
+	c->started_ms = mono_ms();
+	redisLibeventAttach(ac, fl->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (f->password[0]) {
+		const char *argv[2] = {"AUTH", f->password};
+		size_t lens[2] = {4, strlen(f->password)};
+		redisAsyncCommandArgv(ac, c == &fl->cmd ? on_plain : NULL, fl, 2, argv, lens);
+		if (c == &fl->cmd)
+			sent_push(c);
+	}
+	return 0;
+}
+
+static void
+fleet_connect(struct px_fleet *fl)
+{
+	fl->drop_why[0] = 0;
+	if (open_conn(fl, &fl->cmd) || open_conn(fl, &fl->sub)) {
+		fleet_drop(fl, fl->drop_why[0] ? fl->drop_why : "connect: out of memory");
+		return;
+	}
+	{
+		const char *argv[2] = {"SUBSCRIBE", fl->channel};
+		size_t lens[2] = {9, strlen(fl->channel)};
+		redisAsyncCommandArgv(fl->sub.ac, on_message, fl, 2, argv, lens);
+	}
+}
+
+static void
+close_conn(struct rconn *c)
+{
+	redisAsyncContext *ac = c->ac;
+	c->ac = NULL;
+	c->n = 0;
+	if (ac) {
+		ac->data = NULL; /* its callbacks see no connection of ours */
+		redisAsyncFree(ac);
+	}
+}
+
+/* Both connections go; a reconnect is due after the back-off. */
+static void
+fleet_drop(struct px_fleet *fl, const char *why)
+{
+	uint64_t now = mono_ms();
+
+	close_conn(&fl->cmd);
+	close_conn(&fl->sub);
+	fl->snapshot_busy = fl->poll_busy = 0;
+	if (fl->connected || !fl->stale_since) {
+		fl->stale_since = px_wall_ms();
+		if (fl->connected)
+			px_log(PX_LOG_WARN, "fleet_disconnected", "redis", fl->conf.redis, "why", why, NULL);
+	}
+	if (fl->connected || !fl->why[0] || strcmp(fl->why, why))
+		fleet_error(fl, why);
+	fl->connected = 0;
+	fl->backoff = fl->backoff ? fl->backoff * 2 : BACKOFF_MIN_MS;
+	if (fl->backoff > BACKOFF_MAX_MS)
+		fl->backoff = BACKOFF_MAX_MS;
+	fl->next_connect = now + fl->backoff + (uint64_t)(rand() % (int)(fl->backoff / 4 + 1));
+	/* facts changed while away were not announced: at the resync, every instance drops its
+	 * cached facts (a "flush" notice) and so does this one */
+	px_shared_forget(fl->sh, NULL, 0, NULL, 0, 1);
+}
+
+static void
+drop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_fleet *fl = arg;
+	char why[200];
+	(void)fd;
+	(void)what;
+	snprintf(why, sizeof why, "%s", fl->drop_why[0] ? fl->drop_why : "error");
+	fl->drop_why[0] = 0;
+	if (fl->cmd.ac || fl->sub.ac || fl->connected || fl->next_connect == 0)
+		fleet_drop(fl, why);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_fleet *fl = arg;
+	uint64_t now = mono_ms(), to = fl->conf.timeout_ms;
+	(void)fd;
+	(void)what;
+
+	if (!fl->cmd.ac && !fl->sub.ac) {
+		if (now >= fl->next_connect)
+			fleet_connect(fl);
+		return;
+	}
+	if ((fl->cmd.n && now - fl->cmd.sent[fl->cmd.head] > to) ||
+	    (!fl->cmd.answered && now - fl->cmd.started_ms > to) ||
+	    (!fl->sub.answered && now - fl->sub.started_ms > to)) {
+		char why[120];
+		snprintf(why, sizeof why, "no answer within %ums ([fleet] timeout)", (unsigned)to);
+		fleet_drop(fl, why);
+		return;
+	}
+	if (fl->connected && now >= fl->next_poll && !fl->poll_busy) {
+		const char *argv[2] = {"GET", fl->k_version};
+		size_t lens[2] = {3, strlen(fl->k_version)};
+		fl->next_poll = now + fl->conf.poll_ms;
+		if (command(fl, on_version, fl, 2, argv, lens) == 0)
+			fl->poll_busy = 1;
+	}
+}
+
+struct px_fleet *
+px_fleet_new(struct event_base *base, struct px_shared *sh, const struct pol_fleet *conf)
+{
+	struct px_fleet *fl = calloc(1, sizeof *fl);
+	unsigned char r[8];
+	struct timeval tv = {0, TICK_MS * 1000};
+	int i;
+
+	if (!fl)
+		return NULL;
+	fl->base = base;
+	fl->sh = sh;
+	fl->conf = *conf;
+	fl->kick_fd[0] = fl->kick_fd[1] = -1;
+	fl->cmd.fl = fl->sub.fl = fl;
+	if (!fl->conf.instance[0]) {
+		char host[64] = "syncgate";
+		gethostname(host, sizeof host - 1);
+		host[sizeof host - 1] = 0;
+		snprintf(fl->conf.instance, sizeof fl->conf.instance, "%s-%ld", host, (long)getpid());
+	}
+	if (RAND_bytes(r, sizeof r) != 1)
+		for (i = 0; i < 8; i++)
+			r[i] = (unsigned char)(rand() ^ getpid());
+	for (i = 0; i < 8; i++)
+		snprintf(fl->iid + 2 * i, 3, "%02x", r[i]);
+	snprintf(fl->channel, sizeof fl->channel, "%sevents", conf->prefix);
+	snprintf(fl->k_version, sizeof fl->k_version, "%sversion", conf->prefix);
+	snprintf(fl->k_apps, sizeof fl->k_apps, "%sapps", conf->prefix);
+	fl->stale_since = px_wall_ms();
+	if (evutil_socketpair(AF_UNIX, SOCK_STREAM, 0, fl->kick_fd) ||
+	    evutil_make_socket_nonblocking(fl->kick_fd[0]) ||
+	    evutil_make_socket_nonblocking(fl->kick_fd[1]) ||
+	    !(fl->kick_ev = event_new(base, fl->kick_fd[0], EV_READ | EV_PERSIST, kick_cb, fl)) ||
+	    !(fl->drop_ev = event_new(base, -1, 0, drop_cb, fl)) ||
+	    !(fl->tick = event_new(base, -1, EV_PERSIST, tick_cb, fl)) ||
+	    event_add(fl->kick_ev, NULL) || event_add(fl->tick, &tv)) {
+		px_fleet_free(fl);
+		return NULL;
+	}
+	evutil_make_socket_closeonexec(fl->kick_fd[0]);
+	evutil_make_socket_closeonexec(fl->kick_fd[1]);
+	load_state(fl);
+	fl->forget_seen = px_shared_forget_seq(sh);
+	px_shared_set_fleet(sh, kick, fl);
+	fleet_connect(fl);
+	return fl;
+}
+
+void
+px_fleet_free(struct px_fleet *fl)
+{
+	if (!fl)
+		return;
+	px_shared_set_fleet(fl->sh, NULL, NULL);
+	close_conn(&fl->cmd);
+	close_conn(&fl->sub);
+	if (fl->tick)
+		event_free(fl->tick);
+	if (fl->kick_ev)
+		event_free(fl->kick_ev);
+	if (fl->drop_ev)
+		event_free(fl->drop_ev);
+	if (fl->kick_fd[0] >= 0)
+		evutil_closesocket(fl->kick_fd[0]);
+	if (fl->kick_fd[1] >= 0)
+		evutil_closesocket(fl->kick_fd[1]);
+	free(fl->apps);
+	free(fl);
+}
+
+void
+px_fleet_status(const struct px_fleet *fl, struct px_fleet_status *st)
+{
+	memset(st, 0, sizeof *st);
+	st->connected = fl->connected;
+	st->version = fl->version;
+	st->state_age_ms = fl->state_ms ? mono_ms() - fl->state_ms : UINT64_MAX;
+	st->stale_since_ms = fl->connected ? 0 : fl->stale_since;
+	st->errors = fl->errors;
+	memcpy(st->notices, fl->notices, sizeof st->notices);
+	st->instance = fl->conf.instance;
+	st->redis = fl->conf.redis;
+	snprintf(st->why, sizeof st->why, "%s", fl->why);
+}
