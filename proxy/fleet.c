@@ -951,18 +951,21 @@ static void
 fleet_drop(struct px_fleet *fl, const char *why)
 {
 	uint64_t now = mono_ms();
+	char reason[200];
 
+	snprintf(reason, sizeof reason, "%s", why); /* (WHY may be fl->why) */
+	if (fl->connected) {
+		fl->stale_since = px_wall_ms();
+		px_log(PX_LOG_WARN, "fleet_disconnected", "redis", fl->conf.redis, "why", reason, NULL);
+	}
+	/* one fleet_error per distinct reason while reconnecting, not one per attempt */
+	if (fl->connected || !fl->why[0] || strcmp(fl->why, reason))
+		fleet_error(fl, reason);
+	fl->connected = 0;
+	/* the commands in flight are answered (NULL) now, with fl->why saying why */
 	close_conn(&fl->cmd);
 	close_conn(&fl->sub);
 	fl->snapshot_busy = fl->poll_busy = 0;
-	if (fl->connected || !fl->stale_since) {
-		fl->stale_since = px_wall_ms();
-		if (fl->connected)
-			px_log(PX_LOG_WARN, "fleet_disconnected", "redis", fl->conf.redis, "why", why, NULL);
-	}
-	if (fl->connected || !fl->why[0] || strcmp(fl->why, why))
-		fleet_error(fl, why);
-	fl->connected = 0;
 	fl->backoff = fl->backoff ? fl->backoff * 2 : BACKOFF_MIN_MS;
 	if (fl->backoff > BACKOFF_MAX_MS)
 		fl->backoff = BACKOFF_MAX_MS;
