@@ -77,6 +77,7 @@ struct px_fleet {
 	int kick_fd[2];
 	_Atomic int kicked;
 	int connected;                  /* both up, snapshot applied */
+	int was_connected;              /* ever (a reconnect drops the cached facts) */
 	int snapshot_busy, poll_busy, resync_pending;
 	uint64_t version;
 	uint64_t state_ms;              /* monotonic: last snapshot / version check; 0 never */
@@ -569,6 +570,12 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 		}
 	fl->state_ms = mono_ms();
 	if (!fl->connected) {
+		/* the notices published while this instance was away are lost, and its own changes
+		 * made meanwhile were not announced: its workers drop every cached fact, and so
+		 * does every other instance (the "flush" notice flush_queues() sends) */
+		if (fl->was_connected)
+			px_shared_forget(fl->sh, NULL, 0, NULL, 0, 1);
+		fl->was_connected = 1;
 		fl->connected = 1;
 		fl->stale_since = 0;
 		fl->why[0] = 0;
@@ -635,20 +642,31 @@ struct budget_req {
 };
 
 static void
-log_budget(struct px_fleet *fl, const char *app, const char *user, enum px_budget ev,
-           uint64_t until, uint64_t ban_until, const char *by)
+log_budget(const char *app, const char *user, enum px_budget ev, uint64_t until,
+           uint64_t ban_until, const char *by, int report)
 {
 	char s[24];
-	(void)fl;
 	if (ev == PX_BUDGET_OK)
 		return;
 	snprintf(s, sizeof s, "%llu", (unsigned long long)((until - px_wall_ms() + 999) / 1000));
-	px_log(PX_LOG_WARN, "budget_exhausted", "app", app, "user", user, "fleet", by,
-	       "#for_s", s, NULL);
+	px_log(PX_LOG_WARN, report ? "would_budget" : "budget_exhausted", "app", app, "user", user,
+	       "fleet", by, "#for_s", s, NULL);
 	if (ev == PX_BUDGET_BANNED) {
 		snprintf(s, sizeof s, "%llu", (unsigned long long)((ban_until - px_wall_ms() + 999) / 1000));
-		px_log(PX_LOG_WARN, "banned", "app", app, "user", user, "fleet", by, "#ban_s", s, NULL);
+		px_log(PX_LOG_WARN, report ? "would_ban" : "banned", "app", app, "user", user, "fleet", by,
+		       "#ban_s", s, NULL);
 	}
+}
+
+/* Is APP ("*": [app:*]) in report mode now? */
+static int
+app_reports(struct px_fleet *fl, const char *app)
+{
+	struct pol_config *cfg = px_shared_policy(fl->sh);
+	int star = !strcmp(app, "*");
+	int r = pol_config_app(cfg, star ? "" : app, star ? 0 : strlen(app))->mode == POL_MODE_REPORT;
+	pol_config_unref(cfg);
+	return r;
 }
 
 static void
@@ -668,9 +686,10 @@ on_budget(redisAsyncContext *ac, void *r, void *priv)
 			         ban = b->ban_ms ? now + b->ban_ms : 0;
 			char msg[1400];
 			int len;
-			log_budget(fl, b->app, b->user,
-			           px_shared_budget_mark(fl->sh, b->app, b->user, until, ban, now), until, ban,
-			           "total");
+			int report = app_reports(fl, b->app);
+			log_budget(b->app, b->user,
+			           px_shared_budget_mark(fl->sh, b->app, b->user, until, report ? 0 : ban, now),
+			           until, ban, "total", report);
 			len = snprintf(msg, sizeof msg, "budget %s %s %llu %llu %s", fl->iid, b->app,
 			               (unsigned long long)until, (unsigned long long)ban, b->user);
 			if (len > 0 && (size_t)len < sizeof msg)
@@ -819,10 +838,10 @@ on_notice(struct px_fleet *fl, const char *msg, size_t len)
 		                                         strcmp(f[2], "*") ? strlen(f[2]) : 0);
 		if (user && a->budget && a->mode != POL_MODE_REPORT) {
 			fl->notices[PX_FLEET_BUDGET]++;
-			log_budget(fl, f[2], user,
+			log_budget(f[2], user,
 			           px_shared_budget_mark(fl->sh, f[2], user, until, a->ban_ms ? ban : 0,
 			                                 px_wall_ms()),
-			           until, ban, "notice");
+			           until, ban, "notice", 0);
 		}
 		pol_config_unref(cfg);
 	}
@@ -970,9 +989,6 @@ fleet_drop(struct px_fleet *fl, const char *why)
 	if (fl->backoff > BACKOFF_MAX_MS)
 		fl->backoff = BACKOFF_MAX_MS;
 	fl->next_connect = now + fl->backoff + (uint64_t)(rand() % (int)(fl->backoff / 4 + 1));
-	/* facts changed while away were not announced: at the resync, every instance drops its
-	 * cached facts (a "flush" notice) and so does this one */
-	px_shared_forget(fl->sh, NULL, 0, NULL, 0, 1);
 }
 
 static void
