@@ -1768,35 +1768,6 @@ pol_config_unref(struct pol_config *c)
 	free(c);
 }
 
-const struct pol_app *
-pol_config_app(const struct pol_config *c, const char *appid, size_t len)
-{
-	int lo = 0, hi = c->napps - 1;
-
-	if (len > POL_APPID_MAX)
-		return &c->defaults;
-	while (lo <= hi) {
-		int mid = (lo + hi) / 2;
-		size_t idlen = strlen(c->apps[mid].id);
-		int r = memcmp(appid, c->apps[mid].id, len < idlen ? len : idlen);
-		if (r == 0)
-			r = len < idlen ? -1 : len > idlen ? 1 : 0;
-		if (r == 0)
-			return &c->apps[mid];
-		if (r < 0)
-			hi = mid - 1;
-		else
-			lo = mid + 1;
-	}
-	return &c->defaults;
-}
-
-int
-pol_config_has_app(const struct pol_config *c, const char *appid)
-{
-	return pol_config_app(c, appid, strlen(appid))->id[0] != 0;
-}
-
 struct pol_config *
 pol_config_with_change(const struct pol_config *base, const char *appid,
                        const struct pol_app_change *ch)
