@@ -587,6 +587,28 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 	return 0;
 }
 
+int
+pol_classify_payload(struct pol_classifier *k, struct pol_call *c, const char *body, size_t len,
+                     const char **why)
+{
+	const struct pol_jtok *t;
+
+	if (len == 0)
+		return 0;
+	if (pol_json_parse(k->json, body, len, why) < 0)
+		return -1;
+	t = pol_json_tokens(k->json);
+	if (t[0].type != POL_J_OBJECT) {
+		*why = "the body is not a JSON object";
+		return -1;
+	}
+	c->toks = t;
+	c->data_tok = 0;
+	c->text = body;
+	c->text_len = len;
+	return 0;
+}
+
 const char *
 pol_op_to_str(enum pol_op op)
 {
@@ -596,21 +618,4 @@ pol_op_to_str(enum pol_op op)
 		"participant-delete", "rest-server", "realtime", "signature", "http-pass", "unknown",
 	};
 	return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
-}
-
-int
-pol_op_is_change(enum pol_op op)
-{
-	switch (op) {
-	case POL_OP_USER_SET:
-	case POL_OP_USER_CREATE:
-	case POL_OP_CONV_SET:
-	case POL_OP_CONV_CREATE:
-	case POL_OP_PART_BATCH:
-	case POL_OP_PART_ACTION:
-	case POL_OP_PART_DELETE:
-		return 1;
-	default:
-		return 0;
-	}
 }

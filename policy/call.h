@@ -78,9 +78,10 @@ struct pol_call {
 	const char *uid, *cid;     /* decoded target ids, or NULL */
 	size_t uid_len, cid_len;
 	unsigned keys;             /* POL_PK_* of the data (participant calls) */
-	int data_tok;              /* realtime: token index of data (an HTTP body route: of the body) */
+	int data_tok;              /* realtime: token index of data (HTTP: of the body, when read) */
 	const struct pol_jtok *toks; /* the tokens data_tok and actions' params index (NULL: the
-	                            * payload was not read: an HTTP call without a body route) */
+	                            * payload was not read: an HTTP call without a body route
+	                            * whose app locks no field of it) */
 	struct pol_action *actions; /* POL_OP_PART_BATCH */
 	int nactions;
 	const char *text;          /* the frame text classified (realtime) */
@@ -127,16 +128,46 @@ int pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
                       const char *target, size_t tlen, enum pol_cred cred, struct pol_call *out,
                       const char **why);
 
+/*
+ * The body of an HTTP call classified by pol_classify_http (a REST-shaped browser change
+ * whose app locks fields: pol_app_locks) as the call's payload, the way a frame's data is:
+ * BODY (LEN bytes, decoded from its framing) is scanned strictly with K's scanner (duplicate
+ * keys, invalid UTF-8, depth and size caps) and must be a JSON object; then CALL's text,
+ * toks and data_tok (0) name it, valid until K classifies again and as long as BODY is. An
+ * empty body names no field: CALL is left without a payload. The participant keys
+ * (CALL->keys) stay the worst case, as for a body not read, so that an app's switches decide
+ * alike with and without locked lists. Returns 0, or -1 with *WHY: not strict JSON, or not an
+ * object (answer 400; the body must not reach the backend).
+ */
+int pol_classify_payload(struct pol_classifier *k, struct pol_call *call, const char *body,
+                         size_t len, const char **why);
+
 /* 1 if the LEN bytes at ID are a valid app id: 1..POL_APPID_MAX bytes of [A-Za-z0-9_.-]. */
 int pol_appid_valid(const char *id, size_t len);
 
 const char *pol_op_to_str(enum pol_op op);
 
 /* 1 if OP is a sync change (protocol.md 3, in bold): a user, conversation or participant
- * change, what the switches and locked fields are about. Not /session/renew, reads,
- * messages or per-user state; not POL_OP_UNKNOWN (a change of no known shape) nor
- * POL_OP_REST_SERVER (a server's). */
-int pol_op_is_change(enum pol_op op);
+ * change, what the switches, locked fields and refusal budgets are about. Not
+ * /session/renew, reads, messages or per-user state; not POL_OP_UNKNOWN (a change of no
+ * known shape) nor POL_OP_REST_SERVER (a server's). Inline: HTTP asks it of every request
+ * with a body. */
+static inline int
+pol_op_is_change(enum pol_op op)
+{
+	switch (op) {
+	case POL_OP_USER_SET:
+	case POL_OP_USER_CREATE:
+	case POL_OP_CONV_SET:
+	case POL_OP_CONV_CREATE:
+	case POL_OP_PART_BATCH:
+	case POL_OP_PART_ACTION:
+	case POL_OP_PART_DELETE:
+		return 1;
+	default:
+		return 0;
+	}
+}
 
 enum pol_method pol_method_parse(const char *m, size_t len);
 

@@ -206,17 +206,49 @@ check_locked(const struct pol_ctx *ctx, const struct pol_call *c, int obj, unsig
 static void decide_call(const struct pol_ctx *ctx, const struct pol_call *c,
                         const struct pol_facts *f, struct pol_decision *d);
 
+/* The locked-field lists (a bit per enum pol_field_kind) an allowed change of OP is checked
+ * against: a conversation change's data carries my participation fields too. */
+static unsigned
+op_kinds(enum pol_op op)
+{
+	switch (op) {
+	case POL_OP_USER_SET:
+	case POL_OP_USER_CREATE:
+		return 1u << POL_FIELDS_USER;
+	case POL_OP_CONV_SET:
+	case POL_OP_CONV_CREATE:
+		return 1u << POL_FIELDS_CONV | 1u << POL_FIELDS_PART;
+	case POL_OP_PART_ACTION:
+	case POL_OP_PART_BATCH:
+		return 1u << POL_FIELDS_PART;
+	default:
+		return 0;
+	}
+}
+
+/* 1 if APP has a list among KINDS. */
+static int
+locks_any(const struct pol_app *app, unsigned kinds)
+{
+	return ((kinds & 1u << POL_FIELDS_USER) && app->locked[POL_FIELDS_USER].n) ||
+	       ((kinds & 1u << POL_FIELDS_CONV) && app->locked[POL_FIELDS_CONV].n) ||
+	       ((kinds & 1u << POL_FIELDS_PART) && app->locked[POL_FIELDS_PART].n);
+}
+
+int
+pol_app_locks(const struct pol_app *app, enum pol_op op)
+{
+	return locks_any(app, op_kinds(op));
+}
+
 /* An allowed change: its locked fields (if the app has lists of KINDS) decide further. */
 static void
 allowed_change(const struct pol_ctx *ctx, const struct pol_call *c, int obj, unsigned kinds,
                struct pol_decision *d)
 {
-	const struct pol_app *app = ctx->app;
 	if (d->verdict != POL_ALLOW || d->would_deny)
 		return;
-	if (((kinds & 1u << POL_FIELDS_USER) && app->locked[POL_FIELDS_USER].n) ||
-	    ((kinds & 1u << POL_FIELDS_CONV) && app->locked[POL_FIELDS_CONV].n) ||
-	    ((kinds & 1u << POL_FIELDS_PART) && app->locked[POL_FIELDS_PART].n))
+	if (locks_any(ctx->app, kinds))
 		check_locked(ctx, c, obj, kinds, d);
 }
 
@@ -282,13 +314,13 @@ decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct po
 	case POL_OP_USER_SET:
 		if (app->user_sync) {
 			allow(d, "user-sync-on");
-			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_USER, d);
+			return allowed_change(ctx, c, c->data_tok, op_kinds(POL_OP_USER_SET), d);
 		}
 		return deny(ctx, d, 403, "USER_SYNC_DISABLED", "user-set", "updating a user", "user");
 	case POL_OP_USER_CREATE:
 		if (app->user_sync) {
 			allow(d, "user-sync-on");
-			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_USER, d);
+			return allowed_change(ctx, c, c->data_tok, op_kinds(POL_OP_USER_CREATE), d);
 		}
 		v = f ? f->user_exists : POL_FV_UNKNOWN;
 		if (v == POL_FV_UNKNOWN)
@@ -304,14 +336,14 @@ decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct po
 	case POL_OP_CONV_SET: /* (its data carries my participation fields too) */
 		if (app->conversation_sync) {
 			allow(d, "conversation-sync-on");
-			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_CONV | 1u << POL_FIELDS_PART, d);
+			return allowed_change(ctx, c, c->data_tok, op_kinds(POL_OP_CONV_SET), d);
 		}
 		return deny(ctx, d, 403, "UNAUTHORIZED_TO_EDIT", "conversation-set",
 		            "changing a conversation", "conversation");
 	case POL_OP_CONV_CREATE:
 		if (app->conversation_sync) {
 			allow(d, "conversation-sync-on");
-			return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_CONV | 1u << POL_FIELDS_PART, d);
+			return allowed_change(ctx, c, c->data_tok, op_kinds(POL_OP_CONV_CREATE), d);
 		}
 		v = f ? f->conv_exists : POL_FV_UNKNOWN;
 		if (v == POL_FV_UNKNOWN)
@@ -329,7 +361,7 @@ decide_call(const struct pol_ctx *ctx, const struct pol_call *c, const struct po
 			allow(d, "conversation-sync-on");
 		else
 			decide_participant(ctx, c->method, c->uid, c->uid_len, c->keys, f, d);
-		return allowed_change(ctx, c, c->data_tok, 1u << POL_FIELDS_PART, d);
+		return allowed_change(ctx, c, c->data_tok, op_kinds(POL_OP_PART_ACTION), d);
 	case POL_OP_PART_DELETE:
 		if (app->conversation_sync)
 			return allow(d, "conversation-sync-on");
@@ -389,7 +421,7 @@ pol_decide_action(const struct pol_ctx *ctx, const struct pol_call *c, int i,
 		allow(d, "conversation-sync-on");
 	else
 		decide_participant(ctx, a->method, a->uid, a->uid_len, a->keys, f, d);
-	allowed_change(ctx, c, a->params, 1u << POL_FIELDS_PART, d);
+	allowed_change(ctx, c, a->params, op_kinds(POL_OP_PART_BATCH), d);
 }
 
 const char *

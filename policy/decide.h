@@ -61,6 +61,14 @@ void pol_decide(const struct pol_ctx *ctx, const struct pol_call *call,
 void pol_decide_action(const struct pol_ctx *ctx, const struct pol_call *call, int i,
                        const struct pol_facts *facts, struct pol_decision *out);
 
+/*
+ * 1 if APP locks fields that an allowed change of OP is checked for (user_fields_locked for a
+ * user change; conversation_ and participant_fields_locked for a conversation change;
+ * participant_fields_locked for a participant action or batch): the call's payload must then
+ * be read before it is decided (over HTTP, its body). 0 for every other operation.
+ */
+int pol_app_locks(const struct pol_app *app, enum pol_op op);
+
 const char *pol_verdict_to_str(enum pol_verdict v);
 const char *pol_fact_to_str(enum pol_fact_kind k);
 

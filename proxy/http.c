@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "policy/decide.h"
 #include "policy/fields.h"
 #include "policy/jwt.h"
 #include "policy/route.h"
@@ -794,6 +795,12 @@ classify_head(struct px_http *h, const char *head, size_t len, struct pol_call *
 			*why = "the rewritten path is too long";
 			return -1;
 		}
+	} else if (h->json_ready) {
+		/* a change of an app that locks fields of it (locks_body): its body is its payload */
+		size_t bl = evbuffer_get_length(h->json_body);
+		const char *body = bl ? (const char *)evbuffer_pullup(h->json_body, -1) : "";
+		if (!body || pol_classify_payload(c->env->classifier, call, body, bl, why))
+			return -1;
 	}
 	return 0;
 }
@@ -828,7 +835,8 @@ static void go_on(struct px_http *h);
 static int check_ws_upgrade(struct px_http *h, const char *head, size_t len);
 static int hold_body(struct px_http *h);
 static int holds_body(const struct px_http *h, const struct pol_call *call);
-static int json_body_readable(struct px_http *h);
+static int json_body_readable(struct px_http *h, const char *who);
+static int locks_body(const struct px_http *h, const struct pol_call *call);
 
 /* The head at the front of the input was answered by syncgate: unless the answer closes
  * the connection (a body follows, or the client asked), the next request may follow. */
@@ -850,8 +858,8 @@ answered(struct px_http *h)
 }
 
 /*
- * on_locked = strip on a body = json route: the body CALL read (its tokens are the
- * classifier's, over json_body) written again without the locked fields D names, into
+ * on_locked = strip on a call whose JSON body was read (a body = json route's, a change of an
+ * app that locks fields): the body CALL read (its tokens are the classifier's, over json_body) written again without the locked fields D names, into
  * new_body, which forward_head() sends with a Content-Length of its own. Returns 1, or 0
  * when it was answered (out of memory, or the rewrite failed).
  */
@@ -987,7 +995,8 @@ police_head(struct px_http *h, const char *head, size_t len)
 	size_t mlen = (size_t)(sp1 - head), tlen = (size_t)(sp2 - target), ovl;
 	struct pol_call call;
 	struct pol_ctx ctx;
-	int route_body;
+	char who[POL_NAME_MAX + POL_APPID_MAX + 48];
+	int route_body, locked;
 
 	h->req_method_head = px_token_eq(head, mlen, "HEAD");
 	if (target[0] == '*') {
@@ -1025,16 +1034,26 @@ police_head(struct px_http *h, const char *head, size_t len)
 		return 0;
 	}
 	route_body = h->route.route && h->route.route->body_json;
-	if (route_body && !json_body_readable(h))
-		return 0; /* answered */
-	if (route_body || holds_body(h, &call)) {
-		/* the body is read whole before the call is decided (hold_body) */
+	if (route_body) {
+		snprintf(who, sizeof who, "route %s, body = json", h->route.route->name);
+		if (!json_body_readable(h, who))
+			return 0; /* answered */
+	}
+	locked = !route_body && locks_body(h, &call);
+	if (locked) {
+		snprintf(who, sizeof who, "app %s locks fields of this change", h->req_app);
+		if (!json_body_readable(h, who))
+			return 0; /* answered */
+	}
+	if (route_body || locked || holds_body(h, &call)) {
+		/* the body is read whole before the call is decided (hold_body); as JSON, decoded
+		 * from its framing, when it is the call's payload */
 		if (!(h->head_copy = malloc(len)) || (!h->held && !(h->held = evbuffer_new())) ||
-		    (route_body && !h->json_body && !(h->json_body = evbuffer_new()))) {
+		    ((route_body || locked) && !h->json_body && !(h->json_body = evbuffer_new()))) {
 			reply(h, 503, "OUT_OF_MEMORY", "syncgate: out of memory", 1);
 			return 0;
 		}
-		h->collect_json = route_body;
+		h->collect_json = route_body || locked;
 		memcpy(h->head_copy, head, len);
 		evbuffer_drain(px_io_input(c->cio), len);
 		h->head_in_input = 0;
@@ -1049,35 +1068,52 @@ police_head(struct px_http *h, const char *head, size_t len)
 }
 
 /*
- * A body = json route: its body is read whole (at most decide_body bytes) and parsed before
- * anything goes upstream. Returns 1 if this request's body can be, else 0 when it was
+ * A call whose JSON body is read whole (at most decide_body bytes) and parsed before anything
+ * goes upstream: a body = json route's, or a change of an app that locks fields of it. WHO
+ * says why, for the answer. Returns 1 if this request's body can be, else 0 when it was
  * answered: 417 for Expect: 100-continue (the client then sends without waiting, RFC 9110
  * §10.1.1), 413 for a declared length over decide_body, 400 for an upgrade.
  */
 static int
-json_body_readable(struct px_http *h)
+json_body_readable(struct px_http *h, const char *who)
 {
-	const struct pol_route *r = h->route.route;
-	char why[200];
+	char why[320];
 
 	if (h->req.upgrade_ws) {
-		snprintf(why, sizeof why, "syncgate: route %s reads a JSON body: not an upgrade", r->name);
+		snprintf(why, sizeof why, "syncgate: the JSON body is read before this call is decided "
+		         "(%s): not an upgrade", who);
 		reply(h, 400, "INVALID_REQUEST", why, 1);
 		return 0;
 	}
 	if (h->req.expect_continue && !h->req_msg_complete) {
-		snprintf(why, sizeof why, "syncgate: route %s reads the body before deciding: send it "
-		         "without Expect: 100-continue", r->name);
+		snprintf(why, sizeof why, "syncgate: the body is read before this call is decided (%s): "
+		         "send it without Expect: 100-continue", who);
 		reply(h, 417, "EXPECTATION_FAILED", why, 1);
 		return 0;
 	}
 	if (h->req.has_cl && h->req.content_length > h->c->cfg->limits.decide_body_bytes) {
-		snprintf(why, sizeof why, "syncgate: route %s reads its JSON body whole, up to %u bytes "
-		         "([limits] decide_body)", r->name, (unsigned)h->c->cfg->limits.decide_body_bytes);
+		snprintf(why, sizeof why, "syncgate: the JSON body is read whole before this call is "
+		         "decided (%s), up to %u bytes ([limits] decide_body)", who,
+		         (unsigned)h->c->cfg->limits.decide_body_bytes);
 		reply(h, 413, "BODY_TOO_LARGE", why, 1);
 		return 0;
 	}
 	return 1;
+}
+
+/*
+ * 1 if CALL is a browser's change with a body (not yet read) whose app locks fields of it
+ * (pol_app_locks): the body is its payload, read and parsed before it is decided, so that
+ * on_locked applies as it does to a realtime frame. Only changes ask: a read or a message
+ * costs nothing more, and an app with no lists behaves as before.
+ */
+static int
+locks_body(const struct px_http *h, const struct pol_call *call)
+{
+	return !h->req_msg_complete && pol_op_is_change(call->op) &&
+	       pol_app_locks(pol_config_app(h->c->cfg, call->app ? call->app : "",
+	                                    call->app ? call->app_len : 0),
+	                     call->op);
 }
 
 /* Returns 1 while the call waits for a fact, else 0; sets the state (see police_head). */
@@ -1094,15 +1130,15 @@ decide_held(struct px_http *h)
 		h->collect_json = 0;
 		if (!h->req_msg_complete) {
 			/* chunked, and longer than decide_body: it cannot be read whole */
-			reply(h, 413, "BODY_TOO_LARGE", "syncgate: a JSON body this route reads is over "
-			      "[limits] decide_body", 1);
+			reply(h, 413, "BODY_TOO_LARGE", "syncgate: the JSON body of this call is read "
+			      "whole before it is decided, and it is over [limits] decide_body", 1);
 			return 0;
 		}
 		h->json_ready = 1;
 	}
 	if (classify_head(h, h->head_copy, h->head_len, &call, &why)) {
-		/* a body a route reads that is not strict JSON, or lacks an id: the body was read
-		 * whole, so the connection goes on */
+		/* a body read as JSON that is not strict JSON, or lacks an id a route takes from
+		 * it: the body was read whole, so the connection goes on */
 		px_log(PX_LOG_INFO, "bad_request", "peer", h->c->peer, "why", why, "route",
 		       h->route.route ? h->route.route->name : "", NULL);
 		reply(h, 400, "INVALID_REQUEST", why, !h->req_msg_complete || h->req.conn_close);

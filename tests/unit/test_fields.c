@@ -6,6 +6,7 @@
 #include "policy/decide.h"
 #include "policy/fields.h"
 #include "policy/json.h"
+#include "guard.h"
 #include "t.h"
 
 static struct pol_json *J;
@@ -175,6 +176,91 @@ test_decide(void)
 	pol_config_unref(c);
 }
 
+/* An HTTP browser change: METHOD TARGET classified, BODY its payload (pol_classify_payload),
+ * decided for app demo of C: as decide(), or "(payload)" when the body is refused. */
+static const char *
+decide_http(struct pol_classifier *k, const struct pol_config *c, const char *method,
+            const char *target, const char *body)
+{
+	struct pol_call call;
+	struct pol_ctx ctx = {pol_config_app(c, "demo", 4), NULL, 0, 1};
+	const char *why;
+
+	if (pol_classify_http(k, method, strlen(method), target, strlen(target), POL_CRED_BROWSER,
+	                      &call, &why))
+		return "(classify)";
+	if (pol_classify_payload(k, &call, body, strlen(body), &why))
+		return "(payload)";
+	pol_decide(&ctx, &call, NULL, &D);
+	return D.strip ? "strip" : D.would_strip ? "would_strip" : D.would_deny ? "would_deny"
+	       : D.verdict == POL_ALLOW ? "allow" : D.error_code;
+}
+
+/* The REST-shaped browser changes over HTTP: which apps lock fields of which operations, the
+ * body as the call's payload (strict, an object, read to its end only), and the decisions on
+ * it as on a frame's data. */
+static void
+test_http_payload(void)
+{
+	struct pol_config *c = load("[app:demo]\nuser_fields_locked = role, custom.plan\n"
+	                            "participant_fields_locked = access\n[app:open]\n");
+	struct pol_classifier *k = c ? pol_classifier_new(&c->limits) : NULL;
+	const struct pol_app *demo, *open;
+	struct pol_call call;
+	const char *why, *body = "{\"name\":\"A\",\"custom\":{\"plan\":\"pro\",\"team\":\"t\"}}";
+	size_t i, n = strlen(body);
+	int accepted = 0;
+
+	if (!k)
+		return;
+	demo = pol_config_app(c, "demo", 4);
+	open = pol_config_app(c, "open", 4);
+	/* pol_app_locks: the lists an op's payload is checked against */
+	CHECK(pol_app_locks(demo, POL_OP_USER_SET) && pol_app_locks(demo, POL_OP_USER_CREATE));
+	CHECK(pol_app_locks(demo, POL_OP_CONV_SET) && pol_app_locks(demo, POL_OP_CONV_CREATE)); /* participant list */
+	CHECK(pol_app_locks(demo, POL_OP_PART_ACTION) && pol_app_locks(demo, POL_OP_PART_BATCH));
+	CHECK(!pol_app_locks(demo, POL_OP_PART_DELETE) && !pol_app_locks(demo, POL_OP_MESSAGE));
+	CHECK(!pol_app_locks(demo, POL_OP_READ) && !pol_app_locks(demo, POL_OP_REST_SERVER));
+	CHECK(!pol_app_locks(demo, POL_OP_UNKNOWN) && !pol_app_locks(demo, POL_OP_AUTH));
+	CHECK(!pol_app_locks(open, POL_OP_USER_SET) && !pol_app_locks(open, POL_OP_PART_ACTION));
+
+	/* the decisions, as for a frame's data */
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", "{\"name\":\"A\"}"), "allow");
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", "{\"name\":\"A\",\"role\":\"admin\"}"), "FIELD_LOCKED");
+	CHECK(D.status == 403 && strstr(D.reason, "'role'"));
+	CHECK_STR(decide_http(k, c, "POST", "/v1/demo/users/new", body), "FIELD_LOCKED");
+	CHECK(strstr(D.reason, "'custom.plan'") != NULL);
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/conversations/c1/participants/me", "{\"access\":\"Read\"}"), "FIELD_LOCKED");
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/conversations/c1", "{\"subject\":\"s\",\"access\":\"Read\"}"), "FIELD_LOCKED");
+	CHECK_STR(decide_http(k, c, "PUT", "/public_api/v1/demo/conversations/c1", "{\"subject\":\"s\"}"), "allow");
+	/* an empty body names no field; no payload is read */
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", ""), "allow");
+	CHECK(pol_classify_http(k, "PUT", 3, "/v1/demo/users/me", 17, POL_CRED_BROWSER, &call, &why) == 0 &&
+	      pol_classify_payload(k, &call, "", 0, &why) == 0 && call.toks == NULL && call.data_tok < 0);
+	/* not strict JSON, or not an object: refused */
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", "{\"role\":\"a\",\"role\":\"b\"}"), "(payload)");
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", "{name:1}"), "(payload)");
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", "[{\"role\":\"admin\"}]"), "(payload)");
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", "\"x\""), "(payload)");
+	CHECK_STR(decide_http(k, c, "PUT", "/v1/demo/users/me", "{\"name\":\"\\ud800\"} x"), "(payload)");
+	/* the payload names the body: text, its root object; participant keys stay the worst case */
+	CHECK(pol_classify_http(k, "PUT", 3, "/v1/demo/conversations/c1/participants/me", 41,
+	                        POL_CRED_BROWSER, &call, &why) == 0 &&
+	      pol_classify_payload(k, &call, "{\"notify\":false}", 16, &why) == 0);
+	CHECK(call.data_tok == 0 && call.toks && call.text_len == 16 && call.keys == POL_PK_OTHER);
+	/* every prefix of a body, ending at a guard page: refused, never read past its end */
+	for (i = 1; i < n; i++) {
+		struct guard g;
+		char *p = guard_copy(&g, body, i);
+		if (pol_classify_payload(k, &call, p, i, &why) == 0)
+			accepted++;
+		guard_free(&g);
+	}
+	CHECK(accepted == 0);
+	pol_classifier_free(k);
+	pol_config_unref(c);
+}
+
 static void
 expect_error(const char *app, const char *want)
 {
@@ -210,6 +296,7 @@ main(void)
 	J = pol_json_new(1000, 64);
 	test_strip();
 	test_decide();
+	test_http_payload();
 	test_config();
 	pol_json_free(J);
 	return t_done("test_fields");
