@@ -92,7 +92,13 @@ export async function startSyncgate(upstreamPort, conf = '', { env = {}, upstrea
   const proc = spawn(SYNCGATE, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
-  await waitPort(port, proc, 'syncgate');
+  try {
+    await waitPort(port, proc, 'syncgate');
+  } catch (e) {
+    await sleep(50); // the rest of its stderr
+    e.message += `:\n${err.slice(-2000)}`;
+    throw e;
+  }
   return {
     port, proc, file, dir,
     logs: () => err.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return { raw: l }; } }),
