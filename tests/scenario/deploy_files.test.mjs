@@ -3,7 +3,8 @@
 // binary checks the installed config; the man page renders and names every option; the unit
 // passes `systemd-analyze verify` and scores 2.0 or better in `systemd-analyze security`
 // (where systemd-analyze exists); the Kubernetes example mounts its config so that updates
-// arrive, runs without privileges and probes without the admin token.
+// arrive, runs without privileges and probes without the admin token; its fleet's Redis is the
+// one [fleet] names, with the password syncgate is given, and unprivileged too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -83,9 +84,54 @@ test('the Kubernetes example: config updates arrive, no privileges, probes witho
   fs.mkdirSync(path.join(dir, 'secrets'));
   fs.writeFileSync(path.join(dir, 'secrets/admin-token'), 'change-me\n');
   fs.writeFileSync(path.join(dir, 'secrets/YOUR_APP_ID.key'), 'sk_live_change_me\n');
+  fs.writeFileSync(path.join(dir, 'secrets/redis-password'), 'change-me-too\n');
   const file = path.join(dir, 'syncgate.conf');
-  fs.writeFileSync(file, conf.replaceAll('/etc/syncgate/secrets', path.join(dir, 'secrets')));
+  fs.writeFileSync(file, conf.replaceAll('/etc/syncgate/secrets', path.join(dir, 'secrets')).replaceAll('/var/lib/syncgate', dir));
   const t = sh(SYNCGATE, ['-t', '-c', file]);
   fs.rmSync(dir, { recursive: true, force: true });
   assert.equal(t.status, 0, t.stderr);
+});
+
+test('the Kubernetes example\'s fleet: [fleet] names the Redis Service\'s fixed address, the password both read, a writable state_file', () => {
+  const y = fs.readFileSync(path.join(ROOT, 'deploy/kubernetes/sidecar.yaml'), 'utf8');
+  const code = y.split('\n').filter((l) => !l.trim().startsWith('#')).join('\n');
+  const docs = code.split(/^---$/m);
+  const doc = (kind, name) => {
+    const d = docs.find((t) => new RegExp(`^kind: ${kind}$`, 'm').test(t) && new RegExp(`^  name: ${name}$`, 'm').test(t));
+    assert.ok(d, `a ${kind} ${name}`);
+    return d;
+  };
+  const conf = code.match(/syncgate\.conf: \|\n((?: {4}.*\n)+)/)[1].replace(/^ {4}/gm, '');
+  const fleet = conf.match(/^\[fleet\]\n((?:[^[].*\n?)*)/m);
+  assert.ok(fleet, 'the config has a [fleet] section');
+  const key = (k) => fleet[1].match(new RegExp(`^${k} = (.+)$`, 'm'))?.[1];
+  // redis = the Service's clusterIP and port (an address: syncgate refuses names)
+  const [ip, port] = key('redis').split(':');
+  assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/);
+  const svc = doc('Service', 'syncgate-redis');
+  assert.equal(svc.match(/clusterIP: (\S+)/)?.[1], ip, 'the Service has the fixed address [fleet] redis names');
+  assert.match(svc, new RegExp(`\\{name: redis, port: ${port}, targetPort: redis\\}`));
+  assert.match(svc, /selector: \{app: syncgate-redis\}/);
+  // the password: a file of the mounted Secret for syncgate, the same key for Redis
+  const pw = key('password_file');
+  assert.match(pw, /^\/etc\/syncgate\/secrets\/[^/]+$/);
+  const pwKey = path.basename(pw);
+  assert.match(doc('Secret', 'syncgate-secrets'), new RegExp(`^  ${pwKey.replace('.', '\\.')}: \\S`, 'm'), 'the Secret holds it');
+  const redis = doc('Deployment', 'syncgate-redis');
+  assert.match(redis, new RegExp(`secretKeyRef: \\{name: syncgate-secrets, key: ${pwKey}\\}`));
+  assert.match(redis, /"--requirepass", "\$\(REDIS_PASSWORD\)"/);
+  assert.match(redis, /selector:\n\s+matchLabels: \{app: syncgate-redis\}/);
+  // the state_file's directory is a writable volume (the root filesystem is read-only)
+  const state = key('state_file');
+  assert.ok(state, 'a state_file: a restarted container starts from the last state it knew');
+  const side = doc('Deployment', 'chat-backend');
+  const mount = side.match(new RegExp(`\\{name: (\\S+), mountPath: ${path.dirname(state).replaceAll('/', '\\/')}\\}`));
+  assert.ok(mount, `a volume mounted (not readOnly) at ${path.dirname(state)}`);
+  assert.match(side, new RegExp(`- name: ${mount[1]}\\n\\s+emptyDir:`));
+  // Redis unprivileged like syncgate, its image pinned
+  for (const k of [/runAsNonRoot: true/, /readOnlyRootFilesystem: true/, /allowPrivilegeEscalation: false/, /capabilities: \{drop: \["ALL"\]\}/])
+    assert.match(redis, k);
+  assert.match(redis, /image: redis:\d+\.\d+\.\d+/);
+  // only the syncgate pods reach it
+  assert.match(doc('NetworkPolicy', 'syncgate-redis'), /matchLabels: \{app: chat-backend\}/);
 });
