@@ -175,6 +175,62 @@ out:
 	return ok;
 }
 
+/* The token of a "Bearer" Authorization value (AUTHZ, LEN bytes) into *TOK / *TL; 0, or -1
+ * for another scheme or none. */
+static int
+bearer(const char *authz, size_t len, const char **tok, size_t *tl)
+{
+	if (!authz || len < 7 || strncasecmp(authz, "Bearer ", 7))
+		return -1;
+	*tok = authz + 7;
+	*tl = len - 7;
+	while (*tl && **tok == ' ') {
+		(*tok)++;
+		(*tl)--;
+	}
+	return 0;
+}
+
+long
+pol_jwt_user(const char *authz, size_t len, const char *key, const char *app, int64_t now,
+             uint32_t skew, char *out, size_t cap)
+{
+	unsigned char body[POL_JWT_MAX_BYTES];
+	const char *tok, *d1, *d2, *why;
+	const struct pol_jtok *t;
+	struct pol_json *j;
+	size_t tl;
+	long bl, n = -1;
+	int v;
+
+	if (bearer(authz, len, &tok, &tl) || tl == 0 || tl > POL_JWT_MAX_BYTES)
+		return -1;
+	d1 = memchr(tok, '.', tl);
+	d2 = d1 ? memchr(d1 + 1, '.', tl - (size_t)(d1 + 1 - tok)) : NULL;
+	if (!d2 || (bl = b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), body, sizeof body)) <= 0)
+		return -1;
+	if (!(j = pol_json_new(256, 8)))
+		return -1;
+	if (pol_json_parse(j, (const char *)body, (size_t)bl, &why) < 0)
+		goto out;
+	t = pol_json_tokens(j);
+	if (t[0].type != POL_J_OBJECT || (v = pol_json_obj_get((const char *)body, t, 0, "sub")) < 0 ||
+	    t[v].type != POL_J_STRING || (t[v].flags & (POL_JF_CTRL | POL_JF_LONE_SURR)))
+		goto out;
+	n = pol_json_str_decode((const char *)body, &t[v], out, cap);
+	if (n <= 0) {
+		n = -1;
+		goto out;
+	}
+	if (key ? !pol_jwt_verify(tok, tl, key, app, out, (size_t)n, "user", now, skew, &why)
+	        : !claim_str((const char *)body, t, 0, "iss", app, strlen(app)) ||
+	              !claim_str((const char *)body, t, 0, "tokenType", "user", 4))
+		n = -1;
+out:
+	pol_json_free(j);
+	return n;
+}
+
 /* Base64url (RFC 4648 §5, no padding) of LEN bytes at IN into OUT; returns the length
  * written, or -1 if CAP is too small. */
 static long
@@ -283,14 +339,8 @@ pol_credential_class(const struct pol_app *app, const char *authz, size_t len, i
 
 	if (!authz || len == 0)
 		return POL_CRED_NONE;
-	if (len < 7 || strncasecmp(authz, "Bearer ", 7))
+	if (bearer(authz, len, &tok, &tl))
 		return POL_CRED_BROWSER;
-	tok = authz + 7;
-	tl = len - 7;
-	while (tl && *tok == ' ') {
-		tok++;
-		tl--;
-	}
 	if (app->secret_key) {
 		size_t kl = strlen(app->secret_key);
 		if (tl == kl && CRYPTO_memcmp(tok, app->secret_key, kl) == 0)

@@ -25,6 +25,17 @@ int pol_jwt_verify(const char *token, size_t len, const char *key, const char *a
                    const char **why);
 
 /*
+ * The user an HTTP request's Authorization header (AUTHZ, LEN bytes) names for APP: the sub of
+ * a "Bearer" user token (tokenType "user", iss APP), decoded into OUT (CAP bytes, not
+ * NUL-terminated). With KEY (the app's secret key) the token must verify as pol_jwt_verify()
+ * checks a user token at NOW with SKEW; without one, nothing better can be known and the
+ * claimed sub is taken. Returns its length, or -1: no bearer token, none of that shape, a sub
+ * that is empty, holds a control character or does not fit, or a token that does not verify.
+ */
+long pol_jwt_user(const char *authz, size_t len, const char *key, const char *app, int64_t now,
+                  uint32_t skew, char *out, size_t cap);
+
+/*
  * Writes to OUT (CAP bytes, NUL-terminated) an HS256 user token for the realtime socket of
  * USER (USER_LEN bytes) in APP, signed with KEY: {"iss": APP, "sub": USER, "tokenType":
  * "user", "exp": NOW + TTL} (no exp when TTL is 0). Returns its length, or -1 if it does not

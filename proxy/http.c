@@ -49,6 +49,9 @@
 #define PX_REQUEST_BUFFER (64 * 1024)
 /* Chunk-extension bytes allowed per chunk (RFC 9112 §7.1.1 sets no bound; llhttp 8.1 none). */
 #define PX_MAX_CHUNK_EXT 4096
+/* Bytes of a user id a refusal budget keeps (a longer one is not counted: budgets slow a
+ * misbehaving page, they are not what keeps the switches). */
+#define PX_BUDGET_USER_MAX 512
 
 enum { T_NONE, T_KEEPALIVE, T_HEADER };
 
@@ -104,6 +107,8 @@ struct px_http {
 	char app[POL_APPID_MAX + 1];     /* realtime socket: its app id (checked: [A-Za-z0-9_.-]) */
 	char *user;                     /* realtime socket: its user id, decoded (owned); NULL for
 	                                 * any other request: the relay is then a blind tunnel */
+	char budget_user[PX_BUDGET_USER_MAX]; /* a browser change's user for refusal budgets
+	                                 * (set_budget_user; h->ps.cred_user points here) */
 	char client[64];                /* the client's address: the peer's, or from the
 	                                 * X-Forwarded-For of a trusted proxy (logs) */
 	int peer_trusted;               /* the peer is one of trusted_proxies */
@@ -964,21 +969,48 @@ px_http_start(struct px_conn *c)
 }
 
 
-/* refusal_ban: the realtime upgrade of a banned user (not in report mode). */
+/* refusal_ban: the realtime upgrade of a banned user (not in report mode). Asking may end
+ * the user's used-up budget: police.c logs its budget_reset then. */
 static int
 banned_user(struct px_http *h, const struct pol_call *call)
 {
 	const struct pol_app *app = pol_config_app(h->c->cfg, call->app ? call->app : "",
 	                                           call->app ? call->app_len : 0);
-	char user[512];
-	int reset;
+	char user[PX_BUDGET_USER_MAX];
 
 	if (!app->ban_ms || app->mode == POL_MODE_REPORT || call->uid_len >= sizeof user)
 		return 0;
 	memcpy(user, call->uid, call->uid_len);
 	user[call->uid_len] = 0;
-	return px_shared_budget_state(h->c->env->shared, app->id[0] ? app->id : "*", user,
-	                              px_wall_ms(), &reset) == PX_BUDGET_BANNED;
+	return px_police_budget_state(h->c->env->police, app, h->req_app, user) == PX_BUDGET_BANNED;
+}
+
+/*
+ * refusal_budget over HTTP: a browser's change counts against the budget of (and, that used
+ * up, is refused for) the user its user token names (pol_jwt_user: verified with the app's
+ * secret key when it has one; a token that does not verify names nobody, and the backend
+ * refuses it anyway). Sets the stream's cred_user for police.c to that user, or to none:
+ * any other call, an app without a budget, no such token. HEAD[0..LEN): the request head.
+ */
+static void
+set_budget_user(struct px_http *h, const struct pol_ctx *ctx, const struct pol_call *call,
+                const char *head, size_t len)
+{
+	const char *authz;
+	long al, n;
+
+	h->ps.cred_user = NULL;
+	if (!ctx->app->budget || call->cred != POL_CRED_BROWSER || !pol_op_is_change(call->op))
+		return;
+	al = find_header(head, len, "authorization", &authz);
+	if (al <= 0)
+		return;
+	n = pol_jwt_user(authz, (size_t)al, ctx->app->secret_key, h->req_app, (int64_t)time(NULL),
+	                 h->c->cfg->limits.jwt_clock_skew_s, h->budget_user, sizeof h->budget_user - 1);
+	if (n <= 0)
+		return;
+	h->budget_user[n] = 0;
+	h->ps.cred_user = h->budget_user;
 }
 
 /*
@@ -1064,6 +1096,7 @@ police_head(struct px_http *h, const char *head, size_t len)
 		return hold_body(h);
 	}
 	px_police_ctx(&h->ps, call.app ? call.app : "", call.app ? call.app_len : 0, &ctx);
+	set_budget_user(h, &ctx, &call, head, len);
 	return px_police_call(&h->ps, &ctx, &call, head, len, NULL);
 }
 
@@ -1150,6 +1183,7 @@ decide_held(struct px_http *h)
 		h->req_app[call.app_len] = 0;
 	}
 	px_police_ctx(&h->ps, call.app ? call.app : "", call.app ? call.app_len : 0, &ctx);
+	set_budget_user(h, &ctx, &call, h->head_copy, h->head_len);
 	if (px_police_call(&h->ps, &ctx, &call, h->head_copy, h->head_len, NULL)) {
 		h->state = PX_H_PARKED;
 		px_io_read(h->c->cio, 0);

@@ -100,38 +100,77 @@ px_police_ctx(struct px_police_stream *s, const char *app, size_t app_len, struc
 static void note(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_call *call,
                  const struct pol_decision *d);
 
+/* The user a refusal budget counts against: the realtime socket's, or the one an HTTP
+ * request's credential names (cred_user); NULL: none, nothing is counted. */
+static const char *
+budget_user(const struct px_police_stream *s)
+{
+	return s->user ? s->user : s->cred_user;
+}
+
+/* The app of CALL as the client named it (the realtime socket's, or an HTTP request's), into
+ * OUT, for log lines. */
+static void
+app_of(const struct px_police_stream *s, const struct pol_call *call, char out[POL_APPID_MAX + 1])
+{
+	size_t al;
+
+	if (!call->app) {
+		memcpy(out, s->app, POL_APPID_MAX + 1);
+		return;
+	}
+	al = call->app_len < POL_APPID_MAX ? call->app_len : POL_APPID_MAX;
+	memcpy(out, call->app, al);
+	out[al] = 0;
+}
+
 /* A refusal counted against the user's budget (refusal_budget): the refusal that uses it up
  * is logged once (budget_exhausted, and banned with refusal_ban); report mode logs what
- * would have happened and bans nobody. */
+ * would have happened and bans nobody. Only changes count (pol_op_is_change: not
+ * /session/renew, reads or messages), and not the budget's own refusals. */
 static void
 budget_count(struct px_police_stream *s, const struct pol_ctx *ctx, const struct pol_call *call,
              const struct pol_decision *d)
 {
 	const struct pol_app *app = ctx->app;
+	const char *user = budget_user(s);
 	enum px_budget ev;
-	char n[16], w[24];
+	char n[16], w[24], an[POL_APPID_MAX + 1];
 	int report = app->mode == POL_MODE_REPORT;
 
-	if (!app->budget || !s->user || !pol_op_is_change(call->op) ||
+	if (!app->budget || !user || !pol_op_is_change(call->op) ||
 	    (d->rule && !strcmp(d->rule, "refusal-budget")))
 		return;
-	ev = px_shared_budget_refused(s->p->env->shared, app, s->user, px_wall_ms());
+	ev = px_shared_budget_refused(s->p->env->shared, app, user, px_wall_ms());
 	if (ev == PX_BUDGET_OK)
 		return;
+	app_of(s, call, an);
 	snprintf(n, sizeof n, "%u", (unsigned)app->budget);
 	snprintf(w, sizeof w, "%u", (unsigned)(app->budget_window_ms / 1000));
 	px_count(&s->p->env->ctr->budgets_exhausted, 1);
-	px_log(PX_LOG_WARN, report ? "would_budget" : "budget_exhausted", "app", s->app, "user", s->user,
-	       "peer", s->peer, "#refusals", n, "#window_s", w, NULL);
+	px_log(PX_LOG_WARN, report ? "would_budget" : "budget_exhausted", "app", an, "user", user,
+	       "peer", s->peer, "transport", s->tr->name, "#refusals", n, "#window_s", w, NULL);
 	if (ev == PX_BUDGET_BANNED) {
 		char b[24];
 		snprintf(b, sizeof b, "%u", (unsigned)(app->ban_ms / 1000));
 		px_count(&s->p->env->ctr->bans, 1);
-		px_log(PX_LOG_WARN, report ? "would_ban" : "banned", "app", s->app, "user", s->user,
-		       "peer", s->peer, "#ban_s", b, NULL);
+		px_log(PX_LOG_WARN, report ? "would_ban" : "banned", "app", an, "user", user,
+		       "peer", s->peer, "transport", s->tr->name, "#ban_s", b, NULL);
 		if (!report)
 			s->banned = 1;
 	}
+}
+
+enum px_budget
+px_police_budget_state(struct px_police *p, const struct pol_app *app, const char *app_name,
+                       const char *user)
+{
+	int reset;
+	enum px_budget st = px_shared_budget_state(p->env->shared, app->id[0] ? app->id : "*", user,
+	                                           px_wall_ms(), &reset);
+	if (reset)
+		px_log(PX_LOG_INFO, "budget_reset", "app", app_name, "user", user, NULL);
+	return st;
 }
 
 /*
@@ -144,16 +183,15 @@ budget_refuse(struct px_police_stream *s, const struct pol_ctx *ctx, const struc
               void *msg)
 {
 	const struct pol_app *app = ctx->app;
+	const char *user;
 	struct pol_decision d;
 	enum px_budget st;
-	int reset;
+	char an[POL_APPID_MAX + 1];
 
-	if (!app->budget || !s->user || !pol_op_is_change(call->op))
+	if (!app->budget || !(user = budget_user(s)) || !pol_op_is_change(call->op))
 		return 0;
-	st = px_shared_budget_state(s->p->env->shared, app->id[0] ? app->id : "*", s->user, px_wall_ms(),
-	                            &reset);
-	if (reset)
-		px_log(PX_LOG_INFO, "budget_reset", "app", s->app, "user", s->user, NULL);
+	app_of(s, call, an);
+	st = px_police_budget_state(s->p, app, an, user);
 	if (st == PX_BUDGET_OK || app->mode == POL_MODE_REPORT)
 		return 0;
 	memset(&d, 0, sizeof d);
@@ -164,7 +202,7 @@ budget_refuse(struct px_police_stream *s, const struct pol_ctx *ctx, const struc
 	snprintf(d.reason, sizeof d.reason,
 	         "syncgate: user %.64s of app %.64s had %u changes refused within %us: further changes "
 	         "are refused for now%s; make them from your server with the REST API",
-	         s->user, app->id[0] ? app->id : "(default)", (unsigned)app->budget,
+	         user, app->id[0] ? app->id : "(default)", (unsigned)app->budget,
 	         (unsigned)(app->budget_window_ms / 1000), st == PX_BUDGET_BANNED ? " (banned)" : "");
 	note(s, ctx, call, &d);
 	if (st == PX_BUDGET_BANNED)
@@ -202,19 +240,13 @@ log_decision(const struct px_police_stream *s, const struct pol_call *call,
              const struct pol_decision *d)
 {
 	char status[8], path[256], method[17], app[POL_APPID_MAX + 1];
-	size_t al = call->app ? (call->app_len < POL_APPID_MAX ? call->app_len : POL_APPID_MAX) : 0;
 
 	if (pol_path_canon_from(&call->path, call->res, path, sizeof path) < 0)
 		strcpy(path, "(long)");
 	snprintf(status, sizeof status, "%d", d->status);
 	snprintf(method, sizeof method, "%.*s", (int)(call->method_len < 16 ? call->method_len : 16),
 	         call->method_text ? call->method_text : "");
-	if (call->app) {
-		memcpy(app, call->app, al);
-		app[al] = 0;
-	} else {
-		memcpy(app, s->app, sizeof app);
-	}
+	app_of(s, call, app);
 	if (px_verdict_of(d) == PX_V_REFUSE || px_verdict_of(d) == PX_V_WOULD_REFUSE)
 		keep_refusal(s, call, d, app, method, path);
 	if (d->strip || d->would_strip) {

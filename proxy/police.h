@@ -17,6 +17,7 @@
 #include "policy/call.h"
 #include "policy/decide.h"
 #include "proxy/lookup.h"
+#include "proxy/shared.h"
 #include "proxy/types.h"
 
 /* Calls of one stream waiting for a fact at once: past it the transport stops reading the
@@ -76,6 +77,9 @@ struct px_police_stream {
 	char app[POL_APPID_MAX + 1];    /* the realtime socket's app; "" over HTTP */
 	const char *user;               /* the realtime socket's user (decoded), or NULL */
 	size_t user_len;
+	const char *cred_user;          /* HTTP: the user a browser's change counts against for a
+	                                 * refusal budget (its user token's sub: http.c sets it
+	                                 * for the call in hand), or NULL */
 	int authenticated;              /* identity = require: a valid token was seen */
 	struct parked *parked;          /* calls waiting for a fact */
 	int nparked;
@@ -117,6 +121,14 @@ void px_police_ctx(struct px_police_stream *s, const char *app, size_t app_len,
  */
 int px_police_call(struct px_police_stream *s, const struct pol_ctx *ctx,
                    const struct pol_call *call, const char *text, size_t len, void *msg);
+
+/*
+ * refusal_budget: the state now of USER's budget in APP (APP_NAME: the app as the client named
+ * it, for the log), logging budget_reset once when a used-up budget or a ban has just ended,
+ * whoever asks first (a change, an upgrade). Returns PX_BUDGET_OK, _EXHAUSTED or _BANNED.
+ */
+enum px_budget px_police_budget_state(struct px_police *p, const struct pol_app *app,
+                                      const char *app_name, const char *user);
 
 /* Logs and counts a refusal the transport decided itself (identity, a malformed call) the
  * way police's own are. */

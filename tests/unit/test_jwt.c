@@ -155,6 +155,43 @@ main(void)
 		CHECK(pol_credential_class(&app, "Bearer eyJ", 10, now, 60) == POL_CRED_BROWSER);
 	}
 	{
+		/* pol_jwt_user: the user an HTTP request's bearer user token names (refusal budgets) */
+		char h[4200], u[64];
+		long n;
+#define USER(key, app) pol_jwt_user(h, strlen(h), key, app, now, 60, u, sizeof u)
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"al\\u0069ce\",\"tokenType\":\"user\"}", KEY));
+		n = USER(KEY, "app1");
+		CHECK(n == 5 && !memcmp(u, "alice", 5)); /* decoded */
+		CHECK(USER(NULL, "app1") == 5);           /* no key: as claimed */
+		CHECK(USER(KEY, "app2") == -1 && USER(NULL, "app2") == -1);
+		CHECK(USER("sk_test_other", "app1") == -1);
+		CHECK(pol_jwt_user(h, strlen(h), KEY, "app1", now, 60, u, 4) == -1); /* does not fit */
+		snprintf(h, sizeof h, "bearer   %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"bob\",\"tokenType\":\"user\",\"exp\":1699999000}", KEY));
+		CHECK(USER(KEY, "app1") == -1); /* expired */
+		CHECK(USER(NULL, "app1") == 3);
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"bob\",\"tokenType\":\"user\"}", "sk_test_forged"));
+		CHECK(USER(KEY, "app1") == -1);   /* forged */
+		CHECK(USER(NULL, "app1") == 3);   /* (nothing to check it with) */
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"tokenType\":\"app\"}", KEY));
+		CHECK(USER(KEY, "app1") == -1 && USER(NULL, "app1") == -1); /* an app token names nobody */
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"bob\",\"tokenType\":\"app\"}", KEY));
+		CHECK(USER(NULL, "app1") == -1);
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"a\\u0000b\",\"tokenType\":\"user\"}", KEY));
+		CHECK(USER(KEY, "app1") == -1);   /* a control character */
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":\"\",\"tokenType\":\"user\"}", KEY));
+		CHECK(USER(KEY, "app1") == -1);   /* empty */
+		snprintf(h, sizeof h, "Bearer %s", mk(HS, "{\"iss\":\"app1\",\"sub\":7,\"tokenType\":\"user\"}", KEY));
+		CHECK(USER(KEY, "app1") == -1);
+		snprintf(h, sizeof h, "Basic %s", "YWxpY2U6eA==");
+		CHECK(USER(NULL, "app1") == -1);
+		snprintf(h, sizeof h, "Bearer %s", KEY);
+		CHECK(USER(KEY, "app1") == -1);
+		snprintf(h, sizeof h, "Bearer a.b");
+		CHECK(USER(NULL, "app1") == -1);
+		CHECK(pol_jwt_user(NULL, 0, KEY, "app1", now, 60, u, sizeof u) == -1);
+#undef USER
+	}
+	{
 		/* pol_jwt_sign_user: what `syncgate token` prints verifies as the user's token */
 		char tok[POL_JWT_MAX_BYTES];
 		const char *why = NULL;
