@@ -8,11 +8,16 @@ import { userToken } from '../lib/rawws.mjs';
 
 export const sent = []; // {url, text}
 export const received = []; // {url, text}: what the SDK got (to tell a lost frame from an SDK's choice)
+export const closes = []; // {url, code, reason}: how each of the SDK's sockets ended
 class RecordingWebSocket extends WebSocket {
   constructor(url, ...rest) {
     super(url, ...rest);
     this._url = url;
     this.on('message', (d) => received.push({ url, text: String(d) }));
+    this.on('close', (code, reason) => closes.push({ url, code, reason: String(reason) }));
+    // as in a browser, a failed connection (an upgrade answered 403, say) is an event the SDK
+    // sees as a close, never a thrown error (ws throws an 'error' nobody listens to)
+    this.on('error', () => {});
   }
   send(data, ...rest) { sent.push({ url: this._url, text: String(data) }); return super.send(data, ...rest); }
 }
