@@ -407,8 +407,8 @@ static int
 write_record(struct px_fleet *fl, struct fapp *a, int only_if_newer, struct px_fleet_wait *w)
 {
 	char k_app[POL_APPID_MAX + 80], at[24], ver[4];
-	const char *argv[16];
-	size_t lens[16];
+	const char *argv[11 + 6];      /* EVAL script 3 keys*3 args*5, and up to 3 field/value pairs */
+	size_t lens[11 + 6];
 	int n = 0, i;
 
 	snprintf(k_app, sizeof k_app, "%sapp:%s", fl->conf.prefix, a->id);
@@ -650,11 +650,11 @@ log_budget(const char *app, const char *user, enum px_budget ev, uint64_t until,
 		return;
 	snprintf(s, sizeof s, "%llu", (unsigned long long)((until - px_wall_ms() + 999) / 1000));
 	px_log(PX_LOG_WARN, report ? "would_budget" : "budget_exhausted", "app", app, "user", user,
-	       "fleet", by, "#for_s", s, NULL);
+	       "#fleet", "true", "via", by, "#for_s", s, NULL);
 	if (ev == PX_BUDGET_BANNED) {
 		snprintf(s, sizeof s, "%llu", (unsigned long long)((ban_until - px_wall_ms() + 999) / 1000));
-		px_log(PX_LOG_WARN, report ? "would_ban" : "banned", "app", app, "user", user, "fleet", by,
-		       "#ban_s", s, NULL);
+		px_log(PX_LOG_WARN, report ? "would_ban" : "banned", "app", app, "user", user, "#fleet",
+		       "true", "via", by, "#ban_s", s, NULL);
 	}
 }
 
@@ -802,15 +802,20 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
 static void
 on_notice(struct px_fleet *fl, const char *msg, size_t len)
 {
-	char buf[1600], *f[6], *save = NULL, *t;
+	char buf[1600], *f[5], *rest, *sp;
 	int n = 0;
 
 	if (len >= sizeof buf)
 		return;
 	memcpy(buf, msg, len);
 	buf[len] = 0;
-	for (t = strtok_r(buf, " ", &save); t && n < 5; t = strtok_r(NULL, " ", &save))
-		f[n++] = t;
+	/* up to five words; REST is what follows the fifth (an id or a user may hold spaces) */
+	for (rest = buf; n < 5 && rest; n++) {
+		f[n] = rest;
+		if ((sp = strchr(rest, ' ')))
+			*sp++ = 0;
+		rest = sp;
+	}
 	if (n >= 2 && !strcmp(f[0], "switch")) {
 		if (strtoull(f[1], NULL, 10) != fl->version) {
 			fl->notices[PX_FLEET_SWITCH]++;
@@ -824,14 +829,14 @@ on_notice(struct px_fleet *fl, const char *msg, size_t len)
 		fl->notices[PX_FLEET_FORGET]++;
 		px_shared_forget(fl->sh, NULL, 0, NULL, 0, 0);
 	} else if (!strcmp(f[0], "forget") && n == 5) {
-		/* the id is the rest of the message (an id may hold spaces) */
+		/* "forget IID APP KIND ID": the id is the rest of the message from its first byte */
 		const char *id = msg + (f[4] - buf);
 		fl->notices[PX_FLEET_FORGET]++;
 		px_shared_forget(fl->sh, f[2], !strcmp(f[3], "conversation"), id,
 		                 len - (size_t)(f[4] - buf), 0);
 	} else if (!strcmp(f[0], "budget") && n == 5) {
 		/* "budget IID APP UNTIL BAN_UNTIL USER": USER is the rest */
-		char *user = save && *save ? save : NULL;
+		char *user = rest && *rest ? rest : NULL;
 		uint64_t until = strtoull(f[3], NULL, 10), ban = strtoull(f[4], NULL, 10);
 		struct pol_config *cfg = px_shared_policy(fl->sh);
 		const struct pol_app *a = pol_config_app(cfg, strcmp(f[2], "*") ? f[2] : "",

@@ -104,8 +104,8 @@ format_line(char *line, size_t size, enum px_log_level level, const char *event,
 		if (o + 16 >= size)
 			break;
 		if (k[0] == '#') {
-			/* a number: written bare when it is one, else null */
-			int num = v && json_number(v);
+			/* a number (or true / false): written bare when it is one, else null */
+			int num = v && (json_number(v) || !strcmp(v, "true") || !strcmp(v, "false"));
 			o += (size_t)snprintf(line + o, size - o, ",\"%s\":%s", k + 1, num ? v : "null");
 			if (o >= size - 8)
 				break;

@@ -15,7 +15,8 @@ void px_log_set_level(enum px_log_level l);
 /*
  * Logs an event: LEVEL, EVENT name, then NULL-terminated key/value string pairs, e.g.
  * px_log(PX_LOG_INFO, "listen", "addr", "127.0.0.1:8080", NULL). A key written "#name" is a
- * number: its value goes out bare ("status":403) when it reads as one, else as null.
+ * number or a boolean: its value goes out bare ("status":403, "fleet":true) when it reads as
+ * one (a JSON number, true, false), else as null.
  */
 void px_log(enum px_log_level level, const char *event, ...);
 
