@@ -107,8 +107,9 @@ struct px_http {
 	char app[POL_APPID_MAX + 1];     /* realtime socket: its app id (checked: [A-Za-z0-9_.-]) */
 	char *user;                     /* realtime socket: its user id, decoded (owned); NULL for
 	                                 * any other request: the relay is then a blind tunnel */
-	char budget_user[PX_BUDGET_USER_MAX]; /* a browser change's user for refusal budgets
-	                                 * (set_budget_user; h->ps.cred_user points here) */
+	char *budget_user;              /* a browser change's user for refusal budgets
+	                                 * (set_budget_user; PX_BUDGET_USER_MAX bytes, allocated
+	                                 * at the first; h->ps.cred_user points here) */
 	char client[64];                /* the client's address: the peer's, or from the
 	                                 * X-Forwarded-For of a trusted proxy (logs) */
 	int peer_trusted;               /* the peer is one of trusted_proxies */
@@ -323,6 +324,7 @@ http_release(struct px_conn *c, void *obj)
 	if (h->new_body)
 		evbuffer_free(h->new_body);
 	free(h->rw);
+	free(h->budget_user);
 	if (h->resp_buf)
 		evbuffer_free(h->resp_buf);
 	if (h->req_buf)
@@ -1003,10 +1005,10 @@ set_budget_user(struct px_http *h, const struct pol_ctx *ctx, const struct pol_c
 	if (!ctx->app->budget || call->cred != POL_CRED_BROWSER || !pol_op_is_change(call->op))
 		return;
 	al = find_header(head, len, "authorization", &authz);
-	if (al <= 0)
-		return;
+	if (al <= 0 || (!h->budget_user && !(h->budget_user = malloc(PX_BUDGET_USER_MAX))))
+		return; /* (out of memory: counted as no user, as a token naming none) */
 	n = pol_jwt_user(authz, (size_t)al, ctx->app->secret_key, h->req_app, (int64_t)time(NULL),
-	                 h->c->cfg->limits.jwt_clock_skew_s, h->budget_user, sizeof h->budget_user - 1);
+	                 h->c->cfg->limits.jwt_clock_skew_s, h->budget_user, PX_BUDGET_USER_MAX - 1);
 	if (n <= 0)
 		return;
 	h->budget_user[n] = 0;
