@@ -377,7 +377,7 @@ settle_batch(struct px_police_stream *s, const struct pol_ctx *ctx, const struct
 	struct px_police *p = s->p;
 	const struct px_transport *tr = s->tr;
 	void *t = s->t;
-	int i, n = call->nactions;
+	int i, n = call->nactions, any = 0;
 	struct pol_decision *d = malloc((size_t)(n ? n : 1) * sizeof *d);
 	unsigned char *allowed = malloc((size_t)(n ? n : 1));
 
@@ -400,8 +400,10 @@ settle_batch(struct px_police_stream *s, const struct pol_ctx *ctx, const struct
 		}
 		note(s, ctx, call, &d[i]);
 		allowed[i] = d[i].verdict == POL_ALLOW;
+		any |= allowed[i];
 	}
-	forget_facts(p, ctx, call);
+	if (any) /* (a batch refused whole changed nothing: the facts stay, here and in the fleet) */
+		forget_facts(p, ctx, call);
 	tr->carry_out_batch(t, msg, call, allowed, d, parked);
 	free(d);
 	free(allowed);

@@ -458,6 +458,22 @@ test_batch(void)
 	CHECK(f.allowed[0] == 1 && f.allowed[1] == 0);
 	CHECK(count("demo", POL_OP_PART_BATCH, PX_V_ALLOW) == 1);
 	CHECK(count("demo", POL_OP_PART_BATCH, PX_V_REFUSE) == 1);
+	CHECK(src.forgets == 1); /* an action went: the conversation's fact is dropped */
+	CHECK_STR(src.forget_id, "c1");
+
+	/* a batch refused whole changes nothing: its fact stays cached (and no instance of a
+	 * fleet is told to drop it) */
+	src.forgets = 0;
+	CHECK(frame(&s, "[13,\"POST\",\"/conversations/c2/participants\",{\"actions\":["
+	                "{\"id\":\"bob\",\"method\":\"POST\",\"params\":{}},"
+	                "{\"id\":\"carol\",\"method\":\"POST\",\"params\":{}}]},{}]") == 1);
+	{
+		struct px_fact fact = {PX_LOOKUP_PRESENT, {"alice", NULL}};
+		src.npending--;
+		src.cb[0](&fact, src.arg[0]);
+	}
+	CHECK(f.batches == 2 && f.allowed[0] == 0 && f.allowed[1] == 0);
+	CHECK(src.forgets == 0);
 	px_police_stream_release(&s);
 }
 
