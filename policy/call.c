@@ -582,8 +582,10 @@ pol_classify_http(struct pol_classifier *k, const char *method, size_t mlen,
 		c->op = POL_OP_UNKNOWN;
 	if (cred == POL_CRED_SERVER)
 		c->op = POL_OP_REST_SERVER;
-	else if (c->op == POL_OP_PART_BATCH)
-		c->op = POL_OP_CONV_SET; /* a batch body over HTTP is not inspected: fail closed */
+	else if (c->op == POL_OP_PART_BATCH) {
+		c->op = POL_OP_CONV_SET; /* a batch body over HTTP is not decided per action: fail closed */
+		c->http_batch = 1;
+	}
 	return 0;
 }
 
@@ -606,7 +608,8 @@ pol_classify_payload(struct pol_classifier *k, struct pol_call *c, const char *b
 	c->data_tok = 0;
 	c->text = body;
 	c->text_len = len;
-	return 0;
+	/* a participants batch: its actions' params are what a locked participant field hides in */
+	return c->http_batch ? parse_actions(k, c, t, why) : 0;
 }
 
 const char *

@@ -67,6 +67,10 @@ struct pol_call {
 	size_t method_len;
 	const char *seq; /* realtime: the seq exactly as written; NULL if none could be read */
 	size_t seq_len;
+	int http_batch;            /* HTTP: a participants batch (POST .../participants), decided
+	                            * as a conversation change (its body is not read); when its
+	                            * app locks participant fields the body is read and its
+	                            * actions (below) are checked for them */
 	struct pol_path path;      /* decoded segments (resource part for HTTP) */
 	const char *app;           /* HTTP only: app id segment; NULL otherwise */
 	size_t app_len;

@@ -246,10 +246,25 @@ static void
 allowed_change(const struct pol_ctx *ctx, const struct pol_call *c, int obj, unsigned kinds,
                struct pol_decision *d)
 {
+	int i;
+
 	if (d->verdict != POL_ALLOW || d->would_deny)
 		return;
 	if (locks_any(ctx->app, kinds))
 		check_locked(ctx, c, obj, kinds, d);
+	/* an HTTP participants batch (read because the app locks participant fields): every
+	 * action's params, as in a realtime batch; the first locked one refuses the whole (one
+	 * HTTP answer), and with strip each action loses its locked members */
+	for (i = 0; c->http_batch && i < c->nactions && (kinds & 1u << POL_FIELDS_PART) &&
+	            ctx->app->locked[POL_FIELDS_PART].n && d->verdict == POL_ALLOW && !d->would_deny;
+	     i++) {
+		struct pol_decision a = *d;
+		if (d->strip || d->would_strip)
+			break; /* (the body's strip covers every action: see pol_http_batch_objs()) */
+		check_locked(ctx, c, c->actions[i].params, 1u << POL_FIELDS_PART, &a);
+		if (a.verdict != POL_ALLOW || a.would_deny || a.strip || a.would_strip)
+			*d = a;
+	}
 }
 
 /* A participant batch allowed whole: decided action by action (pol_decide_action) instead

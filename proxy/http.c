@@ -866,8 +866,9 @@ answered(struct px_http *h)
 
 /*
  * on_locked = strip on a call whose JSON body was read (a body = json route's, a change of an
- * app that locks fields): the body CALL read (its tokens are the classifier's, over json_body) written again without the locked fields D names, into
- * new_body, which forward_head() sends with a Content-Length of its own. Returns 1, or 0
+ * app that locks fields): the body CALL read (its tokens are the classifier's, over
+ * json_body) written again without the locked fields D names, into new_body, which
+ * forward_head() sends with a Content-Length of its own. Returns 1, or 0
  * when it was answered (out of memory, or the rewrite failed).
  */
 static int
@@ -875,10 +876,20 @@ strip_body(struct px_http *h, const struct pol_call *call, const struct pol_deci
 {
 	size_t n = call->text_len ? call->text_len : 1;
 	char *b = malloc(n);
-	long bl = b ? pol_fields_strip(d->strip_lists, d->nstrip_lists, call->text, call->toks,
-	                               &call->data_tok, 1, b, n, NULL, 0)
-	            : -1;
+	/* the body object; a participants batch's: every action's params */
+	int batch = call->http_batch && call->nactions > 0, i, one = call->data_tok;
+	int nobj = batch ? call->nactions : 1;
+	int *objs = batch ? malloc((size_t)nobj * sizeof *objs) : &one;
+	long bl = -1;
 
+	if (b && objs) {
+		for (i = 0; batch && i < nobj; i++)
+			objs[i] = call->actions[i].params;
+		bl = pol_fields_strip(d->strip_lists, d->nstrip_lists, call->text, call->toks, objs,
+		                      nobj, b, n, NULL, 0);
+	}
+	if (batch)
+		free(objs);
 	if (bl < 0 || (!h->new_body && !(h->new_body = evbuffer_new())) ||
 	    evbuffer_add(h->new_body, b, (size_t)bl)) {
 		free(b);

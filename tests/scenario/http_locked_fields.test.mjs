@@ -156,6 +156,37 @@ test('participant PUT with access locked: reject refuses it; strip stores notify
   }
 });
 
+test('a participants batch over HTTP: every action is checked for locked participant fields (reject refuses the whole, strip removes them from each action, other bytes as sent)', T, async () => {
+  const batch = (a, b) => `{"actions":[{"id":"${a}","method":"PATCH","params":{"notify":false}},` +
+    `{"id":"${b}","method":"PUT","params":{"access": "Read","notify":true}}]}`;
+  for (const app of ['rej', 'strip', 'repr', 'open']) {
+    const me = fresh('me'), c = await seedConv(app, me), url = `/v1/${app}/conversations/${c}/participants`;
+    const from = (await be.log()).length, body = batch(me, 'bob');
+    const r = await one(request('POST', url, body, { app, user: me }));
+    const got = await received(from, url);
+    if (app === 'rej') {
+      assert.equal(r.status, 403, r.body.toString());
+      assert.equal(json(r).errorCode, 'FIELD_LOCKED');
+      assert.match(json(r).reasons[0], /'access' of participants/);
+      assert.deepEqual(got, [], 'nothing forwarded');
+    } else {
+      assert.equal(got.length, 1, `${app}: forwarded`);
+      const sent = Buffer.from(got[0].body, 'base64').toString();
+      if (app === 'strip')
+        assert.equal(sent, `{"actions":[{"id":"${me}","method":"PATCH","params":{"notify":false}},` +
+          '{"id":"bob","method":"PUT","params":{"notify":true}}]}');
+      else
+        assert.equal(sent, body, `${app}: as sent`);
+    }
+  }
+  // with participant lists the batch is read strictly: a batch of another shape is refused 400
+  const me = fresh('me'), c = await seedConv('rej', me), url = `/v1/rej/conversations/${c}/participants`;
+  const from = (await be.log()).length;
+  const r = await one(request('POST', url, '{"actions":[{"id":"bob","method":"PUT","params":{},"x":1}]}', { app: 'rej', user: me }));
+  assert.equal(r.status, 400, r.body.toString());
+  assert.deepEqual(await received(from, url), []);
+});
+
 test('conversation PUT and POST: custom.tier and a participation field are locked, the rest passes', T, async () => {
   const me = fresh('me'), c = await seedConv('rej', me), url = `/v1/rej/conversations/${c}`;
   let r = await one(request('PUT', url, '{"subject":"New","custom":{"tier":"gold"}}', { app: 'rej', user: me }));
