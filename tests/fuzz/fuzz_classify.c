@@ -2,7 +2,8 @@
  * Properties: an accepted frame is strictly valid (parsing it again gives the same call);
  * a refused frame's seq, when read, lies inside the input; decisions are total; the frame
  * written without locked fields (on_locked = strip) is strict JSON, never longer, and holds
- * none of them. */
+ * none of them. The same bytes as an HTTP body (pol_classify_payload(), a participants batch
+ * and a plain change): decided without crashing under locked lists, reject and strip. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,37 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	if (!k)
 		k = pol_classifier_new(&lim);
+	for (int batch = 0; batch < 2; batch++) {
+		/* an HTTP change whose body is its payload (an app locking fields of it) */
+		struct pol_call h;
+		memset(&h, 0, sizeof h);
+		h.op = POL_OP_CONV_SET;
+		h.method = POL_M_POST;
+		h.data_tok = -1;
+		h.http_batch = batch;
+		h.cred = POL_CRED_BROWSER;
+		if (pol_classify_payload(k, &h, (const char *)data, size, &why) == 0) {
+			if (batch && size && (h.nactions < 1 || h.nactions > 100))
+				abort(); /* a batch body read is one of 1..batch_actions actions */
+			for (int strip = 0; strip < 2; strip++) {
+				struct pol_app app;
+				struct pol_decision d;
+				memset(&app, 0, sizeof app);
+				strcpy(app.id, "fz");
+				app.user_sync = app.conversation_sync = 1;
+				app.strip_locked = strip;
+				strcpy(app.locked[POL_FIELDS_PART].name[0], "access");
+				strcpy(app.locked[POL_FIELDS_CONV].name[0], "custom.tier");
+				app.locked[POL_FIELDS_PART].n = app.locked[POL_FIELDS_CONV].n = 1;
+				struct pol_ctx ctx = {&app, "me", 2, 1};
+				pol_decide(&ctx, &h, NULL, &d);
+				if (d.verdict != POL_ALLOW && d.verdict != POL_DENY)
+					abort(); /* a conversation change with the switch on is decided */
+				if (d.verdict == POL_DENY && strcmp(d.error_code, "FIELD_LOCKED"))
+					abort();
+			}
+		}
+	}
 	if (pol_classify_frame(k, (const char *)data, size, &c, &why)) {
 		if (c.seq && (c.seq < (const char *)data || c.seq + c.seq_len > (const char *)data + size))
 			abort();
