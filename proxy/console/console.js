@@ -95,7 +95,9 @@
       b.removeAttribute('aria-busy');
       clearError();
       updateApp(j);
-      setStatus(app + ': ' + key.replace('_', ' ') + ' is now ' + str(j[key]) + '.');
+      // with a fleet store the answer says whether the other instances got it too
+      var fleet = typeof j.fleet === 'string' ? (j.fleet === 'shared' ? ' Shared with the fleet.' : ' ' + j.fleet.charAt(0).toUpperCase() + j.fleet.slice(1) + ' (this instance only; shared at the resync if still the newest).') : '';
+      setStatus(app + ': ' + key.replace('_', ' ') + ' is now ' + str(j[key]) + '.' + fleet);
       return refreshApps();
     }).catch(function (e) { b.removeAttribute('aria-busy'); failed(e); });
   }
