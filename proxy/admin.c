@@ -482,6 +482,8 @@ put_app(struct admin_conn *c, const char *app)
 		                               sizeof not_shared);
 		if (!c->fleet_wait)
 			put_done(c, 0, not_shared);
+		else /* the fleet answers within its timeout: the connection waits that long */
+			px_io_set_timeout(c->io, c->cfg->fleet.timeout_ms + 10000);
 		return;
 	}
 	put_done(c, -1, NULL);

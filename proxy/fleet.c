@@ -22,6 +22,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -39,7 +40,9 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define TICK_MS 50             /* deadlines, reconnects, polls are checked this often */
-#define FLEET_APPS_MAX 4096    /* apps in a snapshot taken (more: the rest ignored, logged) */
+#define FLEET_APPS_MAX 4096    /* apps with fleet values (more: the rest ignored, logged) */
+#define BUDGET_PUSH_MS 100     /* refusals are added to the fleet's totals at most this often */
+#define NOTICE_MAX (64 * 1024) /* a notice longer than this is ignored */
 
 /* One switch record: what the fleet (or a local flip not yet shared) says of an app. */
 struct fapp {
@@ -47,6 +50,7 @@ struct fapp {
 	struct pol_app_change ch;       /* -1: not held */
 	uint64_t version, at;
 	int pending;                    /* a local flip the fleet has not taken yet */
+	int writing;                    /* writes of it in flight */
 };
 
 struct rconn {
@@ -60,6 +64,7 @@ struct rconn {
 
 struct px_fleet_wait {
 	struct px_fleet *fl;
+	int resync;                     /* written at a resync (no admin waiting) */
 	px_fleet_shared_cb cb;          /* NULL: cancelled */
 	void *arg;
 	char app[POL_APPID_MAX + 1];
@@ -77,8 +82,19 @@ struct px_fleet {
 	int kick_fd[2];
 	_Atomic int kicked;
 	int connected;                  /* both up, snapshot applied */
-	int was_connected;              /* ever (a reconnect drops the cached facts) */
-	int snapshot_busy, poll_busy, resync_pending;
+	int resync;                     /* the next snapshot is the first of a connection: the
+	                                 * flips made while away are written after it */
+	int snapshot_busy, poll_busy;
+	int snapshot_again;             /* a notice came while a snapshot was in flight */
+	uint32_t rng;                   /* the back-off's jitter */
+	unsigned gen;                   /* connections made: a drop scheduled for an older one
+	                                 * is void */
+	unsigned drop_gen;
+	int drop_armed;
+	int budget_due;                 /* refusals queued, waiting for the next push */
+	int forget_failed;              /* an invalidation could not be announced */
+	uint64_t budget_pushed;         /* monotonic ms of the last push (one per BUDGET_PUSH_MS) */
+	char *saved;                    /* the state_file's text as last written */
 	uint64_t version;
 	uint64_t state_ms;              /* monotonic: last snapshot / version check; 0 never */
 	uint64_t stale_since;           /* wall clock; 0: connected */
@@ -99,6 +115,27 @@ mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A formatted string in memory of its own (NULL on ENOMEM): ids may be long. */
+static char *
+fmt_alloc(size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	char *b;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !(b = malloc((size_t)n + 1)))
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(b, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	if (len)
+		*len = (size_t)n;
+	return b;
+}
+
 static void fleet_drop(struct px_fleet *fl, const char *why);
 static void send_snapshot(struct px_fleet *fl);
 static void flush_queues(struct px_fleet *fl);
@@ -111,12 +148,27 @@ fleet_error(struct px_fleet *fl, const char *why)
 	px_log(PX_LOG_WARN, "fleet_error", "redis", fl->conf.redis, "why", why, NULL);
 }
 
-/* An error seen inside a hiredis callback: both connections are dropped from the loop. */
+/* An error reply that may repeat (every push under a flood): counted, logged once per
+ * distinct reason. */
+static void
+fleet_error_quiet(struct px_fleet *fl, const char *why)
+{
+	if (strcmp(fl->why, why))
+		fleet_error(fl, why);
+	else
+		fl->errors++;
+}
+
+/* An error seen inside a hiredis callback: both connections are dropped from the loop,
+ * unless they were dropped (and maybe remade) meanwhile. */
 static void
 drop_later(struct px_fleet *fl, const char *why)
 {
-	if (!fl->drop_why[0])
-		snprintf(fl->drop_why, sizeof fl->drop_why, "%s", why);
+	if (fl->drop_armed)
+		return;
+	snprintf(fl->drop_why, sizeof fl->drop_why, "%s", why);
+	fl->drop_armed = 1;
+	fl->drop_gen = fl->gen;
 	event_active(fl->drop_ev, 0, 0);
 }
 
@@ -150,7 +202,6 @@ fapp_get(struct px_fleet *fl, const char *id, int create)
 static void
 apply_change(struct px_fleet *fl, const char *app, const struct pol_app_change *ch)
 {
-	struct pol_app_change cur;
 	struct pol_config *now = px_shared_policy(fl->sh);
 	const struct pol_app *a = pol_config_app(now, app, strlen(app));
 	int differs = a->id[0] &&
@@ -159,7 +210,6 @@ apply_change(struct px_fleet *fl, const char *app, const struct pol_app_change *
 	               (ch->mode >= 0 && ch->mode != (int)a->mode));
 
 	pol_config_unref(now);
-	(void)cur;
 	if (differs)
 		px_shared_change_app(fl->sh, app, ch); /* (404: not an app of this file) */
 }
@@ -177,7 +227,7 @@ save_state(struct px_fleet *fl)
 {
 	char tmp[POL_PATH_MAX + 32];
 	cJSON *j, *apps;
-	char *text;
+	char *text, *sig;
 	FILE *f;
 	int i, ok;
 
@@ -185,7 +235,6 @@ save_state(struct px_fleet *fl)
 		return;
 	j = cJSON_CreateObject();
 	cJSON_AddNumberToObject(j, "version", (double)fl->version);
-	cJSON_AddNumberToObject(j, "saved_at", (double)px_wall_ms());
 	cJSON_AddStringToObject(j, "instance", fl->conf.instance);
 	apps = cJSON_AddObjectToObject(j, "apps");
 	for (i = 0; apps && i < fl->napps; i++) {
@@ -204,10 +253,20 @@ save_state(struct px_fleet *fl)
 		if (a->pending)
 			cJSON_AddTrueToObject(o, "pending");
 	}
+	sig = cJSON_PrintUnformatted(j); /* what is saved, but for when */
+	if (!sig || (fl->saved && !strcmp(sig, fl->saved))) {
+		/* unchanged: no write (and no fsync on the loop) */
+		free(sig);
+		cJSON_Delete(j);
+		return;
+	}
+	cJSON_AddNumberToObject(j, "saved_at", (double)px_wall_ms());
 	text = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
-	if (!text)
+	if (!text) {
+		free(sig);
 		return;
+	}
 	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", fl->conf.state_file, (long)getpid());
 	f = fopen(tmp, "w");
 	ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF && fflush(f) == 0 &&
@@ -215,8 +274,14 @@ save_state(struct px_fleet *fl)
 	if (f && fclose(f))
 		ok = 0;
 	free(text);
+	free(fl->saved);
+	fl->saved = ok ? sig : NULL;
+	if (!ok)
+		free(sig);
 	if (!ok || rename(tmp, fl->conf.state_file)) {
 		char why[POL_PATH_MAX + 64];
+		free(fl->saved);
+		fl->saved = NULL;
 		snprintf(why, sizeof why, "state_file %s: %s", fl->conf.state_file, strerror(errno));
 		unlink(tmp);
 		fleet_error(fl, why);
@@ -338,12 +403,30 @@ on_plain(redisAsyncContext *ac, void *r, void *priv)
 	}
 }
 
+/* AUTH's answer: a refused password is a drop (stale, back-off), once per reason. */
 static void
+on_auth(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct px_fleet *fl = priv;
+	redisReply *reply = r;
+	(void)ac;
+	if (!reply)
+		return;
+	sent_pop(&fl->cmd);
+	if (reply->type == REDIS_REPLY_ERROR) {
+		char why[240];
+		snprintf(why, sizeof why, "redis: AUTH: %.200s", reply->str);
+		drop_later(fl, why);
+	}
+}
+
+/* Returns 0, or -1 when it could not be sent. */
+static int
 publish(struct px_fleet *fl, const char *msg, size_t len)
 {
 	const char *argv[3] = {"PUBLISH", fl->channel, msg};
 	size_t lens[3] = {7, strlen(fl->channel), len};
-	command(fl, on_plain, fl, 3, argv, lens);
+	return command(fl, on_plain, fl, 3, argv, lens);
 }
 
 /* ---- switches ---- */
@@ -376,12 +459,15 @@ on_write(redisAsyncContext *ac, void *r, void *priv)
 	char why[240] = "";
 	(void)ac;
 
+	struct fapp *a = fapp_get(fl, w->app, 0);
+
+	if (a && a->writing > 0)
+		a->writing--;
 	if (!reply) {
 		snprintf(why, sizeof why, "redis unreachable (%s)", fl->why[0] ? fl->why : "connection lost");
 	} else {
 		sent_pop(&fl->cmd);
 		if (reply->type == REDIS_REPLY_INTEGER) {
-			struct fapp *a = fapp_get(fl, w->app, 0);
 			if (a && a->at == w->at)
 				a->pending = 0;
 			if (reply->integer > 0) {
@@ -450,6 +536,7 @@ write_record(struct px_fleet *fl, struct fapp *a, int only_if_newer, struct px_f
 		free(w);
 		return -1;
 	}
+	a->writing++;
 	return 0;
 }
 
@@ -461,7 +548,8 @@ px_fleet_share(struct px_fleet *fl, const char *app, const struct pol_app_change
 	struct px_fleet_wait *w;
 
 	if (!a) {
-		snprintf(why, whylen, "out of memory");
+		snprintf(why, whylen, "%s", fl->napps >= FLEET_APPS_MAX ? "the fleet holds "
+		         "switches of 4096 apps already (FLEET_APPS_MAX)" : "out of memory");
 		return NULL;
 	}
 	if (ch->user_sync >= 0)
@@ -487,7 +575,8 @@ px_fleet_share(struct px_fleet *fl, const char *app, const struct pol_app_change
 	w->at = a->at;
 	snprintf(w->app, sizeof w->app, "%s", app);
 	if (write_record(fl, a, 0, w)) {
-		snprintf(why, whylen, "redis unreachable (too many commands in flight)");
+		snprintf(why, whylen, "redis unreachable (%s)", fl->cmd.ac ? "too many commands in flight"
+		         : fl->why[0] ? fl->why : "connection lost");
 		return NULL; /* (write_record freed W) */
 	}
 	return w;
@@ -508,7 +597,7 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 	struct px_fleet *fl = priv;
 	redisReply *reply = r;
 	size_t i, k;
-	int napps = 0, pushed = 0, j;
+	int napps = 0, capped = 0, j;
 	char v[24], n[24];
 	(void)ac;
 
@@ -521,7 +610,6 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 		char why[240];
 		snprintf(why, sizeof why, "redis: snapshot: %.200s",
 		         reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-		fleet_error(fl, why);
 		drop_later(fl, why);
 		return;
 	}
@@ -540,22 +628,26 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 			if (h->element[k]->type != REDIS_REPLY_STRING ||
 			    h->element[k + 1]->type != REDIS_REPLY_STRING)
 				continue;
+			/* values other than syncgate writes are ignored, never read as "off" */
 			if (!strcmp(f, "user_sync"))
-				ch.user_sync = !strcmp(val, "on");
+				ch.user_sync = !strcmp(val, "on") ? 1 : !strcmp(val, "off") ? 0 : -1;
 			else if (!strcmp(f, "conversation_sync"))
-				ch.conversation_sync = !strcmp(val, "on");
+				ch.conversation_sync = !strcmp(val, "on") ? 1 : !strcmp(val, "off") ? 0 : -1;
 			else if (!strcmp(f, "mode"))
-				ch.mode = !strcmp(val, "report") ? POL_MODE_REPORT : POL_MODE_ENFORCE;
+				ch.mode = !strcmp(val, "report") ? POL_MODE_REPORT
+				          : !strcmp(val, "enforce") ? POL_MODE_ENFORCE : -1;
 			else if (!strcmp(f, "version"))
 				ver = strtoull(val, NULL, 10);
 			else if (!strcmp(f, "at"))
 				at = strtoull(val, NULL, 10);
 		}
-		if (!(a = fapp_get(fl, id->str, 1)))
+		if (!(a = fapp_get(fl, id->str, 1))) {
+			capped++;
 			continue;
+		}
 		napps++;
-		if (a->pending && a->at > at)
-			continue; /* newer here: written below */
+		if (a->writing || (a->pending && a->at > at))
+			continue; /* newer here (written below at a resync), or being written */
 		a->pending = 0;
 		a->ch = ch;
 		a->version = ver;
@@ -563,19 +655,31 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 		apply_change(fl, a->id, &a->ch);
 	}
 	fl->version = strtoull(reply->element[0]->str, NULL, 10);
-	for (j = 0; j < fl->napps; j++)
-		if (fl->apps[j].pending && write_record(fl, &fl->apps[j], 1, NULL) == 0) {
+	if (capped) {
+		char c[24];
+		snprintf(c, sizeof c, "%d", capped);
+		px_log(PX_LOG_WARN, "fleet_error", "why", "apps over FLEET_APPS_MAX (4096) ignored",
+		       "#apps", c, NULL);
+	}
+	/* the first snapshot of a connection: the flips made while away, if still the newest */
+	for (j = 0; fl->resync && j < fl->napps; j++)
+		if (fl->apps[j].pending && !fl->apps[j].writing &&
+		    write_record(fl, &fl->apps[j], 1, NULL) == 0)
 			px_log(PX_LOG_INFO, "fleet_resync_pushed", "app", fl->apps[j].id, NULL);
-			pushed++;
-		}
+	fl->resync = 0;
 	fl->state_ms = mono_ms();
 	if (!fl->connected) {
-		/* the notices published while this instance was away are lost, and its own changes
-		 * made meanwhile were not announced: its workers drop every cached fact, and so
-		 * does every other instance (the "flush" notice flush_queues() sends) */
-		if (fl->was_connected)
-			px_shared_forget(fl->sh, NULL, 0, NULL, 0, 1);
-		fl->was_connected = 1;
+		/* the notices published while this instance was away are lost: its workers drop
+		 * every cached fact; and if facts changed here meanwhile (invalidations queued and
+		 * not announced), every other instance is told to do the same ("flush") */
+		uint64_t seq = px_shared_forget_seq(fl->sh);
+		if (seq != fl->forget_seen) {
+			char msg[40];
+			int len = snprintf(msg, sizeof msg, "flush %s", fl->iid);
+			publish(fl, msg, (size_t)len);
+		}
+		fl->forget_seen = seq;
+		px_shared_forget(fl->sh, NULL, 0, NULL, 0, 0); /* (0: local only, not announced) */
 		fl->connected = 1;
 		fl->stale_since = 0;
 		fl->why[0] = 0;
@@ -588,7 +692,10 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 	snprintf(n, sizeof n, "%d", napps);
 	px_log(PX_LOG_INFO, "fleet_snapshot", "#version", v, "#apps", n, NULL);
 	save_state(fl);
-	(void)pushed;
+	if (fl->snapshot_again) { /* a notice came meanwhile: this snapshot may predate it */
+		fl->snapshot_again = 0;
+		send_snapshot(fl);
+	}
 }
 
 static void
@@ -618,9 +725,10 @@ on_version(redisAsyncContext *ac, void *r, void *priv)
 	sent_pop(&fl->cmd);
 	fl->poll_busy = 0;
 	if (reply->type == REDIS_REPLY_ERROR) {
+		/* (NOAUTH after an ACL change, WRONGTYPE, LOADING): stale until it works again */
 		char why[240];
-		snprintf(why, sizeof why, "redis: %.200s", reply->str);
-		fleet_error(fl, why);
+		snprintf(why, sizeof why, "redis: version poll: %.200s", reply->str);
+		drop_later(fl, why);
 		return;
 	}
 	fl->state_ms = mono_ms();
@@ -636,39 +744,50 @@ static const char BUDGET_LUA[] = "local t = redis.call('INCRBY', KEYS[1], ARGV[1
 
 struct budget_req {
 	struct px_fleet *fl;
-	uint32_t n, budget;
-	uint64_t window, window_ms, ban_ms;
-	char *app, *user;               /* one allocation: app\0user\0 */
+	struct px_budget_push p;        /* p.key (app), p.user: owned */
 };
 
 static void
 log_budget(const char *app, const char *user, enum px_budget ev, uint64_t until,
            uint64_t ban_until, const char *by, int report)
 {
+	uint64_t now = px_wall_ms();
 	char s[24];
 	if (ev == PX_BUDGET_OK)
 		return;
-	snprintf(s, sizeof s, "%llu", (unsigned long long)((until - px_wall_ms() + 999) / 1000));
+	snprintf(s, sizeof s, "%llu", (unsigned long long)(until > now ? (until - now + 999) / 1000 : 0));
 	px_log(PX_LOG_WARN, report ? "would_budget" : "budget_exhausted", "app", app, "user", user,
 	       "#fleet", "true", "via", by, "#for_s", s, NULL);
 	if (ev == PX_BUDGET_BANNED) {
-		snprintf(s, sizeof s, "%llu", (unsigned long long)((ban_until - px_wall_ms() + 999) / 1000));
+		snprintf(s, sizeof s, "%llu",
+		         (unsigned long long)(ban_until > now ? (ban_until - now + 999) / 1000 : 0));
 		px_log(PX_LOG_WARN, report ? "would_ban" : "banned", "app", app, "user", user, "#fleet",
 		       "true", "via", by, "#ban_s", s, NULL);
 	}
 }
 
-/* Is APP ("*": [app:*]) in report mode now? */
-static int
-app_reports(struct px_fleet *fl, const char *app)
+/* APP's section ("*": [app:*]), or NULL when this file has none of that id; *CFG holds it. */
+static const struct pol_app *
+app_of(struct px_fleet *fl, const char *app, struct pol_config **cfg)
 {
-	struct pol_config *cfg = px_shared_policy(fl->sh);
 	int star = !strcmp(app, "*");
-	int r = pol_config_app(cfg, star ? "" : app, star ? 0 : strlen(app))->mode == POL_MODE_REPORT;
-	pol_config_unref(cfg);
-	return r;
+	const struct pol_app *a;
+	*cfg = px_shared_policy(fl->sh);
+	a = pol_config_app(*cfg, star ? "" : app, star ? 0 : strlen(app));
+	return star || a->id[0] ? a : NULL;
 }
 
+static void
+free_budget_req(struct budget_req *b)
+{
+	free(b->p.key);
+	free(b->p.user);
+	free(b);
+}
+
+/* The fleet's total for a window: at or over the budget, the user is budgeted here (whatever
+ * push took it there: a reply lost on the way must not leave the window unenforced) and,
+ * when that changed something here, every instance is told. */
 static void
 on_budget(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -679,85 +798,73 @@ on_budget(redisAsyncContext *ac, void *r, void *priv)
 
 	if (reply) {
 		sent_pop(&fl->cmd);
-		if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= (long long)b->budget &&
-		    reply->integer - (long long)b->n < (long long)b->budget) {
-			/* this push used the fleet's budget up: every instance is told */
-			uint64_t now = px_wall_ms(), until = (b->window + 1) * b->window_ms,
-			         ban = b->ban_ms ? now + b->ban_ms : 0;
-			char msg[1400];
-			int len;
-			int report = app_reports(fl, b->app);
-			log_budget(b->app, b->user,
-			           px_shared_budget_mark(fl->sh, b->app, b->user, until, report ? 0 : ban, now),
-			           until, ban, "total", report);
-			len = snprintf(msg, sizeof msg, "budget %s %s %llu %llu %s", fl->iid, b->app,
-			               (unsigned long long)until, (unsigned long long)ban, b->user);
-			if (len > 0 && (size_t)len < sizeof msg)
-				publish(fl, msg, (size_t)len);
+		if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= (long long)b->p.budget) {
+			uint64_t now = px_wall_ms(), until = (b->p.window + 1) * b->p.window_ms,
+			         ban = b->p.ban_ms ? now + b->p.ban_ms : 0;
+			struct pol_config *cfg;
+			const struct pol_app *a = app_of(fl, b->p.app, &cfg);
+			int report = a && a->mode == POL_MODE_REPORT;
+			enum px_budget ev = until > now ? px_shared_budget_mark(fl->sh, b->p.app, b->p.user,
+			                                                        until, report ? 0 : ban, now)
+			                                : PX_BUDGET_OK; /* (that window is over) */
+			pol_config_unref(cfg);
+			log_budget(b->p.app, b->p.user, ev, until, ban, "total", report);
+			if (ev != PX_BUDGET_OK) {
+				size_t len;
+				char *msg = fmt_alloc(&len, "budget %s %s %llu %llu %s", fl->iid, b->p.app,
+				                      (unsigned long long)until, (unsigned long long)ban, b->p.user);
+				if (!msg || publish(fl, msg, len))
+					fleet_error_quiet(fl, "a budget notice could not be sent");
+				free(msg);
+			}
 		} else if (reply->type == REDIS_REPLY_ERROR) {
 			char why[240];
-			snprintf(why, sizeof why, "redis: %.200s", reply->str);
-			fleet_error(fl, why);
+			snprintf(why, sizeof why, "redis: budget: %.200s", reply->str);
+			fleet_error_quiet(fl, why);
 		}
 	}
-	free(b);
+	free_budget_req(b);
 }
 
+/* The refusals queued since the last push, added to the fleet's totals (at most every
+ * BUDGET_PUSH_MS, one command per user and window). One that cannot be sent now is queued
+ * again. */
 static void
-publish_forget(void *arg, const char *app, int kind, const char *id, size_t idlen)
-{
-	struct px_fleet *fl = arg;
-	char msg[1600];
-	int len;
-
-	if (!app)
-		len = snprintf(msg, sizeof msg, "flush %s", fl->iid);
-	else
-		len = snprintf(msg, sizeof msg, "forget %s %s %s %.*s", fl->iid, app,
-		               kind ? "conversation" : "user", (int)idlen, id);
-	if (len > 0 && (size_t)len < sizeof msg)
-		publish(fl, msg, (size_t)len);
-}
-
-/* What the workers queued: invalidations to announce, refusals to add to the fleet's count.
- * While disconnected they wait (refusals in px_shared; invalidations are replaced by one
- * "flush" at the resync). */
-static void
-flush_queues(struct px_fleet *fl)
+push_budgets(struct px_fleet *fl)
 {
 	struct px_budget_push *p;
 	int n, i;
 
-	if (!fl->connected)
-		return;
-	fl->forget_seen = px_shared_forgets(fl->sh, fl->forget_seen, 1, publish_forget, fl);
+	fl->budget_due = 0;
+	fl->budget_pushed = mono_ms();
 	n = px_shared_budget_pending(fl->sh, &p);
 	for (i = 0; i < n; i++) {
-		size_t al = strlen(p[i].app), ul = strlen(p[i].user);
-		struct budget_req *b = malloc(sizeof *b + al + ul + 2);
-		char key[1600], cnt[16], exp[24];
+		struct budget_req *b = calloc(1, sizeof *b);
+		char cnt[16], exp[24], *key;
 		const char *argv[6];
-		size_t lens[6];
-		int k, kl;
+		size_t lens[6], kl;
+		int k;
 
-		kl = snprintf(key, sizeof key, "%sbudget:%s:%llu:%s", fl->conf.prefix, p[i].app,
-		              (unsigned long long)p[i].window, p[i].user);
-		if (!b || kl < 0 || (size_t)kl >= sizeof key) {
-			free(b);
+		key = fmt_alloc(&kl, "%sbudget:%s:%llu:%s", fl->conf.prefix, p[i].app,
+		                (unsigned long long)p[i].window, p[i].user);
+		if (b) {
+			b->fl = fl;
+			b->p = p[i];
+			p[i].key = p[i].user = NULL; /* (the request owns them now) */
+			b->p.app = b->p.key;
+		}
+		if (!b || !key) {
+			free(key);
+			if (b)
+				px_shared_budget_requeue(fl->sh, &b->p);
+			else
+				px_shared_budget_requeue(fl->sh, &p[i]);
+			if (b)
+				free_budget_req(b);
 			continue;
 		}
-		b->fl = fl;
-		b->n = p[i].n;
-		b->budget = p[i].budget;
-		b->window = p[i].window;
-		b->window_ms = p[i].window_ms;
-		b->ban_ms = p[i].ban_ms;
-		b->app = (char *)(b + 1);
-		b->user = b->app + al + 1;
-		memcpy(b->app, p[i].app, al + 1);
-		memcpy(b->user, p[i].user, ul + 1);
-		snprintf(cnt, sizeof cnt, "%u", p[i].n);
-		snprintf(exp, sizeof exp, "%llu", (unsigned long long)(2 * p[i].window_ms));
+		snprintf(cnt, sizeof cnt, "%u", b->p.n);
+		snprintf(exp, sizeof exp, "%llu", (unsigned long long)(2 * b->p.window_ms));
 		argv[0] = "EVAL";
 		argv[1] = BUDGET_LUA;
 		argv[2] = "1";
@@ -765,11 +872,52 @@ flush_queues(struct px_fleet *fl)
 		argv[4] = cnt;
 		argv[5] = exp;
 		for (k = 0; k < 6; k++)
-			lens[k] = strlen(argv[k]);
-		if (command(fl, on_budget, b, 6, argv, lens))
-			free(b);
+			lens[k] = k == 3 ? kl : strlen(argv[k]);
+		if (command(fl, on_budget, b, 6, argv, lens)) {
+			px_shared_budget_requeue(fl->sh, &b->p); /* (sent with the next push) */
+			free_budget_req(b);
+			fl->budget_due = 1;
+		}
+		free(key);
 	}
 	px_shared_budget_pushes_free(p, n > 0 ? n : 0);
+}
+
+static void
+publish_forget(void *arg, const char *app, int kind, const char *id, size_t idlen)
+{
+	struct px_fleet *fl = arg;
+	size_t len;
+	char *msg = !app ? fmt_alloc(&len, "flush %s", fl->iid)
+	                 : fmt_alloc(&len, "forget %s %s %s %.*s", fl->iid, app,
+	                             kind ? "conversation" : "user", (int)idlen, id);
+	if (!msg || publish(fl, msg, len))
+		fl->forget_failed = 1;
+	free(msg);
+}
+
+/* What the workers queued: invalidations are announced at once (the next decision on
+ * another instance may need them); refusals are pushed at most every BUDGET_PUSH_MS. While
+ * disconnected both wait (refusals in px_shared; invalidations in its ring, replaced by one
+ * "flush" at the resync when any were missed). */
+static void
+flush_queues(struct px_fleet *fl)
+{
+	uint64_t seen = fl->forget_seen;
+
+	if (!fl->connected)
+		return;
+	fl->forget_failed = 0;
+	fl->forget_seen = px_shared_forgets(fl->sh, fl->forget_seen, 1, publish_forget, fl);
+	if (fl->forget_failed) {
+		/* (sent again with the next: an invalidation is idempotent) */
+		fl->forget_seen = seen;
+		fleet_error_quiet(fl, "invalidations could not be announced (too many commands in flight)");
+	}
+	if (mono_ms() - fl->budget_pushed >= BUDGET_PUSH_MS)
+		push_budgets(fl);
+	else
+		fl->budget_due = 1; /* (tick_cb pushes them) */
 }
 
 /* A worker queued something: KICK_FD wakes the loop (one byte until it is read). */
@@ -799,13 +947,19 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- notices ---- */
 
+/*
+ * A message on the channel. Anyone who can publish there is trusted as far as these go:
+ * switches are only ever read back from the hashes; an invalidation only drops a cached fact;
+ * a budget notice only budgets a user of an app of this file, for at most that app's window
+ * and ban from now.
+ */
 static void
 on_notice(struct px_fleet *fl, const char *msg, size_t len)
 {
-	char buf[1600], *f[5], *rest, *sp;
+	char *buf, *f[5], *rest, *sp;
 	int n = 0;
 
-	if (len >= sizeof buf)
+	if (len >= NOTICE_MAX || !(buf = malloc(len + 1)))
 		return;
 	memcpy(buf, msg, len);
 	buf[len] = 0;
@@ -819,37 +973,39 @@ on_notice(struct px_fleet *fl, const char *msg, size_t len)
 	if (n >= 2 && !strcmp(f[0], "switch")) {
 		if (strtoull(f[1], NULL, 10) != fl->version) {
 			fl->notices[PX_FLEET_SWITCH]++;
-			send_snapshot(fl);
+			if (fl->snapshot_busy)
+				fl->snapshot_again = 1; /* (the one in flight may predate it) */
+			else
+				send_snapshot(fl);
 		}
-		return;
-	}
-	if (n < 2 || !strcmp(f[1], fl->iid))
-		return; /* (our own) */
-	if (!strcmp(f[0], "flush")) {
+	} else if (n < 2 || !strcmp(f[1], fl->iid)) {
+		/* (our own) */
+	} else if (!strcmp(f[0], "flush")) {
 		fl->notices[PX_FLEET_FORGET]++;
 		px_shared_forget(fl->sh, NULL, 0, NULL, 0, 0);
-	} else if (!strcmp(f[0], "forget") && n == 5) {
+	} else if (!strcmp(f[0], "forget") && n == 5 &&
+	           (!strcmp(f[3], "user") || !strcmp(f[3], "conversation"))) {
 		/* "forget IID APP KIND ID": the id is the rest of the message from its first byte */
 		const char *id = msg + (f[4] - buf);
 		fl->notices[PX_FLEET_FORGET]++;
 		px_shared_forget(fl->sh, f[2], !strcmp(f[3], "conversation"), id,
 		                 len - (size_t)(f[4] - buf), 0);
-	} else if (!strcmp(f[0], "budget") && n == 5) {
+	} else if (!strcmp(f[0], "budget") && n == 5 && rest && *rest) {
 		/* "budget IID APP UNTIL BAN_UNTIL USER": USER is the rest */
-		char *user = rest && *rest ? rest : NULL;
-		uint64_t until = strtoull(f[3], NULL, 10), ban = strtoull(f[4], NULL, 10);
-		struct pol_config *cfg = px_shared_policy(fl->sh);
-		const struct pol_app *a = pol_config_app(cfg, strcmp(f[2], "*") ? f[2] : "",
-		                                         strcmp(f[2], "*") ? strlen(f[2]) : 0);
-		if (user && a->budget && a->mode != POL_MODE_REPORT) {
+		uint64_t now = px_wall_ms(), until = strtoull(f[3], NULL, 10), ban = strtoull(f[4], NULL, 10);
+		struct pol_config *cfg;
+		const struct pol_app *a = app_of(fl, f[2], &cfg);
+		if (a && a->budget && a->mode != POL_MODE_REPORT && until > now) {
+			if (until > now + a->budget_window_ms)
+				until = now + a->budget_window_ms;
+			ban = !a->ban_ms || ban <= now ? 0 : ban > now + a->ban_ms ? now + a->ban_ms : ban;
 			fl->notices[PX_FLEET_BUDGET]++;
-			log_budget(f[2], user,
-			           px_shared_budget_mark(fl->sh, f[2], user, until, a->ban_ms ? ban : 0,
-			                                 px_wall_ms()),
+			log_budget(f[2], rest, px_shared_budget_mark(fl->sh, f[2], rest, until, ban, now),
 			           until, ban, "notice", 0);
 		}
 		pol_config_unref(cfg);
 	}
+	free(buf);
 }
 
 /* The subscriber: SUBSCRIBE's confirmation, then every message on the channel. */
@@ -930,13 +1086,23 @@ open_conn(struct px_fleet *fl, struct rconn *c)
 	c->n = c->head = 0;
 	c->answered = 0;
 	c->started_ms = mono_ms();
-	redisLibeventAttach(ac, fl->base);
+	if (redisLibeventAttach(ac, fl->base) != REDIS_OK) {
+		c->ac = NULL;
+		ac->data = NULL;
+		redisAsyncFree(ac);
+		return -1;
+	}
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	/* a half-open subscriber would lose notices unnoticed: the kernel probes it */
+	redisEnableKeepAlive(&ac->c);
 	if (f->password[0]) {
 		const char *argv[2] = {"AUTH", f->password};
 		size_t lens[2] = {4, strlen(f->password)};
-		redisAsyncCommandArgv(ac, c == &fl->cmd ? on_plain : NULL, fl, 2, argv, lens);
+		/* (the subscriber's refusal shows as its SUBSCRIBE failing: a disconnect) */
+		if (redisAsyncCommandArgv(ac, c == &fl->cmd ? on_auth : NULL, fl, 2, argv, lens) !=
+		    REDIS_OK)
+			return -1;
 		if (c == &fl->cmd)
 			sent_push(c);
 	}
@@ -946,16 +1112,16 @@ open_conn(struct px_fleet *fl, struct rconn *c)
 static void
 fleet_connect(struct px_fleet *fl)
 {
+	const char *argv[2] = {"SUBSCRIBE", fl->channel};
+	size_t lens[2] = {9, strlen(fl->channel)};
+
+	fl->gen++; /* (a drop scheduled for the connections before is void) */
 	fl->drop_why[0] = 0;
-	if (open_conn(fl, &fl->cmd) || open_conn(fl, &fl->sub)) {
+	fl->snapshot_busy = fl->poll_busy = fl->snapshot_again = 0;
+	fl->resync = 1;
+	if (open_conn(fl, &fl->cmd) || open_conn(fl, &fl->sub) ||
+	    redisAsyncCommandArgv(fl->sub.ac, on_message, fl, 2, argv, lens) != REDIS_OK)
 		fleet_drop(fl, fl->drop_why[0] ? fl->drop_why : "connect: out of memory");
-		return;
-	}
-	{
-		const char *argv[2] = {"SUBSCRIBE", fl->channel};
-		size_t lens[2] = {9, strlen(fl->channel)};
-		redisAsyncCommandArgv(fl->sub.ac, on_message, fl, 2, argv, lens);
-	}
 }
 
 static void
@@ -977,7 +1143,11 @@ fleet_drop(struct px_fleet *fl, const char *why)
 	uint64_t now = mono_ms();
 	char reason[200];
 
-	snprintf(reason, sizeof reason, "%s", why); /* (WHY may be fl->why) */
+	snprintf(reason, sizeof reason, "%s", why); /* (WHY may be fl->why or fl->drop_why) */
+	fl->gen++;
+	fl->drop_armed = 0;
+	fl->drop_why[0] = 0;
+	event_del(fl->drop_ev);
 	if (fl->connected) {
 		fl->stale_since = px_wall_ms();
 		px_log(PX_LOG_WARN, "fleet_disconnected", "redis", fl->conf.redis, "why", reason, NULL);
@@ -993,7 +1163,8 @@ fleet_drop(struct px_fleet *fl, const char *why)
 	fl->backoff = fl->backoff ? fl->backoff * 2 : BACKOFF_MIN_MS;
 	if (fl->backoff > BACKOFF_MAX_MS)
 		fl->backoff = BACKOFF_MAX_MS;
-	fl->next_connect = now + fl->backoff + (uint64_t)(rand() % (int)(fl->backoff / 4 + 1));
+	fl->rng = fl->rng * 1103515245u + 12345u; /* (seeded per process: no fleet-wide lockstep) */
+	fl->next_connect = now + fl->backoff + (fl->rng >> 8) % (fl->backoff / 4 + 1);
 }
 
 static void
@@ -1004,8 +1175,8 @@ drop_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	snprintf(why, sizeof why, "%s", fl->drop_why[0] ? fl->drop_why : "error");
-	fl->drop_why[0] = 0;
-	if (fl->cmd.ac || fl->sub.ac || fl->connected || fl->next_connect == 0)
+	fl->drop_armed = 0;
+	if (fl->drop_gen == fl->gen) /* (else those connections were dropped already) */
 		fleet_drop(fl, why);
 }
 
@@ -1017,11 +1188,15 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
+	if (fl->drop_armed)
+		return; /* (drop_cb first: it sets the back-off) */
 	if (!fl->cmd.ac && !fl->sub.ac) {
 		if (now >= fl->next_connect)
 			fleet_connect(fl);
 		return;
 	}
+	if (fl->budget_due && fl->connected && now - fl->budget_pushed >= BUDGET_PUSH_MS)
+		push_budgets(fl);
 	if ((fl->cmd.n && now - fl->cmd.sent[fl->cmd.head] > to) ||
 	    (!fl->cmd.answered && now - fl->cmd.started_ms > to) ||
 	    (!fl->sub.answered && now - fl->sub.started_ms > to)) {
@@ -1065,6 +1240,7 @@ px_fleet_new(struct event_base *base, struct px_shared *sh, const struct pol_fle
 			r[i] = (unsigned char)(rand() ^ getpid());
 	for (i = 0; i < 8; i++)
 		snprintf(fl->iid + 2 * i, 3, "%02x", r[i]);
+	memcpy(&fl->rng, r, sizeof fl->rng);
 	snprintf(fl->channel, sizeof fl->channel, "%sevents", conf->prefix);
 	snprintf(fl->k_version, sizeof fl->k_version, "%sversion", conf->prefix);
 	snprintf(fl->k_apps, sizeof fl->k_apps, "%sapps", conf->prefix);
@@ -1107,6 +1283,7 @@ px_fleet_free(struct px_fleet *fl)
 	if (fl->kick_fd[1] >= 0)
 		evutil_closesocket(fl->kick_fd[1]);
 	free(fl->apps);
+	free(fl->saved);
 	free(fl);
 }
 

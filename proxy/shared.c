@@ -2,6 +2,7 @@
  * proxy/shared.c - the policy and state every thread shares (contract in shared.h).
  */
 #include "proxy/shared.h"
+#include "proxy/log.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -525,6 +526,29 @@ px_shared_budget_pending(struct px_shared *sh, struct px_budget_push **out)
 	if (n && !*out)
 		return -1;
 	return i;
+}
+
+void
+px_shared_budget_requeue(struct px_shared *sh, const struct px_budget_push *p)
+{
+	struct budget *b;
+
+	pthread_mutex_lock(&sh->budget_lock);
+	b = budget_find(sh, p->app, p->user, px_wall_ms(), 0, 0);
+	if (b) {
+		if (!b->pending) {
+			b->pending_next = sh->pending;
+			sh->pending = b;
+			b->pending_window = p->window;
+		}
+		if (b->pending_window == p->window) {
+			b->pending += p->n;
+			b->pending_budget = p->budget;
+			b->pending_window_ms = p->window_ms;
+			b->pending_ban_ms = p->ban_ms;
+		} /* (else a newer window has refusals of its own: the old one is over) */
+	}
+	pthread_mutex_unlock(&sh->budget_lock);
 }
 
 void

@@ -80,6 +80,8 @@ struct px_budget_push {
 };
 int px_shared_budget_pending(struct px_shared *sh, struct px_budget_push **out);
 void px_shared_budget_pushes_free(struct px_budget_push *p, int n);
+/* A push that could not be sent, queued again (added to what came since, same window). */
+void px_shared_budget_requeue(struct px_shared *sh, const struct px_budget_push *p);
 enum px_budget px_shared_budget_mark(struct px_shared *sh, const char *app, const char *user,
                                      uint64_t until, uint64_t banned_until, uint64_t now_ms);
 

@@ -325,6 +325,29 @@ test('a refusal budget counts over the fleet: one refusal on each of three insta
   }
 });
 
+test('hostile notices on the channel: a budget notice for an app of no section, or an unknown kind, is ignored; one with a far future budgets for at most the window from now and bans nobody the app does not ban', { skip }, async () => {
+  const before = await B.metric('syncgate_fleet_notices_total', 'kind="budget"');
+  const forgets = await B.metric('syncgate_fleet_notices_total', 'kind="forget"');
+  const far = String(Date.now() + 10 * 365 * 86400000), user = uniqueUser('mallory');
+  await redis.cmd('PUBLISH', `${P}events`, `budget feedfacefeedface nosuchapp ${far} ${far} ${user}`);
+  await redis.cmd('PUBLISH', `${P}events`, `forget feedfacefeedface demo bogus ${user}`);
+  await redis.cmd('PUBLISH', `${P}events`, `budget feedfacefeedface budget ${far} ${far} ${user}`);
+  await until(async () => (await B.metric('syncgate_fleet_notices_total', 'kind="budget"')) === before + 1, 2000,
+    'the budget notice for app budget was not taken');
+  assert.equal(await B.metric('syncgate_fleet_notices_total', 'kind="forget"'), forgets, 'a forget of an unknown kind is ignored');
+  const lines = B.events('budget_exhausted').filter((l) => l.user === user);
+  assert.equal(lines.length, 1, JSON.stringify(lines));
+  assert.equal(lines[0].app, 'budget');
+  assert.ok(lines[0].for_s <= 60, `clamped to the 1m window: ${JSON.stringify(lines[0])}`);
+  assert.equal(B.events('banned').filter((l) => l.user === user).length, 0, 'app budget has no refusal_ban');
+  // the user is budgeted on B now, for at most a minute: the change is answered from memory
+  const s = await remoteSession({ host: `127.0.0.1:${B.port}`, appId: 'budget', userId: user, key: apps.budget });
+  cleanup.push(() => s.close());
+  const a = await s.setUser({ name: 'x' });
+  assert.equal(a.ok, false);
+  assert.match(a.message, /TOO_MANY_REFUSED_CALLS/);
+});
+
 test('Redis paused: decisions never wait on it (20 SDK calls with timeout = 10s); the admin API answers', { skip }, async () => {
   const E = await instance('e', { fleet: 'poll = 1s\ntimeout = 10s\n', stateFile: null });
   await connected(E, 1, 8000);
