@@ -4,8 +4,9 @@
  * Redis keys, P = key_prefix:
  *   P version                 bumped by every switch write
  *   P apps                    the app ids with fleet values
- *   P app:ID                  user_sync, conversation_sync, mode (those ever set), version,
- *                             at (wall-clock ms of the change), by (instance)
+ *   P app:ID                  user_sync, conversation_sync, mode (those ever set), each
+ *                             with at:SWITCH (wall-clock ms of its flip: newest wins per
+ *                             switch), version (of the last write), by (its instance)
  *   P events                  notices: "switch V", "forget IID APP user|conversation ID",
  *                             "budget IID APP UNTIL BAN_UNTIL USER"
  *   P budget:APP:W:USER       refusals in window W (wall clock / window), expiring
@@ -44,12 +45,17 @@
 #define BUDGET_PUSH_MS 100     /* refusals are added to the fleet's totals at most this often */
 #define NOTICE_MAX (64 * 1024) /* a notice longer than this is ignored */
 
-/* One switch record: what the fleet (or a local flip not yet shared) says of an app. */
+/* The switches the fleet holds, each with the time it was set: newest wins per switch. */
+#define NFIELDS 3
+static const char *const FIELD[NFIELDS] = {"user_sync", "conversation_sync", "mode"};
+
+/* One app's record: what the fleet (or a local flip not yet shared) says of its switches. */
 struct fapp {
 	char id[POL_APPID_MAX + 1];
-	struct pol_app_change ch;       /* -1: not held */
-	uint64_t version, at;
-	int pending;                    /* a local flip the fleet has not taken yet */
+	int v[NFIELDS];                 /* -1: not held; mode: an enum pol_mode */
+	uint64_t at[NFIELDS];           /* wall-clock ms of the change that set it */
+	unsigned pending;               /* fields flipped here that the fleet has not taken */
+	uint64_t version;
 	int writing;                    /* writes of it in flight */
 };
 
@@ -64,11 +70,12 @@ struct rconn {
 
 struct px_fleet_wait {
 	struct px_fleet *fl;
-	int resync;                     /* written at a resync (no admin waiting) */
+	int resync;                     /* written at a resync: only where newer */
 	px_fleet_shared_cb cb;          /* NULL: cancelled */
 	void *arg;
 	char app[POL_APPID_MAX + 1];
-	uint64_t at;
+	unsigned mask;                  /* the fields written */
+	uint64_t at[NFIELDS];           /* their times */
 };
 
 struct px_fleet {
@@ -194,8 +201,37 @@ fapp_get(struct px_fleet *fl, const char *id, int create)
 	struct fapp *a = &fl->apps[fl->napps++];
 	memset(a, 0, sizeof *a);
 	snprintf(a->id, sizeof a->id, "%s", id);
-	a->ch.user_sync = a->ch.conversation_sync = a->ch.mode = -1;
+	a->v[0] = a->v[1] = a->v[2] = -1;
 	return a;
+}
+
+static const char *
+value_text(int f, int v)
+{
+	return f == 2 ? (v == POL_MODE_REPORT ? "report" : "enforce") : v ? "on" : "off";
+}
+
+/* A field's value as syncgate writes it, or -1 (anything else is ignored, never "off"). */
+static int
+value_parse(int f, const char *s)
+{
+	if (f == 2)
+		return !strcmp(s, "report") ? POL_MODE_REPORT : !strcmp(s, "enforce") ? POL_MODE_ENFORCE : -1;
+	return !strcmp(s, "on") ? 1 : !strcmp(s, "off") ? 0 : -1;
+}
+
+/* The fields of A in MASK that it holds, as a change. */
+static struct pol_app_change
+change_of(const struct fapp *a, unsigned mask)
+{
+	struct pol_app_change ch = {-1, -1, -1};
+	if (mask & 1)
+		ch.user_sync = a->v[0];
+	if (mask & 2)
+		ch.conversation_sync = a->v[1];
+	if (mask & 4)
+		ch.mode = a->v[2];
+	return ch;
 }
 
 /* Makes CH the app's override where it holds a value and differs from the one in force. */
@@ -212,12 +248,6 @@ apply_change(struct px_fleet *fl, const char *app, const struct pol_app_change *
 	pol_config_unref(now);
 	if (differs)
 		px_shared_change_app(fl->sh, app, ch); /* (404: not an app of this file) */
-}
-
-static const char *
-onoff(int v)
-{
-	return v ? "on" : "off";
 }
 
 /* ---- the state file ---- */
@@ -239,19 +269,23 @@ save_state(struct px_fleet *fl)
 	apps = cJSON_AddObjectToObject(j, "apps");
 	for (i = 0; apps && i < fl->napps; i++) {
 		const struct fapp *a = &fl->apps[i];
-		cJSON *o = cJSON_AddObjectToObject(apps, a->id);
+		cJSON *o = cJSON_AddObjectToObject(apps, a->id), *at, *pend;
+		int k;
 		if (!o)
 			continue;
-		if (a->ch.user_sync >= 0)
-			cJSON_AddStringToObject(o, "user_sync", onoff(a->ch.user_sync));
-		if (a->ch.conversation_sync >= 0)
-			cJSON_AddStringToObject(o, "conversation_sync", onoff(a->ch.conversation_sync));
-		if (a->ch.mode >= 0)
-			cJSON_AddStringToObject(o, "mode", a->ch.mode == POL_MODE_REPORT ? "report" : "enforce");
+		/* {"user_sync": "off", ..., "at": {"user_sync": MS}, "pending": ["user_sync"]} */
+		for (k = 0; k < NFIELDS; k++)
+			if (a->v[k] >= 0)
+				cJSON_AddStringToObject(o, FIELD[k], value_text(k, a->v[k]));
 		cJSON_AddNumberToObject(o, "version", (double)a->version);
-		cJSON_AddNumberToObject(o, "at", (double)a->at);
-		if (a->pending)
-			cJSON_AddTrueToObject(o, "pending");
+		at = cJSON_AddObjectToObject(o, "at");
+		pend = cJSON_AddArrayToObject(o, "pending");
+		for (k = 0; at && pend && k < NFIELDS; k++) {
+			if (a->v[k] >= 0)
+				cJSON_AddNumberToObject(at, FIELD[k], (double)a->at[k]);
+			if (a->pending & 1u << k)
+				cJSON_AddItemToArray(pend, cJSON_CreateString(FIELD[k]));
+		}
 	}
 	sig = cJSON_PrintUnformatted(j); /* what is saved, but for when */
 	if (!sig || (fl->saved && !strcmp(sig, fl->saved))) {
@@ -288,15 +322,6 @@ save_state(struct px_fleet *fl)
 	}
 }
 
-static int
-switch_of(const cJSON *o, const char *key, const char *on, const char *off)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	if (!cJSON_IsString(v))
-		return -1;
-	return !strcmp(v->valuestring, on) ? 1 : !strcmp(v->valuestring, off) ? 0 : -1;
-}
-
 /* At start: the last state an instance saved, applied as the admin API's overrides. */
 static void
 load_state(struct px_fleet *fl)
@@ -327,18 +352,26 @@ load_state(struct px_fleet *fl)
 	}
 	cJSON_ArrayForEach(o, apps) {
 		struct fapp *a;
-		int mode = switch_of(o, "mode", "report", "enforce");
+		struct pol_app_change ch;
 		const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version"),
-		            *at = cJSON_GetObjectItemCaseSensitive(o, "at");
+		            *at = cJSON_GetObjectItemCaseSensitive(o, "at"),
+		            *pend = cJSON_GetObjectItemCaseSensitive(o, "pending"), *x;
+		int k;
 		if (!cJSON_IsObject(o) || !(a = fapp_get(fl, o->string, 1)))
 			continue;
-		a->ch.user_sync = switch_of(o, "user_sync", "on", "off");
-		a->ch.conversation_sync = switch_of(o, "conversation_sync", "on", "off");
-		a->ch.mode = mode < 0 ? -1 : mode ? POL_MODE_REPORT : POL_MODE_ENFORCE;
+		for (k = 0; k < NFIELDS; k++) {
+			const cJSON *val = cJSON_GetObjectItemCaseSensitive(o, FIELD[k]),
+			            *t = cJSON_GetObjectItemCaseSensitive(at, FIELD[k]);
+			a->v[k] = cJSON_IsString(val) ? value_parse(k, val->valuestring) : -1;
+			a->at[k] = cJSON_IsNumber(t) && t->valuedouble > 0 ? (uint64_t)t->valuedouble : 0;
+		}
+		cJSON_ArrayForEach(x, pend)
+			for (k = 0; k < NFIELDS; k++)
+				if (cJSON_IsString(x) && !strcmp(x->valuestring, FIELD[k]) && a->v[k] >= 0)
+					a->pending |= 1u << k;
 		a->version = cJSON_IsNumber(ver) && ver->valuedouble > 0 ? (uint64_t)ver->valuedouble : 0;
-		a->at = cJSON_IsNumber(at) && at->valuedouble > 0 ? (uint64_t)at->valuedouble : 0;
-		a->pending = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "pending"));
-		apply_change(fl, a->id, &a->ch);
+		ch = change_of(a, 7);
+		apply_change(fl, a->id, &ch);
 		count++;
 	}
 	o = cJSON_GetObjectItemCaseSensitive(j, "version");
@@ -431,16 +464,22 @@ publish(struct px_fleet *fl, const char *msg, size_t len)
 
 /* ---- switches ---- */
 
-/* KEYS: version, apps, the app's hash. ARGV: app, at, by, channel, only_if_newer (1/0), then
- * field/value pairs. Returns the new version, or -1 when ONLY_IF_NEWER and the fleet's record
- * is as new or newer. */
+/* KEYS: version, apps, the app's hash. ARGV: app, by, channel, only_if_newer (1/0), then
+ * field, value, at (wall-clock ms) triples. Each field is written (with "at:FIELD") unless
+ * ONLY_IF_NEWER and the fleet's is as new or newer. Returns the new version, or -1 when
+ * nothing was written. */
 static const char WRITE_LUA[] =
-	"if ARGV[5] == '1' then local cur = redis.call('HGET', KEYS[3], 'at') "
-	"if cur and tonumber(cur) >= tonumber(ARGV[2]) then return -1 end end "
+	"local wrote = false "
+	"for i = 5, #ARGV, 3 do "
+	"local cur = redis.call('HGET', KEYS[3], 'at:' .. ARGV[i]) "
+	"if ARGV[4] ~= '1' or not cur or tonumber(cur) < tonumber(ARGV[i + 2]) then "
+	"redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1], 'at:' .. ARGV[i], ARGV[i + 2]) "
+	"wrote = true end end "
+	"if not wrote then return -1 end "
 	"local v = redis.call('INCR', KEYS[1]) "
 	"redis.call('SADD', KEYS[2], ARGV[1]) "
-	"redis.call('HSET', KEYS[3], 'version', v, 'at', ARGV[2], 'by', ARGV[3], unpack(ARGV, 6)) "
-	"redis.call('PUBLISH', ARGV[4], 'switch ' .. v) "
+	"redis.call('HSET', KEYS[3], 'version', v, 'by', ARGV[2]) "
+	"redis.call('PUBLISH', ARGV[3], 'switch ' .. v) "
 	"return v";
 
 /* KEYS: version, apps. ARGV: key_prefix. Returns {version, app, {field, value, ...}, ...}. */
@@ -468,14 +507,19 @@ on_write(redisAsyncContext *ac, void *r, void *priv)
 	} else {
 		sent_pop(&fl->cmd);
 		if (reply->type == REDIS_REPLY_INTEGER) {
-			if (a && a->at == w->at)
-				a->pending = 0;
+			int f;
+			/* taken, or (at a resync) older than the fleet's: not pending any more */
+			for (f = 0; a && f < NFIELDS; f++)
+				if ((w->mask & 1u << f) && a->at[f] == w->at[f])
+					a->pending &= ~(1u << f);
 			if (reply->integer > 0) {
-				if (a && a->at == w->at)
+				if (a)
 					a->version = (uint64_t)reply->integer;
-				if ((uint64_t)reply->integer == fl->version + 1)
+				if ((uint64_t)reply->integer == fl->version + 1 && !w->resync)
 					fl->version = (uint64_t)reply->integer; /* (else a snapshot follows) */
 			}
+			if (w->resync)
+				send_snapshot(fl); /* (what the fleet kept where it was newer) */
 			save_state(fl);
 		} else {
 			snprintf(why, sizeof why, "redis: %.200s",
@@ -488,18 +532,22 @@ on_write(redisAsyncContext *ac, void *r, void *priv)
 	free(w);
 }
 
-/* Writes record A (a local flip) to the fleet; ONLY_IF_NEWER at a resync. */
+/* Writes the fields MASK of record A to the fleet; at a resync (W NULL) only where newer
+ * than the fleet's. */
 static int
-write_record(struct px_fleet *fl, struct fapp *a, int only_if_newer, struct px_fleet_wait *w)
+write_record(struct px_fleet *fl, struct fapp *a, unsigned mask, struct px_fleet_wait *w)
 {
-	char k_app[POL_APPID_MAX + 80], at[24], ver[4];
-	const char *argv[11 + 6];      /* EVAL script 3 keys*3 args*5, and up to 3 field/value pairs */
-	size_t lens[11 + 6];
-	int n = 0, i;
+	char k_app[POL_APPID_MAX + 80], at[NFIELDS][24];
+	const char *argv[10 + 3 * NFIELDS]; /* EVAL script 3 keys*3 args*4, field/value/at */
+	size_t lens[10 + 3 * NFIELDS];
+	int n = 0, i, f, resync = !w;
 
+	if (!w && !(w = calloc(1, sizeof *w)))
+		return -1;
+	w->fl = fl;
+	w->resync = resync;
+	snprintf(w->app, sizeof w->app, "%s", a->id);
 	snprintf(k_app, sizeof k_app, "%sapp:%s", fl->conf.prefix, a->id);
-	snprintf(at, sizeof at, "%llu", (unsigned long long)a->at);
-	snprintf(ver, sizeof ver, "%d", only_if_newer ? 1 : 0);
 	argv[n++] = "EVAL";
 	argv[n++] = WRITE_LUA;
 	argv[n++] = "3";
@@ -507,32 +555,22 @@ write_record(struct px_fleet *fl, struct fapp *a, int only_if_newer, struct px_f
 	argv[n++] = fl->k_apps;
 	argv[n++] = k_app;
 	argv[n++] = a->id;
-	argv[n++] = at;
 	argv[n++] = fl->conf.instance;
 	argv[n++] = fl->channel;
-	argv[n++] = ver;
-	if (a->ch.user_sync >= 0) {
-		argv[n++] = "user_sync";
-		argv[n++] = onoff(a->ch.user_sync);
-	}
-	if (a->ch.conversation_sync >= 0) {
-		argv[n++] = "conversation_sync";
-		argv[n++] = onoff(a->ch.conversation_sync);
-	}
-	if (a->ch.mode >= 0) {
-		argv[n++] = "mode";
-		argv[n++] = a->ch.mode == POL_MODE_REPORT ? "report" : "enforce";
+	argv[n++] = resync ? "1" : "0";
+	for (f = 0; f < NFIELDS; f++) {
+		if (!(mask & 1u << f) || a->v[f] < 0)
+			continue;
+		snprintf(at[f], sizeof at[f], "%llu", (unsigned long long)a->at[f]);
+		argv[n++] = FIELD[f];
+		argv[n++] = value_text(f, a->v[f]);
+		argv[n++] = at[f];
+		w->mask |= 1u << f;
+		w->at[f] = a->at[f];
 	}
 	for (i = 0; i < n; i++)
 		lens[i] = strlen(argv[i]);
-	if (!w) {
-		if (!(w = calloc(1, sizeof *w)))
-			return -1;
-		w->fl = fl;
-		snprintf(w->app, sizeof w->app, "%s", a->id);
-		w->at = a->at;
-	}
-	if (command(fl, on_write, w, n, argv, lens)) {
+	if (!w->mask || command(fl, on_write, w, n, argv, lens)) {
 		free(w);
 		return -1;
 	}
@@ -546,20 +584,25 @@ px_fleet_share(struct px_fleet *fl, const char *app, const struct pol_app_change
 {
 	struct fapp *a = fapp_get(fl, app, 1);
 	struct px_fleet_wait *w;
+	unsigned mask = 0;
 
 	if (!a) {
 		snprintf(why, whylen, "%s", fl->napps >= FLEET_APPS_MAX ? "the fleet holds "
 		         "switches of 4096 apps already (FLEET_APPS_MAX)" : "out of memory");
 		return NULL;
 	}
-	if (ch->user_sync >= 0)
-		a->ch.user_sync = ch->user_sync;
-	if (ch->conversation_sync >= 0)
-		a->ch.conversation_sync = ch->conversation_sync;
-	if (ch->mode >= 0)
-		a->ch.mode = ch->mode;
-	a->at = px_wall_ms();
-	a->pending = 1;
+	{
+		const int v[NFIELDS] = {ch->user_sync, ch->conversation_sync, ch->mode};
+		uint64_t now = px_wall_ms();
+		int f;
+		for (f = 0; f < NFIELDS; f++)
+			if (v[f] >= 0) {
+				a->v[f] = v[f];
+				a->at[f] = now;
+				a->pending |= 1u << f;
+				mask |= 1u << f;
+			}
+	}
 	save_state(fl); /* (a restart while Redis is away keeps it) */
 	if (!fl->connected) {
 		snprintf(why, whylen, "redis unreachable (%s)", fl->why[0] ? fl->why : "connecting");
@@ -569,12 +612,9 @@ px_fleet_share(struct px_fleet *fl, const char *app, const struct pol_app_change
 		snprintf(why, whylen, "out of memory");
 		return NULL;
 	}
-	w->fl = fl;
 	w->cb = cb;
 	w->arg = arg;
-	w->at = a->at;
-	snprintf(w->app, sizeof w->app, "%s", app);
-	if (write_record(fl, a, 0, w)) {
+	if (write_record(fl, a, mask, w)) {
 		snprintf(why, whylen, "redis unreachable (%s)", fl->cmd.ac ? "too many commands in flight"
 		         : fl->why[0] ? fl->why : "connection lost");
 		return NULL; /* (write_record freed W) */
@@ -598,7 +638,7 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 	redisReply *reply = r;
 	size_t i, k;
 	int napps = 0, capped = 0, j;
-	char v[24], n[24];
+	char vtext[24], n[24];
 	(void)ac;
 
 	if (!reply)
@@ -613,46 +653,48 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 		drop_later(fl, why);
 		return;
 	}
-	for (j = 0; j < fl->napps; j++)
-		fl->apps[j].version = fl->apps[j].pending ? fl->apps[j].version : 0;
 	for (i = 1; i + 1 < reply->elements; i += 2) {
 		redisReply *id = reply->element[i], *h = reply->element[i + 1];
-		struct pol_app_change ch = {-1, -1, -1};
-		uint64_t ver = 0, at = 0;
+		int v[NFIELDS] = {-1, -1, -1}, f;
+		uint64_t ver = 0, at[NFIELDS] = {0, 0, 0};
+		unsigned take = 0;
+		struct pol_app_change ch;
 		struct fapp *a;
 
 		if (id->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_ARRAY)
 			continue;
 		for (k = 0; k + 1 < h->elements; k += 2) {
-			const char *f = h->element[k]->str, *val = h->element[k + 1]->str;
+			const char *name = h->element[k]->str, *val = h->element[k + 1]->str;
 			if (h->element[k]->type != REDIS_REPLY_STRING ||
 			    h->element[k + 1]->type != REDIS_REPLY_STRING)
 				continue;
-			/* values other than syncgate writes are ignored, never read as "off" */
-			if (!strcmp(f, "user_sync"))
-				ch.user_sync = !strcmp(val, "on") ? 1 : !strcmp(val, "off") ? 0 : -1;
-			else if (!strcmp(f, "conversation_sync"))
-				ch.conversation_sync = !strcmp(val, "on") ? 1 : !strcmp(val, "off") ? 0 : -1;
-			else if (!strcmp(f, "mode"))
-				ch.mode = !strcmp(val, "report") ? POL_MODE_REPORT
-				          : !strcmp(val, "enforce") ? POL_MODE_ENFORCE : -1;
-			else if (!strcmp(f, "version"))
+			if (!strcmp(name, "version"))
 				ver = strtoull(val, NULL, 10);
-			else if (!strcmp(f, "at"))
-				at = strtoull(val, NULL, 10);
+			for (f = 0; f < NFIELDS; f++) {
+				if (!strcmp(name, FIELD[f]))
+					v[f] = value_parse(f, val); /* (not syncgate's: ignored) */
+				else if (!strncmp(name, "at:", 3) && !strcmp(name + 3, FIELD[f]))
+					at[f] = strtoull(val, NULL, 10);
+			}
 		}
 		if (!(a = fapp_get(fl, id->str, 1))) {
 			capped++;
 			continue;
 		}
 		napps++;
-		if (a->writing || (a->pending && a->at > at))
-			continue; /* newer here (written below at a resync), or being written */
-		a->pending = 0;
-		a->ch = ch;
 		a->version = ver;
-		a->at = at;
-		apply_change(fl, a->id, &a->ch);
+		/* per switch: the fleet's, unless one flipped here is as new or newer (written at a
+		 * resync, or being written now) */
+		for (f = 0; f < NFIELDS; f++) {
+			if (v[f] < 0 || ((a->pending & 1u << f) && a->at[f] >= at[f]))
+				continue;
+			a->v[f] = v[f];
+			a->at[f] = at[f];
+			a->pending &= ~(1u << f);
+			take |= 1u << f;
+		}
+		ch = change_of(a, take);
+		apply_change(fl, a->id, &ch);
 	}
 	fl->version = strtoull(reply->element[0]->str, NULL, 10);
 	if (capped) {
@@ -664,7 +706,7 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 	/* the first snapshot of a connection: the flips made while away, if still the newest */
 	for (j = 0; fl->resync && j < fl->napps; j++)
 		if (fl->apps[j].pending && !fl->apps[j].writing &&
-		    write_record(fl, &fl->apps[j], 1, NULL) == 0)
+		    write_record(fl, &fl->apps[j], fl->apps[j].pending, NULL) == 0)
 			px_log(PX_LOG_INFO, "fleet_resync_pushed", "app", fl->apps[j].id, NULL);
 	fl->resync = 0;
 	fl->state_ms = mono_ms();
@@ -688,9 +730,9 @@ on_snapshot(redisAsyncContext *ac, void *r, void *priv)
 		       fl->conf.instance, NULL);
 		flush_queues(fl);
 	}
-	snprintf(v, sizeof v, "%llu", (unsigned long long)fl->version);
+	snprintf(vtext, sizeof vtext, "%llu", (unsigned long long)fl->version);
 	snprintf(n, sizeof n, "%d", napps);
-	px_log(PX_LOG_INFO, "fleet_snapshot", "#version", v, "#apps", n, NULL);
+	px_log(PX_LOG_INFO, "fleet_snapshot", "#version", vtext, "#apps", n, NULL);
 	save_state(fl);
 	if (fl->snapshot_again) { /* a notice came meanwhile: this snapshot may predate it */
 		fl->snapshot_again = 0;

@@ -165,7 +165,7 @@ test('a flip through A is shared: Redis holds it, B and C follow it at their nex
     assert.equal(h.user_sync, 'off');
     assert.equal(Number(h.version), version);
     assert.equal(h.by, 'fleet-a');
-    assert.ok(Number(h.at) >= t0 - 1000 && Number(h.at) <= Date.now() + 1000, `at ${h.at} is the write's wall clock`);
+    assert.ok(Number(h['at:user_sync']) >= t0 - 1000 && Number(h['at:user_sync']) <= Date.now() + 1000, `at:user_sync ${h['at:user_sync']} is the write's wall clock`);
     assert.equal(await redis.cmd('SISMEMBER', `${P}apps`, 'demo'), 1);
     await events.waitFor((m) => m === `switch ${version}`);
     // the others follow; the next SDK call on each is refused
@@ -503,6 +503,24 @@ test('newest wins at the resync: an instance cut off alone drops its older flip 
   await connected(Q, 1, 12000);
   await until(() => Q.events('fleet_resync_pushed').some((l) => l.app === 'demo'), 3000, 'Q did not push its newer flip');
   await follows([A, B, C], 'user_sync', 'on', { timeout: 3000 });
+  // per switch: Q flips one switch alone, B later another of the same app: both are kept
+  // (an older flip of one switch does not undo a newer one of the other, nor the reverse)
+  await relay.cut();
+  await connected(Q, 0, 3000);
+  const pushed = Q.events('fleet_resync_pushed').length;
+  assert.match((await Q.flip({ conversation_sync: 'off' })).fleet, /^not shared/);
+  await sleep(20);
+  assert.equal((await B.flip({ user_sync: 'off' })).fleet, 'shared');
+  await relay.restore();
+  await connected(Q, 1, 12000);
+  await until(() => Q.events('fleet_resync_pushed').length > pushed, 3000, 'Q did not push its conversation_sync flip');
+  await follows([A, B, C, Q], 'conversation_sync', 'off', { timeout: 3000 });
+  await follows([A, B, C, Q], 'user_sync', 'off', { timeout: 3000 });
+  const h = hash(await redis.cmd('HGETALL', `${P}app:demo`));
+  assert.deepEqual([h.user_sync, h.conversation_sync], ['off', 'off']);
+  assert.ok(Number(h['at:user_sync']) > Number(h['at:conversation_sync']), 'each switch keeps its own time');
+  assert.equal((await A.flip({ user_sync: 'on', conversation_sync: 'on' })).fleet, 'shared');
+  await follows([B, C, Q], 'conversation_sync', 'on');
   await Q.stop();
 });
 
