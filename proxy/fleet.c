@@ -376,6 +376,13 @@ load_state(struct px_fleet *fl)
 	}
 	o = cJSON_GetObjectItemCaseSensitive(j, "version");
 	fl->version = cJSON_IsNumber(o) && o->valuedouble > 0 ? (uint64_t)o->valuedouble : 0;
+	o = cJSON_GetObjectItemCaseSensitive(j, "saved_at");
+	if (cJSON_IsNumber(o) && o->valuedouble > 0 && (uint64_t)o->valuedouble <= px_wall_ms()) {
+		/* the state's age is the file's, not this process's: stale since it was saved */
+		uint64_t age = px_wall_ms() - (uint64_t)o->valuedouble, now = mono_ms();
+		fl->stale_since = (uint64_t)o->valuedouble;
+		fl->state_ms = age < now ? now - age : 1;
+	}
 	cJSON_Delete(j);
 	snprintf(n, sizeof n, "%d", count);
 	snprintf(v, sizeof v, "%llu", (unsigned long long)fl->version);

@@ -205,9 +205,21 @@ test('decision counts, the refusals chart, no CSP violation, nothing changed by 
   assert.ok(refuse >= 2, `demo's refusals: ${refuse}`);
   const allow = await page.evaluate(() => [...document.querySelectorAll('#counts tbody tr[data-app="demo"] td[data-verdict="allow"]')].reduce((a, td) => a + Number(td.textContent), 0));
   assert.ok(allow > 0, 'the allowed calls are counted too');
-  const bars = await page.evaluate(() => [...document.querySelectorAll('#chart rect.bar')].map((r) => ({ h: Number(r.getAttribute('height')), n: Number(r.dataset.n), w: r.getBoundingClientRect().width })));
-  assert.ok(bars.length >= 1 && bars.some((b) => b.h > 0 && b.n > 0 && b.w > 0), JSON.stringify(bars));
-  const stats = (await adm('GET', '/stats')).json;
+  // the chart draws /stats' refusals per minute: one bar per minute with refusals, at its
+  // minute, its height in proportion (the busiest minute the tallest), the caption's total
+  let stats, bars;
+  await waitFor(async () => {
+    stats = (await adm('GET', '/stats')).json;
+    bars = await page.evaluate(() => [...document.querySelectorAll('#chart rect.bar')].map((r) => ({ h: Number(r.getAttribute('height')), n: Number(r.dataset.n), minute: Number(r.dataset.minute), w: r.getBoundingClientRect().width })));
+    const want = stats.refusals_per_minute.map((n, i) => ({ n, minute: i - 59 })).filter((b) => b.n > 0);
+    return JSON.stringify(bars.map(({ n, minute }) => ({ n, minute }))) === JSON.stringify(want);
+  }, { timeout: 5000 }).catch(() => assert.fail(`bars ${JSON.stringify(bars)} against /stats ${JSON.stringify(stats.refusals_per_minute)}`));
+  assert.ok(bars.length >= 1 && bars.every((b) => b.w > 0), JSON.stringify(bars));
+  const max = Math.max(...bars.map((b) => b.n));
+  for (const b of bars)
+    assert.ok(Math.abs(b.h - Math.max(2, 92 * b.n / max)) < 0.11, `bar of ${b.n}: height ${b.h}, busiest ${max}`);
+  const total = stats.refusals_per_minute.reduce((x, y) => x + y, 0);
+  assert.match(await page.textContent('#chart-cap'), new RegExp(`: ${total} in all, at most ${max} in one minute`));
   assert.equal(stats.refusals_per_minute.length, 60);
   assert.ok(stats.refusals_per_minute.reduce((x, y) => x + y, 0) >= 2);
   assert.equal(await page.isVisible('#fleet-section'), stats.fleet !== null, 'fleet shown exactly when the field is non-null');

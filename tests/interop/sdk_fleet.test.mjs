@@ -438,6 +438,8 @@ test('Redis killed: switches keep their values, flips are local and not shared, 
   assert.equal((await B.app()).user_sync, 'on');
 
   // a fresh instance, started while Redis is down, from B's state_file
+  const savedAt = JSON.parse(fs.readFileSync(B.stateFile, 'utf8')).saved_at;
+  await sleep(1100);
   const D = await instance('d', { stateFile: B.stateFile });
   await until(() => D.events('fleet_state_file').length > 0, 2000, 'D logged no fleet_state_file line');
   assert.equal(D.events('fleet_state_file')[0].path, B.stateFile);
@@ -449,6 +451,9 @@ test('Redis killed: switches keep their values, flips are local and not shared, 
   assert.ok((await setName(sD)).ok);
   assert.equal(await D.metric('syncgate_fleet_connected'), 0);
   assert.equal((await D.readyz()).status, 200);
+  // its state is as old as the file: stale since it was saved, not since D started
+  assert.equal((await D.readyz()).json.fleet, `stale since ${new Date(Math.floor(savedAt / 1000) * 1000).toISOString().replace('.000Z', 'Z')}`);
+  assert.ok(await D.metric('syncgate_fleet_state_age_seconds') >= 1, 'the state_file\'s age');
 
   // Redis back (empty: nothing was persisted): everyone resyncs, A's pending flip is newer
   // than anything the fleet holds and reaches the others
