@@ -107,6 +107,18 @@ admin_writecb(struct px_io *io, void *arg)
 		conn_free(c);
 }
 
+/* The answer is in C's output: nothing more is read, the connection goes once it is sent. */
+static void
+replied(struct admin_conn *c)
+{
+	c->replied = 1;
+	px_io_read(c->io, 0);
+	px_io_set_low_water(c->io, 0);
+	px_io_flush(c->io);
+	if (evbuffer_get_length(px_io_output(c->io)) == 0)
+		conn_free(c);
+}
+
 static void
 reply(struct admin_conn *c, int status, const char *type, const char *body, size_t len)
 {
@@ -119,12 +131,7 @@ reply(struct admin_conn *c, int status, const char *type, const char *body, size
 	                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
 	                    status, text, type, len);
 	evbuffer_add(out, body, len);
-	c->replied = 1;
-	px_io_read(c->io, 0);
-	px_io_set_low_water(c->io, 0);
-	px_io_flush(c->io);
-	if (evbuffer_get_length(out) == 0)
-		conn_free(c);
+	replied(c);
 }
 
 static void
@@ -613,12 +620,7 @@ console_file(struct admin_conn *c, const char *path)
 	                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
 	                    px_console_assets[i].type, px_console_assets[i].len);
 	evbuffer_add(out, px_console_assets[i].data, px_console_assets[i].len);
-	c->replied = 1;
-	px_io_read(c->io, 0);
-	px_io_set_low_water(c->io, 0);
-	px_io_flush(c->io);
-	if (evbuffer_get_length(out) == 0)
-		conn_free(c);
+	replied(c);
 	return 1;
 }
 

@@ -426,38 +426,37 @@ command(struct px_fleet *fl, redisCallbackFn *fn, void *priv, int argc, const ch
 	return 0;
 }
 
-/* The reply of a command whose answer only matters when it is an error. */
+/* The reply of a command whose answer only matters when it is an error: logged, or with
+ * DROP (AUTH's: a refused password) the connections dropped (stale, back-off). */
+static void
+checked(struct px_fleet *fl, redisReply *reply, const char *what, int drop)
+{
+	char why[240];
+
+	if (!reply)
+		return;
+	sent_pop(&fl->cmd);
+	if (reply->type != REDIS_REPLY_ERROR)
+		return;
+	snprintf(why, sizeof why, "redis: %s%.200s", what, reply->str);
+	if (drop)
+		drop_later(fl, why);
+	else
+		fleet_error(fl, why);
+}
+
 static void
 on_plain(redisAsyncContext *ac, void *r, void *priv)
 {
-	struct px_fleet *fl = priv;
-	redisReply *reply = r;
 	(void)ac;
-	if (!reply)
-		return;
-	sent_pop(&fl->cmd);
-	if (reply->type == REDIS_REPLY_ERROR) {
-		char why[240];
-		snprintf(why, sizeof why, "redis: %.200s", reply->str);
-		fleet_error(fl, why);
-	}
+	checked(priv, r, "", 0);
 }
 
-/* AUTH's answer: a refused password is a drop (stale, back-off), once per reason. */
 static void
 on_auth(redisAsyncContext *ac, void *r, void *priv)
 {
-	struct px_fleet *fl = priv;
-	redisReply *reply = r;
 	(void)ac;
-	if (!reply)
-		return;
-	sent_pop(&fl->cmd);
-	if (reply->type == REDIS_REPLY_ERROR) {
-		char why[240];
-		snprintf(why, sizeof why, "redis: AUTH: %.200s", reply->str);
-		drop_later(fl, why);
-	}
+	checked(priv, r, "AUTH: ", 1);
 }
 
 /* Returns 0, or -1 when it could not be sent. */

@@ -66,6 +66,7 @@ struct px_shared {
 	pthread_mutex_t forget_lock;
 	_Atomic uint64_t forget_seq;    /* the newest entry's seq */
 	struct forget forgets[FORGET_RING];
+	int nworkers;                   /* invalidations are kept only for other readers */
 	void (*kick)(void *);           /* the fleet's: something was queued for it */
 	void *kick_arg;
 };
@@ -100,6 +101,7 @@ px_shared_new(struct pol_config *cfg, SSL_CTX *tls_server, const struct px_tls_c
 	pthread_mutex_init(&sh->peers_lock, NULL);
 	pthread_mutex_init(&sh->budget_lock, NULL);
 	pthread_mutex_init(&sh->forget_lock, NULL);
+	sh->nworkers = cfg->workers; /* (fixed at start: a reload keeps the running count) */
 	sh->file_cfg = pol_config_ref(cfg);
 	sh->cfg = pol_config_ref(cfg);
 	sh->tls_server = tls_server;
@@ -603,11 +605,15 @@ void
 px_shared_forget(struct px_shared *sh, const char *app, int kind, const char *id, size_t idlen,
                  int local)
 {
-	size_t al = app ? strlen(app) : 0;
-	char *key = app ? malloc(al + idlen + 2) : NULL;
+	size_t al;
+	char *key;
 	struct forget *f;
 	uint64_t seq;
 
+	if (!sh->kick && sh->nworkers < 2)
+		return; /* no other reader: the worker dropped its own fact already */
+	al = app ? strlen(app) : 0;
+	key = app ? malloc(al + idlen + 2) : NULL;
 	if (app && !key)
 		return; /* (the fact's TTL still bounds it) */
 	if (key) {

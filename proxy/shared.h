@@ -94,6 +94,7 @@ enum px_budget px_shared_budget_mark(struct px_shared *sh, const char *app, cons
  * LOCAL_ONLY: what the fleet publishes) and returns the seq to resume from. Only the last
  * 1024 are kept: a reader further behind gets one FN call with APP NULL (drop everything).
  * APP NULL: every fact (an instance that was away from the fleet may have missed some).
+ * With one worker and no fleet nothing else reads them: px_shared_forget() keeps nothing.
  */
 void px_shared_forget(struct px_shared *sh, const char *app, int kind, const char *id,
                       size_t idlen, int local);

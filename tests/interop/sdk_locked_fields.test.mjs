@@ -7,7 +7,7 @@
 // nothing and logs what it would have done.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBackend, startSyncgate, sleep, waitFor, rawExchange, parseResponses } from '../lib/harness.mjs';
+import { startBackend, startSyncgate, sleep, waitFor, rawExchange, parseResponses, lockedAppsConf } from '../lib/harness.mjs';
 import { RawWs, userToken } from '../lib/rawws.mjs';
 import { session, uniqueUser, settle } from './sdk.mjs';
 
@@ -16,10 +16,7 @@ const apps = { rej: 'sk_test_rej', strip: 'sk_test_strip', rep: 'sk_test_rep' };
 let be, sg;
 before(async () => {
   be = await startBackend({ apps });
-  sg = await startSyncgate(be.port,
-    `[app:rej]\n${LOCKS}secret_key = ${apps.rej}\n` +
-    `[app:strip]\n${LOCKS}on_locked = strip\nsecret_key = ${apps.strip}\n` +
-    `[app:rep]\n${LOCKS}on_locked = strip\nmode = report\nsecret_key = ${apps.rep}\n` +
+  sg = await startSyncgate(be.port, lockedAppsConf(LOCKS, apps) +
     '[route:legacy-user]\nmatch = PUT /legacy/{app}/users/{user}\nsync = user_set\nbody = json\n');
 });
 after(async () => { await sg?.stop(); await be?.stop(); setTimeout(() => process.exit(), 200).unref(); });

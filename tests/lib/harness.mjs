@@ -218,3 +218,10 @@ export function holdsSocketFrom(pid, peerPort) {
   }
   return false;
 }
+
+// The app sections the locked-field suites share: rej (on_locked = reject), strip, and rep
+// (strip in report mode), each with the lines LOCKS and its secret key from KEYS.
+export const lockedAppsConf = (locks, keys) =>
+  `[app:rej]\n${locks}secret_key = ${keys.rej}\n` +
+  `[app:strip]\n${locks}on_locked = strip\nsecret_key = ${keys.strip}\n` +
+  `[app:rep]\n${locks}on_locked = strip\nmode = report\nsecret_key = ${keys.rep}\n`;

@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startBackend, startSyncgate, parseResponses, waitFor } from '../lib/harness.mjs';
+import { startBackend, startSyncgate, parseResponses, waitFor, lockedAppsConf } from '../lib/harness.mjs';
 import { userToken } from '../lib/rawws.mjs';
 
 const LOCKS = 'user_fields_locked = role, custom.plan\nconversation_fields_locked = custom.tier\n' +
@@ -20,10 +20,7 @@ const T = { timeout: 20000 };
 let be, sg;
 before(async () => {
   be = await startBackend({ apps });
-  sg = await startSyncgate(be.port,
-    `[app:rej]\n${LOCKS}secret_key = ${apps.rej}\n` +
-    `[app:strip]\n${LOCKS}on_locked = strip\nsecret_key = ${apps.strip}\n` +
-    `[app:rep]\n${LOCKS}on_locked = strip\nmode = report\nsecret_key = ${apps.rep}\n` +
+  sg = await startSyncgate(be.port, lockedAppsConf(LOCKS, apps) +
     `[app:repr]\n${LOCKS}mode = report\nsecret_key = ${apps.repr}\n` +
     `[app:open]\nsecret_key = ${apps.open}\n`);
 });
